@@ -1,0 +1,2 @@
+//! tradeflow.
+fn main() {}

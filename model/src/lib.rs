@@ -1,0 +1,31 @@
+//! Domain types shared by every tradeflow crate.
+//!
+//! * [`Trade`] — one accepted trade, with an exact fixed-point [`Price`] and [`Qty`]
+//!   (units of 10^-8) and an interned-size [`Symbol`].
+//! * [`Reject`] and [`RejectReason`] — a record that did not become a trade, and why.
+//! * [`WindowSpec`] — tumbling or hopping event-time windows aligned to the Unix epoch.
+//! * [`WindowMetrics`] and [`Anomaly`] — the rows the pipeline maintains and writes.
+//! * [`WatermarkReport`] — one source instance's promise about the event times it may
+//!   still emit; the pipeline watermark is the minimum over all of them.
+//!
+//! Everything that travels between timely workers is `Serialize + Deserialize`, because
+//! a run on several processes exchanges these values over the network.
+
+pub mod decimal;
+mod fixed;
+mod float;
+mod reject;
+mod rows;
+mod symbol;
+mod time;
+mod trade;
+mod window;
+
+pub use fixed::{Price, Qty, SCALE, UNITS_LIMIT};
+pub use float::F64;
+pub use reject::{Reject, RejectReason};
+pub use rows::{Anomaly, AnomalyKind, WindowMetrics};
+pub use symbol::{Symbol, SymbolError};
+pub use time::{MAX_TS, MIN_TS, Time, WatermarkReport, date_of, format_ts, ts_in_range};
+pub use trade::{Conditions, Trade};
+pub use window::{WindowError, WindowSpec};

@@ -1,0 +1,83 @@
+//! Rejected records: why a record did not become a trade, with its raw payload.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Why a record was rejected (SPEC 2 and 6). The order of the variants is the order of
+/// the checks.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RejectReason {
+    /// Not valid JSON: syntax, `NaN`/`Infinity`, invalid UTF-8, a lone surrogate, a
+    /// duplicate key.
+    InvalidJson,
+    /// A required field is absent, null or of the wrong JSON type.
+    MissingField,
+    /// The price is not > 0 (before and after rounding to 8 places) or not below 10^10.
+    BadPrice,
+    /// The volume is negative or not below 10^10.
+    BadVolume,
+    /// The timestamp is outside 2000-01-01 .. 2100-01-01.
+    BadTimestamp,
+    /// The symbol is empty, longer than 64 bytes, or has a control character.
+    BadSymbol,
+    /// The trade's time is below its partition's watermark when it arrives.
+    Late,
+}
+
+impl RejectReason {
+    /// Every reason, in check order.
+    pub const ALL: [RejectReason; 7] = [
+        RejectReason::InvalidJson,
+        RejectReason::MissingField,
+        RejectReason::BadPrice,
+        RejectReason::BadVolume,
+        RejectReason::BadTimestamp,
+        RejectReason::BadSymbol,
+        RejectReason::Late,
+    ];
+
+    /// The reason as written in outputs and metrics (`bad_price`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::InvalidJson => "invalid_json",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::BadPrice => "bad_price",
+            RejectReason::BadVolume => "bad_volume",
+            RejectReason::BadTimestamp => "bad_timestamp",
+            RejectReason::BadSymbol => "bad_symbol",
+            RejectReason::Late => "late",
+        }
+    }
+
+    /// The index of the reason in [`RejectReason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rejected record, as written to the dead-letter output.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Reject {
+    /// Why it was rejected.
+    pub reason: RejectReason,
+    /// What exactly was wrong and how to fix it, e.g. `field "p": -1.5 is not > 0`.
+    pub detail: String,
+    /// The raw record text (the line, or the element of a Finnhub message). Invalid UTF-8
+    /// is replaced by U+FFFD.
+    pub payload: String,
+    /// The source partition it came from, e.g. `file:///data/trades.ndjson`.
+    pub source: String,
+    /// Position inside the partition: byte offset of the line for files, sequence number
+    /// for the simulator, offset for Kafka.
+    pub position: u64,
+    /// Index of the element inside a Finnhub message's `data` array (0 otherwise).
+    pub element: u32,
+    /// Wall-clock time it was received, ms since the epoch.
+    pub received_at: i64,
+}

@@ -1,0 +1,1 @@
+//! tradeflow sources.
