@@ -78,41 +78,23 @@ pub fn parse_json_number(text: &[u8]) -> Option<Decimal8> {
     if i != text.len() {
         return None;
     }
-    Some(round_digits(
-        negative_sign,
-        int_digits,
-        frac_digits,
-        exponent,
-    ))
+    Some(round_digits(negative_sign, int_digits, frac_digits, exponent))
 }
 
 /// Rounds the decimal `int.frac × 10^exponent` half-even to 8 places.
-fn round_digits(
-    negative_sign: bool,
-    int_digits: &[u8],
-    frac_digits: &[u8],
-    exponent: i64,
-) -> Decimal8 {
+fn round_digits(negative_sign: bool, int_digits: &[u8], frac_digits: &[u8], exponent: i64) -> Decimal8 {
     // All digits as one integer D, with value = D × 10^(exponent - frac_len); scaled by
     // 10^8 the value is D × 10^shift.
     let all = int_digits.iter().chain(frac_digits.iter()).copied();
     let significant: Vec<u8> = all.skip_while(|d| *d == b'0').collect();
     if significant.is_empty() {
-        return Decimal8 {
-            negative: false,
-            zero: true,
-            units: Some(0),
-        };
+        return Decimal8 { negative: false, zero: true, units: Some(0) };
     }
     let shift = exponent - frac_digits.len() as i64 + 8;
     let len = significant.len() as i64;
     let kept_len = len + shift; // digits left of the rounding point
     if kept_len > 19 {
-        return Decimal8 {
-            negative: negative_sign,
-            zero: false,
-            units: None,
-        };
+        return Decimal8 { negative: negative_sign, zero: false, units: None };
     }
     let units = if shift >= 0 {
         let mut value: u64 = 0;
@@ -127,27 +109,16 @@ fn round_digits(
             value = value * 10 + (d - b'0') as u64;
         }
         // First dropped digit (an implied 0 when the number starts right of it).
-        let (first, rest) = if kept_len >= 0 {
-            (significant[kept], &significant[kept + 1..])
-        } else {
-            (b'0', &significant[..])
-        };
+        let (first, rest) =
+            if kept_len >= 0 { (significant[kept], &significant[kept + 1..]) } else { (b'0', &significant[..]) };
         let round_up = match first {
             b'6'..=b'9' => true,
             b'5' => rest.iter().any(|d| *d != b'0') || value % 2 == 1,
             _ => false,
         };
-        if round_up {
-            value.checked_add(1)
-        } else {
-            Some(value)
-        }
+        if round_up { value.checked_add(1) } else { Some(value) }
     };
-    Decimal8 {
-        negative: negative_sign,
-        zero: false,
-        units,
-    }
+    Decimal8 { negative: negative_sign, zero: false, units }
 }
 
 #[cfg(test)]
@@ -179,10 +150,7 @@ mod tests {
         assert_eq!(units("1e-999999999999"), Some(0));
         assert_eq!(units("187.123456785"), Some(18_712_345_678)); // ...78.5 -> 78
         assert_eq!(units("187.123456795"), Some(18_712_345_680)); // ...79.5 -> 80
-        assert_eq!(
-            units("9999999999.999999995"),
-            Some(1_000_000_000_000_000_000)
-        );
+        assert_eq!(units("9999999999.999999995"), Some(1_000_000_000_000_000_000));
     }
 
     #[test]
@@ -205,10 +173,8 @@ mod tests {
 
     #[test]
     fn rejects_non_json_numbers() {
-        for bad in [
-            "", "-", "01", "1.", ".5", "+1", "1e", "1e+", "NaN", "Infinity", "0x10", "1 ", " 1",
-            "1.5.2", "--1",
-        ] {
+        for bad in ["", "-", "01", "1.", ".5", "+1", "1e", "1e+", "NaN", "Infinity", "0x10", "1 ", " 1", "1.5.2", "--1"]
+        {
             assert!(parse_json_number(bad.as_bytes()).is_none(), "{bad:?}");
         }
     }

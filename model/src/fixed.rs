@@ -15,15 +15,11 @@ pub const SCALE: i64 = 100_000_000;
 pub const UNITS_LIMIT: i64 = 1_000_000_000_000_000_000;
 
 /// A trade price in units of 10^-8. Always `> 0` and `< UNITS_LIMIT` for an accepted trade.
-#[derive(
-    Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Price(pub i64);
 
 /// A traded quantity in units of 10^-8. Always `>= 0` and `< UNITS_LIMIT` for an accepted trade.
-#[derive(
-    Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Qty(pub i64);
 
 macro_rules! fixed_point {

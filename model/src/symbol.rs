@@ -98,15 +98,8 @@ mod tests {
 
     #[test]
     fn accepts_exchange_prefixed_and_spaced_symbols() {
-        for s in [
-            "AAPL",
-            "BINANCE:BTCUSDT",
-            "OANDA:EUR_USD",
-            "IC MARKETS:1",
-            "KRAKEN:XBT/USD",
-            "BRK.B",
-            "Ünïcödé",
-        ] {
+        for s in ["AAPL", "BINANCE:BTCUSDT", "OANDA:EUR_USD", "IC MARKETS:1", "KRAKEN:XBT/USD", "BRK.B", "Ünïcödé"]
+        {
             assert_eq!(Symbol::parse(s).unwrap().as_str(), s);
         }
         assert!(Symbol::parse(&"X".repeat(64)).is_ok());
@@ -115,19 +108,13 @@ mod tests {
     #[test]
     fn rejects_empty_long_and_control_characters() {
         assert_eq!(Symbol::parse(""), Err(SymbolError::Empty));
-        assert_eq!(
-            Symbol::parse(&"X".repeat(65)),
-            Err(SymbolError::TooLong(65))
-        );
+        assert_eq!(Symbol::parse(&"X".repeat(65)), Err(SymbolError::TooLong(65)));
         assert_eq!(Symbol::parse("A\tB"), Err(SymbolError::Control(9)));
         assert_eq!(Symbol::parse("A\u{7f}"), Err(SymbolError::Control(0x7f)));
         assert_eq!(Symbol::parse("A\u{85}"), Err(SymbolError::Control(0x85)));
         // 64 bytes of two-byte characters is 32 characters: fine; 65 bytes is not.
         assert!(Symbol::parse(&"é".repeat(32)).is_ok());
-        assert!(matches!(
-            Symbol::parse(&format!("{}x", "é".repeat(32))),
-            Err(SymbolError::TooLong(65))
-        ));
+        assert!(matches!(Symbol::parse(&format!("{}x", "é".repeat(32))), Err(SymbolError::TooLong(65))));
     }
 
     #[test]

@@ -51,17 +51,12 @@ impl Conditions {
 
     /// The JSON text of the list, or `None`.
     pub fn as_json(&self) -> Option<&str> {
-        if self.0.is_empty() {
-            None
-        } else {
-            Some(self.0.as_str())
-        }
+        if self.0.is_empty() { None } else { Some(self.0.as_str()) }
     }
 
     /// The list of conditions, or `None` when absent.
     pub fn decode(&self) -> Option<Vec<String>> {
-        self.as_json()
-            .map(|json| serde_json::from_str(json).unwrap_or_default())
+        self.as_json().map(|json| serde_json::from_str(json).unwrap_or_default())
     }
 }
 
@@ -74,15 +69,7 @@ mod tests {
         let c = Conditions::from_list(&["1", "12", "with \"quote\""]);
         assert_eq!(c.decode().unwrap(), vec!["1", "12", "with \"quote\""]);
         assert!(Conditions::none().decode().is_none());
-        assert_eq!(
-            Conditions::from_json_unchecked("[ \"a\" , \"\\u0062\" ]")
-                .decode()
-                .unwrap(),
-            vec!["a", "b"]
-        );
-        assert_eq!(
-            Conditions::from_list::<&str>(&[]).decode().unwrap(),
-            Vec::<String>::new()
-        );
+        assert_eq!(Conditions::from_json_unchecked("[ \"a\" , \"\\u0062\" ]").decode().unwrap(), vec!["a", "b"]);
+        assert_eq!(Conditions::from_list::<&str>(&[]).decode().unwrap(), Vec::<String>::new());
     }
 }

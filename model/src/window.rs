@@ -92,10 +92,7 @@ mod tests {
     fn tumbling_windows_align_to_the_epoch() {
         let w = WindowSpec::tumbling(60_000).unwrap();
         assert_eq!(w.pane_of(1_700_000_000_123), 1_699_999_980_000);
-        assert_eq!(
-            w.windows_of_pane(1_699_999_980_000).collect::<Vec<_>>(),
-            vec![1_699_999_980_000]
-        );
+        assert_eq!(w.windows_of_pane(1_699_999_980_000).collect::<Vec<_>>(), vec![1_699_999_980_000]);
         assert_eq!(w.end_of(0), 60_000);
     }
 

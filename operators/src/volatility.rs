@@ -1,0 +1,71 @@
+//! Rolling volatility of vwap log returns (SPEC 4).
+//!
+//! Background: for window `w` of a symbol, take the windows `w'` of the same symbol with
+//! `w - (K-1)·S <= w' <= w` whose vwap is not NULL, in time order `w1 < ... < wm`
+//! (K = `--volatility-windows`, S the slide, = W for tumbling windows). Empty windows
+//! are skipped, not zero-filled. The returns are `r_j = ln(vwap(w_{j+1}) / vwap(w_j))`.
+//!
+//! Formula, evaluated exactly in this order so results are bit-identical everywhere:
+//! `mean = (Σ r_j) / n`, `var = Σ (r_j − mean)² / (n − 1)`, sums left to right,
+//! `volatility = sqrt(var)`; NULL when fewer than 2 returns. Not annualised.
+//!
+//! Lateness: the inputs are window vwaps, provisional until their windows are final;
+//! the volatility of `w` is final when `w` is, since it reads only windows `<= w`.
+
+/// The volatility of a run of vwaps, with the mean of the returns behind it.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct Volatility {
+    /// Sample standard deviation of the log returns.
+    pub sigma: f64,
+    /// Mean of the log returns.
+    pub mean: f64,
+}
+
+/// The volatility of `vwaps` (present windows, in time order); `None` with fewer than
+/// two returns.
+pub fn rolling_volatility(vwaps: &[f64]) -> Option<Volatility> {
+    if vwaps.len() < 3 {
+        return None;
+    }
+    let n = (vwaps.len() - 1) as f64;
+    let returns = vwaps.windows(2).map(|pair| (pair[1] / pair[0]).ln());
+    let mut sum = 0.0;
+    for r in returns.clone() {
+        sum += r;
+    }
+    let mean = sum / n;
+    let mut squares = 0.0;
+    for r in returns {
+        squares += (r - mean) * (r - mean);
+    }
+    Some(Volatility { sigma: (squares / (n - 1.0)).sqrt(), mean })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needs_two_returns() {
+        assert_eq!(rolling_volatility(&[]), None);
+        assert_eq!(rolling_volatility(&[100.0, 101.0]), None);
+        assert!(rolling_volatility(&[100.0, 101.0, 100.0]).is_some());
+    }
+
+    #[test]
+    fn matches_a_hand_computation() {
+        let v = rolling_volatility(&[100.0, 110.0, 99.0, 99.0]).unwrap();
+        let r = [(110.0f64 / 100.0).ln(), (99.0f64 / 110.0).ln(), 0.0];
+        let mean = (r[0] + r[1] + r[2]) / 3.0;
+        let var = ((r[0] - mean).powi(2) + (r[1] - mean).powi(2) + (r[2] - mean).powi(2)) / 2.0;
+        assert_eq!(v.mean, mean);
+        assert!((v.sigma - var.sqrt()).abs() < 1e-15);
+    }
+
+    #[test]
+    fn a_steady_trend_has_zero_volatility() {
+        let v = rolling_volatility(&[100.0, 200.0, 400.0, 800.0]).unwrap();
+        assert!(v.sigma.abs() < 1e-15, "{v:?}");
+        assert!((v.mean - 2f64.ln()).abs() < 1e-15);
+    }
+}
