@@ -1,2 +1,5 @@
-//! tradeflow.
-fn main() {}
+//! The `tradeflow` binary.
+
+fn main() -> std::process::ExitCode {
+    tradeflow::cli::main()
+}

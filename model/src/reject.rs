@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Why a record was rejected (SPEC 2 and 6). The order of the variants is the order of
-/// the checks.
+/// Why a record was rejected (SPEC 2 and 6), in the order SPEC 2 lists them. (The
+/// checks themselves run: fields present, then `s`, `p`, `v`, `t`, then lateness.)
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum RejectReason {
     /// Not valid JSON: syntax, `NaN`/`Infinity`, invalid UTF-8, a lone surrogate, a

@@ -19,9 +19,10 @@ pub struct Trade {
     pub conditions: Conditions,
 }
 
-/// A trade's optional list of condition codes, kept as canonical compact JSON text
-/// (`["1","12"]`) so that a typical list is stored inline without allocating, and
-/// decoded only where it is written out.
+/// A trade's optional list of condition codes, kept as the JSON text of the array as it
+/// arrived (`["1","12"]`, spacing and escapes included) so that a typical list is stored
+/// inline without allocating, and decoded only where it is written out. Compare decoded
+/// lists, not texts: the same list can arrive spelled differently.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Conditions(CompactString);
 

@@ -123,9 +123,10 @@ pub fn window_analytics<'scope>(
                     out.session(&cap).give_iterator(changes.anomalies.drain(..).map(|(row, diff)| (row, time, diff)));
                 }
             }
+            // Hold capabilities only for the epochs still stashed.
             for set in caps.iter_mut() {
-                match frontier {
-                    Some(f) => set.downgrade([f]),
+                match queue.first_time() {
+                    Some(t) => set.downgrade([t]),
                     None => *set = CapabilitySet::new(),
                 }
             }

@@ -44,6 +44,11 @@ impl<D: Default> EpochQueue<D> {
         Some(entry.remove_entry())
     }
 
+    /// The oldest stashed epoch: the least time an operator still needs to emit at.
+    pub fn first_time(&self) -> Option<Time> {
+        self.pending.keys().next().copied()
+    }
+
     /// True when nothing is stashed.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()

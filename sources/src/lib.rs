@@ -1,1 +1,20 @@
-//! tradeflow sources.
+//! tradeflow sources: the outside world turned into trades and rejects.
+//!
+//! * [`format`] — record formats, independent of transport: one NDJSON line (a Finnhub
+//!   message or a flat trade) parsed zero-copy into trades and rejects, and the NDJSON
+//!   writers that produce the same encodings.
+//! * [`url`] — `--source` URLs parsed into validated specs.
+//! * [`lateness`] — per-partition watermarks, the lateness rule, idle partitions.
+//! * [`driver`] — the one place that holds a source's timely capability.
+//! * [`file`] — `file://` sources, parsed in parallel, sequenced in file order.
+//! * [`sim`] — the seeded market simulator, as a source and a generator.
+//! * [`ingest`] — batches to trades, exact pane aggregates, rejects and watermarks.
+
+pub mod batch;
+pub mod driver;
+pub mod file;
+pub mod format;
+pub mod ingest;
+pub mod lateness;
+pub mod sim;
+pub mod url;

@@ -1,0 +1,173 @@
+//! Raw command-line flags (clap), before validation.
+//!
+//! Timely's own flags work as in timely: `-w` worker threads per process, `-n`
+//! processes, `-p` this process's index, `-h` host file; so help is `--help` only.
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Real-time market analytics: trades in, exact windowed VWAP, volatility and anomalies
+/// out, on timely and differential dataflow.
+#[derive(Debug, Parser)]
+#[command(name = "tradeflow", version, disable_help_flag = true, disable_help_subcommand = true)]
+pub struct Cli {
+    /// Print help.
+    #[arg(long, action = ArgAction::Help, global = true)]
+    help: Option<bool>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline: sources -> window metrics, volatility, anomalies -> sinks.
+    #[command(disable_help_flag = true)]
+    Run(Box<RunArgs>),
+    /// Write a simulated market to an NDJSON file (test and benchmark inputs).
+    #[command(disable_help_flag = true)]
+    Simulate(SimulateArgs),
+}
+
+/// Timely's execution flags.
+#[derive(Debug, Clone, Args)]
+pub struct TimelyArgs {
+    /// Worker threads per process.
+    #[arg(short = 'w', long = "threads", default_value_t = 1, value_name = "N")]
+    pub workers: usize,
+    /// Number of processes.
+    #[arg(short = 'n', long = "processes", default_value_t = 1, value_name = "N")]
+    pub processes: usize,
+    /// Index of this process (0..N).
+    #[arg(short = 'p', long = "process", default_value_t = 0, value_name = "I")]
+    pub process: usize,
+    /// Host file: one host:port per line, process i listens on line i.
+    #[arg(short = 'h', long = "hostfile", value_name = "FILE")]
+    pub hostfile: Option<PathBuf>,
+}
+
+/// `tradeflow run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Input, repeatable: file:///abs/path (NDJSON file or directory),
+    /// sim://?symbols=AAPL,MSFT&rate=50000&count=1000000&seed=42&start=now.
+    #[arg(long = "source", value_name = "URL", default_value = "sim://")]
+    pub sources: Vec<String>,
+    /// Parquet lake root: file:///abs/dir (or file://relative/dir).
+    #[arg(long, value_name = "URL", default_value = "file://./data/lake")]
+    pub lake: String,
+    /// Do not write the lake.
+    #[arg(long, conflicts_with = "lake")]
+    pub no_lake: bool,
+    /// PostgreSQL sink (arrives with the PostgreSQL sink; not in this build).
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+    /// Window size.
+    #[arg(long, default_value = "1m", value_name = "DURATION")]
+    pub window: String,
+    /// Hop between window starts (must divide --window); default: tumbling.
+    #[arg(long, value_name = "DURATION")]
+    pub slide: Option<String>,
+    /// How far behind its partition's newest trade a trade may be and still count.
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    pub allowed_lateness: String,
+    /// Wall-clock silence after which a live partition stops holding the watermark back.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub idle_timeout: String,
+    /// Windows spanned by the rolling volatility (K).
+    #[arg(long, default_value_t = 20, value_name = "K")]
+    pub volatility_windows: usize,
+    /// A volume spike is volume > F x baseline.
+    #[arg(long, default_value_t = 3.0, value_name = "F")]
+    pub spike_factor: f64,
+    /// Windows before a window that form its volume baseline (K).
+    #[arg(long, default_value_t = 20, value_name = "K")]
+    pub baseline_windows: usize,
+    /// Baseline windows that must have trades before a spike can fire (H).
+    #[arg(long, default_value_t = 5, value_name = "H")]
+    pub min_history: usize,
+    /// A price jump is |r - mean| > Z x volatility.
+    #[arg(long, default_value_t = 4.0, value_name = "Z")]
+    pub jump_sigma: f64,
+    /// Prometheus /metrics address (arrives with the metrics issue; not in this build).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Live dashboard address (arrives with the dashboard issue; not in this build).
+    #[arg(long, value_name = "ADDR")]
+    pub dashboard_addr: Option<String>,
+    /// Seconds between progress lines on stderr (0 = none).
+    #[arg(long, default_value = "2s", value_name = "DURATION")]
+    pub progress_interval: String,
+    /// Identifier of this run in the changelog (default: derived from the start time).
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+    /// Largest trades file, in rows.
+    #[arg(long, default_value_t = 1_000_000, value_name = "ROWS")]
+    pub lake_file_rows: usize,
+    /// Timely execution.
+    #[command(flatten)]
+    pub timely: TimelyArgs,
+}
+
+/// `tradeflow simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Output NDJSON file.
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// Comma-separated symbols (default: a built-in universe of stocks, crypto and forex).
+    #[arg(long, value_delimiter = ',')]
+    pub symbols: Vec<String>,
+    /// Number of trades.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub count: u64,
+    /// Random seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Event time of the first trade: ms since the epoch, RFC 3339, or now.
+    #[arg(long, default_value = "2023-11-14T22:13:20Z")]
+    pub start: String,
+    /// Event-time rate in trades/s (timestamps only; the file is written at full speed).
+    #[arg(long, default_value_t = 50_000)]
+    pub rate: u64,
+    /// Line encoding: flat trades, Finnhub messages of 1-8 trades, or a mix.
+    #[arg(long, value_enum, default_value_t = LineFormat::Flat)]
+    pub format: LineFormat,
+}
+
+/// How `simulate` encodes trades.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LineFormat {
+    /// `{"s":..,"p":..,"t":..,"v":..,"c":..}` per line.
+    Flat,
+    /// `{"type":"trade","data":[...]}` per line.
+    Finnhub,
+    /// Both, alternating by chance.
+    Mixed,
+}
+
+/// Runs the command line; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => {
+            crate::config::RunConfig::from_args(&args).map_err(anyhow::Error::from).and_then(crate::run::run)
+        }
+        Command::Simulate(args) => crate::simulate::simulate(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

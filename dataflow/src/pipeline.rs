@@ -1,0 +1,108 @@
+//! The pipeline, as each worker builds it: sources -> operators -> sinks.
+
+use crate::config::{RunConfig, Source};
+use crate::stats::RunStats;
+use differential_dataflow::AsCollection;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Concatenate, Inspect, Probe};
+use timely::dataflow::{ProbeHandle, Scope};
+use tradeflow_model::Time;
+use tradeflow_operators::{GlobalWatermark, window_analytics};
+use tradeflow_sinks::lake::{ChangelogConfig, Lake, write_changelog, write_dead_letters, write_finals, write_trades};
+use tradeflow_sources::driver::polled_source;
+use tradeflow_sources::file::file_source;
+use tradeflow_sources::ingest::{Ingested, ingest};
+use tradeflow_sources::sim::SimReader;
+
+/// What every worker shares with the rest of its process.
+pub struct Shared {
+    /// Counters.
+    pub stats: Arc<RunStats>,
+    /// The lake, if written.
+    pub lake: Option<Arc<Lake>>,
+    /// Set on Ctrl-C: sources stop and the run finishes what it has.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Builds the pipeline in `scope`; the probe tells when it has finished.
+pub fn build<'scope>(scope: Scope<'scope, Time>, config: &RunConfig, shared: &Shared) -> ProbeHandle<Time> {
+    let (index, peers) = (scope.index(), scope.peers());
+    let windows = config.params.windows;
+
+    // Sources: each source on each worker is one watermark reporter.
+    let mut inputs: Vec<Ingested<'scope>> = Vec::new();
+    for (number, source) in config.sources.iter().enumerate() {
+        let reporter = (number * peers + index) as u32;
+        let batches = match source {
+            Source::File(plan) => file_source(scope, plan.clone(), config.lateness_ms, shared.stop.clone()),
+            Source::Sim(sim) => {
+                let reader = SimReader::new(
+                    sim.clone(),
+                    index,
+                    peers,
+                    config.lateness_ms,
+                    config.idle_timeout,
+                    shared.stop.clone(),
+                );
+                polled_source(scope, "Simulator", reader)
+            }
+        };
+        inputs.push(ingest(batches, reporter, windows, shared.stats.ingest.clone()));
+    }
+    let reporters = config.sources.len() * peers;
+    let trades = scope.concatenate(inputs.iter().map(|i| i.trades.clone()));
+    let rejects = scope.concatenate(inputs.iter().map(|i| i.rejects.clone()));
+    let panes = scope.concatenate(inputs.iter().map(|i| i.panes.inner.clone())).as_collection();
+    let watermarks = scope.concatenate(inputs.iter().map(|i| i.watermarks.clone())).broadcast();
+
+    // Operators.
+    let analytics = window_analytics(panes, watermarks.clone(), config.params, reporters);
+
+    // Sinks.
+    if let Some(lake) = &shared.lake {
+        write_trades(trades, watermarks.clone(), reporters, lake.clone(), config.lake_file_rows);
+        write_finals(analytics.metrics.clone(), watermarks.clone(), reporters, windows, lake.clone(), 1_000_000);
+        write_finals(analytics.anomalies.clone(), watermarks.clone(), reporters, windows, lake.clone(), 1_000_000);
+        let changelog = ChangelogConfig {
+            run_id: config.run_id.clone(),
+            worker: index,
+            max_rows: 250_000,
+            max_age: (!config.bounded).then_some(Duration::from_secs(10)),
+        };
+        write_changelog(analytics.metrics.clone(), lake.clone(), changelog.clone());
+        write_changelog(analytics.anomalies.clone(), lake.clone(), changelog);
+        let age = (!config.bounded).then_some(Duration::from_secs(60));
+        write_dead_letters(rejects, lake.clone(), 100_000, age);
+    }
+
+    // Counters for progress and the summary.
+    let stats = shared.stats.clone();
+    let mut watermark = GlobalWatermark::new(reporters);
+    watermarks.inspect(move |report| {
+        watermark.observe(report);
+        stats.watermark.fetch_max(watermark.get(), Ordering::Relaxed);
+    });
+    let stats = shared.stats.clone();
+    let metrics = analytics.metrics.inner.inspect(move |(row, _, diff)| {
+        if row.is_final {
+            stats.final_windows.fetch_add(*diff as u64, Ordering::Relaxed);
+        } else {
+            stats.open_windows.fetch_add(*diff as i64, Ordering::Relaxed);
+            if *diff > 0 {
+                stats.provisional_updates.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let stats = shared.stats.clone();
+    analytics.anomalies.inner.inspect(move |(row, _, diff)| {
+        if row.is_final {
+            stats.final_anomalies.fetch_add(*diff as u64, Ordering::Relaxed);
+        }
+    });
+    let probe = ProbeHandle::new();
+    metrics.probe_with(&probe);
+    probe
+}

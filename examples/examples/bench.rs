@@ -1,0 +1,245 @@
+//! Throughput benchmark: the pipeline against a plain single-threaded loop.
+//!
+//! Generates N million simulated trades to an NDJSON file (`tradeflow simulate`), then, in
+//! one run so that the ratios are comparable on a shared machine:
+//!
+//! * the **yardstick** — one thread that reads the file, parses and validates every line,
+//!   applies the lateness rule, aggregates exactly per (symbol, window) with interned
+//!   symbols, and computes the same final window metrics and anomalies;
+//! * `tradeflow run` on that file at `-w 1` and `-w 2`, without and with the lake.
+//!
+//! It prints trades/s, the ratio to the yardstick and peak memory for each, checks that
+//! every run found the same final windows and anomalies as the yardstick, and runs the
+//! pipeline on a quarter of the input to show that peak memory does not grow with the
+//! length of the input.
+//!
+//! Run (release, after building the binary):
+//!
+//! ```text
+//! cargo build --release -p tradeflow && cargo run --release -p tradeflow-examples --example bench -- [MILLIONS]
+//! ```
+
+use anyhow::{Context, bail};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+use tradeflow_model::{Symbol, WindowSpec};
+use tradeflow_operators::reference::rows_from_windows;
+use tradeflow_operators::{AnalyticsParams, AnomalyParams, WindowAgg};
+use tradeflow_sources::format::{Item, parse_line};
+use tradeflow_sources::lateness::PartitionClock;
+
+struct Outcome {
+    label: String,
+    seconds: f64,
+    windows: u64,
+    anomalies: u64,
+    peak_mib: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let millions: f64 =
+        std::env::args().nth(1).map_or(Ok(5.0), |a| a.parse()).context("the argument is millions of trades, e.g. 5")?;
+    let trades = (millions * 1e6) as u64;
+    let binary = tradeflow_binary()?;
+    let dir = std::env::temp_dir().join(format!("tradeflow-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let input = dir.join("trades.ndjson");
+    let quarter = dir.join("quarter.ndjson");
+    for (path, count) in [(&input, trades), (&quarter, trades / 4)] {
+        let status = Command::new(&binary)
+            .args(["simulate", "--out"])
+            .arg(path)
+            .args(["--count", &count.to_string(), "--seed", "1", "--format", "mixed"])
+            .status()?;
+        if !status.success() {
+            bail!("tradeflow simulate failed");
+        }
+    }
+    let bytes = std::fs::metadata(&input)?.len();
+    println!(
+        "input: {} trades, {:.0} MiB, {:.1} bytes/trade\n",
+        trades,
+        bytes as f64 / 1048576.0,
+        bytes as f64 / trades as f64
+    );
+
+    let mut outcomes = vec![yardstick(&input)?];
+    for (label, workers, lake) in [
+        ("tradeflow -w 1 --no-lake", 1, false),
+        ("tradeflow -w 2 --no-lake", 2, false),
+        ("tradeflow -w 1 (lake)", 1, true),
+        ("tradeflow -w 2 (lake)", 2, true),
+    ] {
+        outcomes.push(pipeline(&binary, &input, &dir, label, workers, lake)?);
+    }
+    let small = pipeline(&binary, &quarter, &dir, "tradeflow -w 1 --no-lake, N/4", 1, false)?;
+
+    let base = outcomes[0].seconds;
+    println!("| run | trades/s | vs yardstick | peak memory |");
+    println!("|---|---:|---:|---:|");
+    for o in &outcomes {
+        println!(
+            "| {} | {:.2}M | {:.2}x | {} MiB |",
+            o.label,
+            trades as f64 / o.seconds / 1e6,
+            base / o.seconds,
+            o.peak_mib
+        );
+    }
+    println!(
+        "\npeak memory at N = {} trades: {} MiB; at N/4: {} MiB (ratio {:.2})",
+        trades,
+        outcomes[1].peak_mib,
+        small.peak_mib,
+        outcomes[1].peak_mib as f64 / small.peak_mib.max(1) as f64
+    );
+    for o in &outcomes[1..] {
+        if (o.windows, o.anomalies) != (outcomes[0].windows, outcomes[0].anomalies) {
+            bail!(
+                "{} found {} windows and {} anomalies; the yardstick {} and {}",
+                o.label,
+                o.windows,
+                o.anomalies,
+                outcomes[0].windows,
+                outcomes[0].anomalies
+            );
+        }
+    }
+    println!(
+        "every run found the yardstick's {} final windows and {} anomalies",
+        outcomes[0].windows, outcomes[0].anomalies
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The `tradeflow` binary next to this example (target/<profile>/tradeflow).
+fn tradeflow_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let binary = exe.parent().and_then(Path::parent).map(|d| d.join("tradeflow")).context("locating target dir")?;
+    if !binary.exists() {
+        bail!("{} not found: run `cargo build --release -p tradeflow` first", binary.display());
+    }
+    Ok(binary)
+}
+
+fn params() -> AnalyticsParams {
+    AnalyticsParams {
+        windows: WindowSpec::tumbling(60_000).expect("valid"),
+        volatility_windows: 20,
+        anomalies: AnomalyParams::default(),
+    }
+}
+
+/// The plain loop: read, parse, validate, lateness, exact aggregation, final rows.
+fn yardstick(path: &Path) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let params = params();
+    let mut file = std::fs::File::open(path)?;
+    let mut buffer = vec![0u8; 4 << 20];
+    let mut filled = 0;
+    let mut clock = PartitionClock::new(5_000);
+    let mut ids: FxHashMap<String, u32> = FxHashMap::default();
+    let mut names: Vec<Symbol> = Vec::new();
+    let mut windows: FxHashMap<(u32, i64), WindowAgg> = FxHashMap::default();
+    loop {
+        let n = file.read(&mut buffer[filled..])?;
+        let end = filled + n;
+        let last_newline = if n == 0 { end } else { memchr::memrchr(b'\n', &buffer[..end]).map_or(0, |i| i + 1) };
+        for line in buffer[..last_newline].split(|b| *b == b'\n') {
+            parse_line(line, &mut |item| {
+                if let Item::Trade(t) = item
+                    && clock.admit(t.ts)
+                {
+                    let id = match ids.get(t.symbol.as_ref()) {
+                        Some(id) => *id,
+                        None => {
+                            let id = names.len() as u32;
+                            names.push(Symbol::parse(&t.symbol).expect("validated"));
+                            ids.insert(t.symbol.to_string(), id);
+                            id
+                        }
+                    };
+                    windows.entry((id, params.windows.pane_of(t.ts))).or_default().add_trade(t.ts, t.price, t.volume);
+                }
+            });
+        }
+        buffer.copy_within(last_newline..end, 0);
+        filled = end - last_newline;
+        if n == 0 {
+            break;
+        }
+        if filled == buffer.len() {
+            buffer.resize(buffer.len() * 2, 0);
+        }
+    }
+    let keyed: BTreeMap<(Symbol, i64), WindowAgg> =
+        windows.into_iter().map(|((id, start), agg)| ((names[id as usize].clone(), start), agg)).collect();
+    let (metrics, anomalies) = rows_from_windows(&keyed, &params);
+    Ok(Outcome {
+        label: "yardstick (1 thread)".into(),
+        seconds: started.elapsed().as_secs_f64(),
+        windows: metrics.len() as u64,
+        anomalies: anomalies.len() as u64,
+        peak_mib: tradeflow_peak_self() / 1024,
+    })
+}
+
+fn tradeflow_peak_self() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn pipeline(
+    binary: &Path,
+    input: &Path,
+    dir: &Path,
+    label: &str,
+    workers: usize,
+    lake: bool,
+) -> anyhow::Result<Outcome> {
+    let lake_dir = dir.join("lake");
+    let _ = std::fs::remove_dir_all(&lake_dir);
+    let mut command = Command::new(binary);
+    command.arg("run").arg("--source").arg(format!("file://{}", input.display())).args([
+        "-w",
+        &workers.to_string(),
+        "--progress-interval",
+        "0",
+    ]);
+    if lake {
+        command.arg("--lake").arg(format!("file://{}", lake_dir.display()));
+    } else {
+        command.arg("--no-lake");
+    }
+    let started = Instant::now();
+    let output = command.output()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!("{label} failed:\n{stderr}");
+    }
+    let field = |name: &str| -> u64 {
+        stderr
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .and_then(|l| l.trim_start()[name.len()..].split_whitespace().next().map(|v| v.replace(',', "")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Outcome {
+        label: label.into(),
+        seconds,
+        windows: field("windows final"),
+        anomalies: field("anomalies final"),
+        peak_mib: field("peak memory"),
+    })
+}

@@ -1,0 +1,64 @@
+//! `window_metrics/date=D/*.parquet` and `anomalies/date=D/*.parquet`: final rows.
+//!
+//! Background: final rows (never retracted) are gathered on worker 0, which groups them
+//! by the UTC hour of their window start. An hour is complete when the watermark has
+//! passed the end of every window starting in it (`hour end − 1 ms + W`): its rows are
+//! then sorted by (window_start, symbol, …) and written as one file, or several of at
+//! most `max_rows` rows.
+//!
+//! Determinism: an hour's rows are exactly the final rows of windows starting in it, so
+//! the file names (`20231114T22-0000.parquet`) and contents depend only on the accepted
+//! trades, and a replay rewrites the same objects.
+
+use super::parquet::{LakeRow, encode};
+use super::paths::hour_label;
+use super::store::{Lake, Payload};
+use super::watermarked::{Step, watermarked_sink};
+use differential_dataflow::VecCollection;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+use timely::ExchangeData;
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::vec::{Filter, Map};
+use tradeflow_model::{Time, WatermarkReport, WindowSpec, date_of};
+
+const HOUR: i64 = 3_600_000;
+
+/// Writes the final rows of `rows` to the lake (see the module documentation).
+pub fn write_finals<'scope, R>(
+    rows: VecCollection<'scope, Time, R>,
+    watermarks: StreamVec<'scope, Time, WatermarkReport>,
+    reporters: usize,
+    windows: WindowSpec,
+    lake: Arc<Lake>,
+    max_rows: usize,
+) where
+    R: LakeRow + ExchangeData + Debug,
+{
+    let finals = rows.inner.filter(|(row, _, diff)| row.is_final() && *diff > 0).map(|(row, _, _)| row);
+    let mut hours: BTreeMap<i64, Vec<R>> = BTreeMap::new();
+    let name = format!("Lake:{}", R::DATASET);
+    watermarked_sink(&name, finals, Exchange::new(|_: &R| 0), watermarks, reporters, move |step: Step<'_, R>| {
+        for row in step.data.drain(..) {
+            hours.entry(row.window_start().div_euclid(HOUR) * HOUR).or_default().push(row);
+        }
+        while let Some(entry) = hours.first_entry() {
+            let hour = *entry.key();
+            let complete = step.done || hour.saturating_add(HOUR - 1 + windows.size()) <= step.watermark;
+            if !complete {
+                break;
+            }
+            let mut rows = entry.remove();
+            rows.sort();
+            for (index, chunk) in rows.chunks(max_rows.max(1)).enumerate() {
+                let key = format!("{}/date={}/{}-{index:04}.parquet", R::DATASET, date_of(hour), hour_label(hour));
+                match encode(R::schema(), &[R::batch(chunk)], Vec::new()) {
+                    Ok(bytes) => lake.publish(key, Payload::Bytes(bytes)),
+                    Err(e) => lake.report_error(format!("encoding {key}: {e}")),
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,263 @@
+//! Parquet layouts of the lake's datasets, and the writer settings they share.
+//!
+//! Timestamps are `timestamp(ms, UTC)`. Exact quantities stay exact: prices are
+//! `decimal(18, 8)` and summed volumes `decimal(38, 8)`, straight from the fixed-point
+//! integers; vwap, averages, volatility and anomaly scores are `double`. Partition
+//! columns (`date`, and `symbol` for trades) live in the path only, as Hive and Spark
+//! expect: a reader with hive partitioning gets them back as columns (Spark refuses files
+//! that repeat a partition column).
+
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::{
+    ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use std::sync::{Arc, OnceLock};
+use tradeflow_model::{Anomaly, Reject, Time, Trade, WindowMetrics};
+
+/// Rows per Parquet row group.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Writer settings: zstd, bounded row groups, and key-value metadata.
+pub fn writer_properties(metadata: Vec<(String, String)>) -> WriterProperties {
+    let kv = metadata.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect::<Vec<_>>();
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("3 is a valid zstd level")))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_key_value_metadata(if kv.is_empty() { None } else { Some(kv) })
+        .build()
+}
+
+/// Encodes batches as one complete Parquet file in memory.
+pub fn encode(
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    metadata: Vec<(String, String)>,
+) -> Result<Vec<u8>, parquet::errors::ParquetError> {
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties(metadata)))?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.into_inner()
+}
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+fn ts_array(values: impl Iterator<Item = i64>) -> ArrayRef {
+    Arc::new(TimestampMillisecondArray::from_iter_values(values).with_timezone("UTC"))
+}
+
+fn decimal_array(values: impl Iterator<Item = i128>, precision: u8) -> ArrayRef {
+    Arc::new(
+        Decimal128Array::from_iter_values(values).with_precision_and_scale(precision, 8).expect("valid decimal type"),
+    )
+}
+
+fn schema_of(fields: Vec<Field>) -> SchemaRef {
+    Arc::new(Schema::new(fields))
+}
+
+/// `trades/date=D/symbol=S/*.parquet`: ts, price, volume, conditions.
+pub fn trades_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            schema_of(vec![
+                Field::new("ts", ts_type(), false),
+                Field::new("price", DataType::Decimal128(18, 8), false),
+                Field::new("volume", DataType::Decimal128(18, 8), false),
+                Field::new("conditions", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true),
+            ])
+        })
+        .clone()
+}
+
+/// One batch of trades of one symbol.
+pub fn trades_batch(rows: &[Trade]) -> RecordBatch {
+    let mut conditions = ListBuilder::new(StringBuilder::new());
+    for trade in rows {
+        match trade.conditions.decode() {
+            Some(list) => {
+                for c in list {
+                    conditions.values().append_value(c);
+                }
+                conditions.append(true);
+            }
+            None => conditions.append(false),
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        ts_array(rows.iter().map(|t| t.ts)),
+        decimal_array(rows.iter().map(|t| t.price.units() as i128), 18),
+        decimal_array(rows.iter().map(|t| t.volume.units() as i128), 18),
+        Arc::new(conditions.finish()),
+    ];
+    RecordBatch::try_new(trades_schema(), columns).expect("columns match the schema")
+}
+
+fn metrics_fields() -> Vec<Field> {
+    vec![
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("window_start", ts_type(), false),
+        Field::new("window_end", ts_type(), false),
+        Field::new("trade_count", DataType::Int64, false),
+        Field::new("volume", DataType::Decimal128(38, 8), false),
+        Field::new("vwap", DataType::Float64, true),
+        Field::new("min_price", DataType::Decimal128(18, 8), false),
+        Field::new("max_price", DataType::Decimal128(18, 8), false),
+        Field::new("avg_price", DataType::Float64, false),
+        Field::new("open", DataType::Decimal128(18, 8), false),
+        Field::new("close", DataType::Decimal128(18, 8), false),
+        Field::new("volatility", DataType::Float64, true),
+    ]
+}
+
+fn metrics_columns<'a>(rows: impl Iterator<Item = &'a WindowMetrics> + Clone) -> Vec<ArrayRef> {
+    vec![
+        Arc::new(StringArray::from_iter_values(rows.clone().map(|r| r.symbol.as_str()))),
+        ts_array(rows.clone().map(|r| r.window_start)),
+        ts_array(rows.clone().map(|r| r.window_end)),
+        Arc::new(Int64Array::from_iter_values(rows.clone().map(|r| r.trade_count as i64))),
+        decimal_array(rows.clone().map(|r| r.volume), 38),
+        Arc::new(rows.clone().map(|r| r.vwap.map(|v| v.0)).collect::<Float64Array>()),
+        decimal_array(rows.clone().map(|r| r.min_price.units() as i128), 18),
+        decimal_array(rows.clone().map(|r| r.max_price.units() as i128), 18),
+        Arc::new(Float64Array::from_iter_values(rows.clone().map(|r| r.avg_price.0))),
+        decimal_array(rows.clone().map(|r| r.open.units() as i128), 18),
+        decimal_array(rows.clone().map(|r| r.close.units() as i128), 18),
+        Arc::new(rows.map(|r| r.volatility.map(|v| v.0)).collect::<Float64Array>()),
+    ]
+}
+
+fn anomaly_fields() -> Vec<Field> {
+    vec![
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("window_start", ts_type(), false),
+        Field::new("window_end", ts_type(), false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("severity", DataType::Float64, false),
+        Field::new("detected_at", ts_type(), false),
+        Field::new("observed", DataType::Float64, false),
+        Field::new("baseline", DataType::Float64, false),
+    ]
+}
+
+fn anomaly_columns<'a>(rows: impl Iterator<Item = &'a Anomaly> + Clone) -> Vec<ArrayRef> {
+    vec![
+        Arc::new(StringArray::from_iter_values(rows.clone().map(|r| r.symbol.as_str()))),
+        ts_array(rows.clone().map(|r| r.window_start)),
+        ts_array(rows.clone().map(|r| r.window_end)),
+        Arc::new(StringArray::from_iter_values(rows.clone().map(|r| r.kind.as_str()))),
+        Arc::new(Float64Array::from_iter_values(rows.clone().map(|r| r.severity.0))),
+        ts_array(rows.clone().map(|r| r.detected_at)),
+        Arc::new(Float64Array::from_iter_values(rows.clone().map(|r| r.observed.0))),
+        Arc::new(Float64Array::from_iter_values(rows.map(|r| r.baseline.0))),
+    ]
+}
+
+/// A row type of the lake's result datasets: its final layout and its changelog layout.
+pub trait LakeRow: Clone + Ord + 'static {
+    /// Dataset name: `window_metrics` or `anomalies`.
+    const DATASET: &'static str;
+    /// Columns of the final dataset.
+    fn fields() -> Vec<Field>;
+    /// Arrays of the final dataset.
+    fn columns<'a>(rows: impl Iterator<Item = &'a Self> + Clone) -> Vec<ArrayRef>;
+    /// Window start of the row (event time that decides its date and file).
+    fn window_start(&self) -> i64;
+    /// Whether the row is final.
+    fn is_final(&self) -> bool;
+
+    /// Schema of the final dataset.
+    fn schema() -> SchemaRef {
+        schema_of(Self::fields())
+    }
+    /// A batch of final rows.
+    fn batch(rows: &[Self]) -> RecordBatch {
+        RecordBatch::try_new(Self::schema(), Self::columns(rows.iter())).expect("columns match the schema")
+    }
+    /// Schema of the changelog: the row, `is_final`, then `time`, `diff` and `run_id`.
+    fn changelog_schema() -> SchemaRef {
+        let mut fields = Self::fields();
+        fields.push(Field::new("is_final", DataType::Boolean, false));
+        fields.push(Field::new("time", ts_type(), false));
+        fields.push(Field::new("diff", DataType::Int64, false));
+        fields.push(Field::new("run_id", DataType::Utf8, false));
+        schema_of(fields)
+    }
+    /// A batch of changelog updates.
+    fn changelog_batch(updates: &[(Self, Time, isize)], run_id: &str) -> RecordBatch {
+        let mut columns = Self::columns(updates.iter().map(|u| &u.0));
+        columns.push(Arc::new(updates.iter().map(|u| Some(u.0.is_final())).collect::<BooleanArray>()));
+        columns.push(ts_array(updates.iter().map(|u| u.1 as i64)));
+        columns.push(Arc::new(Int64Array::from_iter_values(updates.iter().map(|u| u.2 as i64))));
+        columns.push(Arc::new(StringArray::from_iter_values(updates.iter().map(|_| run_id))));
+        RecordBatch::try_new(Self::changelog_schema(), columns).expect("columns match the schema")
+    }
+}
+
+impl LakeRow for WindowMetrics {
+    const DATASET: &'static str = "window_metrics";
+    fn fields() -> Vec<Field> {
+        metrics_fields()
+    }
+    fn columns<'a>(rows: impl Iterator<Item = &'a Self> + Clone) -> Vec<ArrayRef> {
+        metrics_columns(rows)
+    }
+    fn window_start(&self) -> i64 {
+        self.window_start
+    }
+    fn is_final(&self) -> bool {
+        self.is_final
+    }
+}
+
+impl LakeRow for Anomaly {
+    const DATASET: &'static str = "anomalies";
+    fn fields() -> Vec<Field> {
+        anomaly_fields()
+    }
+    fn columns<'a>(rows: impl Iterator<Item = &'a Self> + Clone) -> Vec<ArrayRef> {
+        anomaly_columns(rows)
+    }
+    fn window_start(&self) -> i64 {
+        self.window_start
+    }
+    fn is_final(&self) -> bool {
+        self.is_final
+    }
+}
+
+/// `dead_letter/date=D/*.parquet`: when, from where, why, and the raw record.
+pub fn dead_letter_schema() -> SchemaRef {
+    schema_of(vec![
+        Field::new("received_at", ts_type(), false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("position", DataType::Int64, false),
+        Field::new("element", DataType::Int32, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("payload", DataType::Utf8, false),
+    ])
+}
+
+/// A batch of rejected records.
+pub fn dead_letter_batch(rows: &[Reject]) -> RecordBatch {
+    let columns: Vec<ArrayRef> = vec![
+        ts_array(rows.iter().map(|r| r.received_at)),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.source.as_str()))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.position as i64))),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.element as i32))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.reason.as_str()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.detail.as_str()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.payload.as_str()))),
+    ];
+    RecordBatch::try_new(dead_letter_schema(), columns).expect("columns match the schema")
+}

@@ -1,0 +1,275 @@
+//! The lake's object store and its background uploader.
+//!
+//! Writers build complete Parquet files (in memory, or spooled to a local temporary file
+//! for large ones) and hand them to the uploader, which puts each under its final,
+//! deterministic name. A put is atomic in every `object_store` backend (the local one
+//! writes a staging file and renames it), so no reader ever sees a partial file, and a
+//! replay that rewrites a name replaces the object instead of adding a duplicate.
+
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Lake errors: the location, what failed, and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    /// The `--lake` URL is not understood.
+    #[error("--lake {url:?}: {reason}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong and the fix.
+        reason: String,
+    },
+    /// The local lake directory cannot be created or used.
+    #[error("lake directory {dir}: {source}; check the path and its permissions")]
+    Directory {
+        /// The directory.
+        dir: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Writing objects failed.
+    #[error("writing to the lake {lake} failed: {message}")]
+    Write {
+        /// The lake URL.
+        lake: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// Bytes of a finished file, or a spooled local file holding them.
+#[derive(Debug)]
+pub enum Payload {
+    /// The complete file in memory.
+    Bytes(Vec<u8>),
+    /// A complete file in the local spool directory, removed once uploaded.
+    Spooled(PathBuf),
+}
+
+struct Job {
+    key: String,
+    payload: Payload,
+}
+
+/// Counts of what the lake wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LakeStats {
+    /// Objects written.
+    pub files: u64,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+/// A lake: an object store root plus a background uploader. Shared by all workers of a
+/// process.
+pub struct Lake {
+    url: String,
+    spool: PathBuf,
+    sender: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    uploader: Mutex<Option<JoinHandle<Result<(), String>>>>,
+    files: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+    spool_seq: AtomicU64,
+    error: Mutex<Option<String>>,
+}
+
+impl Lake {
+    /// Opens the lake at `url` (`file:///abs/dir`, `file://relative/dir`, or a plain path).
+    pub fn open(url: &str) -> Result<Lake, LakeError> {
+        let dir = local_dir(url)?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| LakeError::Directory { dir: dir.display().to_string(), source })?;
+        let store = LocalFileSystem::new_with_prefix(&dir)
+            .map_err(|e| LakeError::BadUrl { url: url.to_owned(), reason: e.to_string() })?;
+        Self::with_store(url, Arc::new(store))
+    }
+
+    /// A lake over any object store.
+    pub fn with_store(url: &str, store: Arc<dyn ObjectStore>) -> Result<Lake, LakeError> {
+        let spool = std::env::temp_dir().join(format!("tradeflow-spool-{}", std::process::id()));
+        std::fs::create_dir_all(&spool)
+            .map_err(|source| LakeError::Directory { dir: spool.display().to_string(), source })?;
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let files = Arc::new(AtomicU64::new(0));
+        let bytes = Arc::new(AtomicU64::new(0));
+        let (f, b) = (files.clone(), bytes.clone());
+        let uploader = std::thread::Builder::new()
+            .name("lake-uploader".into())
+            .spawn(move || upload_loop(store, receiver, f, b))
+            .map_err(|e| LakeError::Write { lake: url.to_owned(), message: e.to_string() })?;
+        Ok(Lake {
+            url: url.to_owned(),
+            spool,
+            sender: Mutex::new(Some(sender)),
+            uploader: Mutex::new(Some(uploader)),
+            files,
+            bytes,
+            spool_seq: AtomicU64::new(0),
+            error: Mutex::new(None),
+        })
+    }
+
+    /// The lake's URL, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A fresh path in the local spool directory for a large file being written.
+    pub fn spool_path(&self) -> PathBuf {
+        let n = self.spool_seq.fetch_add(1, Ordering::Relaxed);
+        self.spool.join(format!("{n}.parquet.part"))
+    }
+
+    /// Queues a finished file for upload under `key` (relative to the lake root).
+    pub fn publish(&self, key: String, payload: Payload) {
+        let guard = self.sender.lock().expect("lake sender lock");
+        if let Some(sender) = guard.as_ref() {
+            let _ = sender.send(Job { key, payload });
+        }
+    }
+
+    /// Records a failure of a writer; the run then ends with this error.
+    pub fn report_error(&self, message: String) {
+        eprintln!("error: lake {}: {message}", self.url);
+        self.error.lock().expect("lake error lock").get_or_insert(message);
+    }
+
+    /// The first error so far, if any.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().expect("lake error lock").clone()
+    }
+
+    /// What has been written so far.
+    pub fn stats(&self) -> LakeStats {
+        LakeStats { files: self.files.load(Ordering::Relaxed), bytes: self.bytes.load(Ordering::Relaxed) }
+    }
+
+    /// Waits for every queued upload; returns an error if any failed.
+    pub fn finish(&self) -> Result<LakeStats, LakeError> {
+        drop(self.sender.lock().expect("lake sender lock").take());
+        let handle = self.uploader.lock().expect("lake uploader lock").take();
+        let result = match handle {
+            Some(handle) => handle.join().unwrap_or_else(|_| Err("the uploader thread panicked".into())),
+            None => Ok(()),
+        };
+        let _ = std::fs::remove_dir_all(&self.spool);
+        result.map_err(|message| LakeError::Write { lake: self.url.clone(), message })?;
+        if let Some(message) = self.error() {
+            return Err(LakeError::Write { lake: self.url.clone(), message });
+        }
+        Ok(self.stats())
+    }
+}
+
+impl Drop for Lake {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+/// The local directory of a `file://` URL or plain path.
+fn local_dir(url: &str) -> Result<PathBuf, LakeError> {
+    let path = match url.split_once("://") {
+        None => url,
+        Some(("file", rest)) => rest,
+        Some((scheme, _)) => {
+            return Err(LakeError::BadUrl {
+                url: url.to_owned(),
+                reason: format!(
+                    "unsupported scheme {scheme:?}; use file:///absolute/dir, file://relative/dir or s3://bucket/prefix"
+                ),
+            });
+        }
+    };
+    if path.is_empty() {
+        return Err(LakeError::BadUrl {
+            url: url.to_owned(),
+            reason: "empty path; e.g. --lake file:///var/lib/tradeflow/lake".into(),
+        });
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn upload_loop(
+    store: Arc<dyn ObjectStore>,
+    mut receiver: mpsc::UnboundedReceiver<Job>,
+    files: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("lake-io")
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let permits = Arc::new(tokio::sync::Semaphore::new(8));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut first_error: Option<String> = None;
+        while let Some(job) = receiver.recv().await {
+            let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
+            let (store, files, bytes) = (store.clone(), files.clone(), bytes.clone());
+            tasks.spawn(async move {
+                let result = upload(&*store, job, &files, &bytes).await;
+                drop(permit);
+                result
+            });
+            while let Some(done) = tasks.try_join_next() {
+                record(&mut first_error, done);
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            record(&mut first_error, done);
+        }
+        first_error.map_or(Ok(()), Err)
+    })
+}
+
+fn record(first_error: &mut Option<String>, done: Result<Result<(), String>, tokio::task::JoinError>) {
+    let outcome = done.map_err(|e| e.to_string()).and_then(|r| r);
+    if let Err(e) = outcome {
+        eprintln!("error: {e}");
+        first_error.get_or_insert(e);
+    }
+}
+
+async fn upload(store: &dyn ObjectStore, job: Job, files: &AtomicU64, bytes: &AtomicU64) -> Result<(), String> {
+    let path = Path::parse(&job.key).map_err(|e| format!("bad object name {:?}: {e}", job.key))?;
+    let (data, spooled) = match job.payload {
+        Payload::Bytes(data) => (data, None),
+        Payload::Spooled(file) => {
+            let data = tokio::fs::read(&file).await.map_err(|e| format!("reading spooled {}: {e}", file.display()))?;
+            (data, Some(file))
+        }
+    };
+    let len = data.len() as u64;
+    let payload = PutPayload::from(bytes::Bytes::from(data));
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match store.put(&path, payload.clone()).await {
+            Ok(_) => break,
+            Err(e) if attempt < 6 => {
+                eprintln!("warning: writing {} failed (attempt {attempt}): {e}; retrying in {delay:?}", job.key);
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(e) => return Err(format!("writing {} failed after {attempt} attempts: {e}", job.key)),
+        }
+    }
+    if let Some(file) = spooled {
+        let _ = tokio::fs::remove_file(file).await;
+    }
+    files.fetch_add(1, Ordering::Relaxed);
+    bytes.fetch_add(len, Ordering::Relaxed);
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! The bridge from an external reader to a timely stream: the one place that holds a
+//! source's capability.
+//!
+//! Background (timely's `operator::source`): a source holds a capability for the epoch
+//! it may still emit at, downgrades it as time moves, and re-arms itself with an
+//! activator. tradeflow's epochs are wall-clock milliseconds: at every activation the
+//! capability moves to the current millisecond, so everything emitted earlier becomes
+//! complete downstream within milliseconds, and live results flow at once.
+
+use std::time::Duration;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::{Scope, StreamVec};
+use tradeflow_model::Time;
+
+/// What a reader wants after an activation.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Poll {
+    /// There is more to read right away.
+    Ready,
+    /// Nothing to read now; try again after this long.
+    Wait(Duration),
+    /// The reader is finished (its last batch reported `low = i64::MAX`).
+    Done,
+}
+
+/// A source reader polled by [`polled_source`].
+pub trait Reader: 'static {
+    /// What the reader produces.
+    type Item: 'static;
+    /// Reads a bounded amount of input (a few milliseconds of work), pushing to `out`.
+    fn read(&mut self, out: &mut Vec<Self::Item>) -> Poll;
+}
+
+/// The current epoch: wall-clock milliseconds.
+pub fn epoch_now() -> Time {
+    crate::batch::wall_ms().max(0) as Time
+}
+
+/// A stream of what `reader` reads, each item at the epoch it was read in.
+pub fn polled_source<'scope, R: Reader>(
+    scope: Scope<'scope, Time>,
+    name: &str,
+    reader: R,
+) -> StreamVec<'scope, Time, R::Item> {
+    let mut reader = Some(reader);
+    source(scope, name, move |capability, info| {
+        let activator = scope.activator_for(info.address);
+        let mut capability = Some(capability);
+        move |output| {
+            let (Some(cap), Some(r)) = (capability.as_mut(), reader.as_mut()) else { return };
+            let now = epoch_now();
+            if now > *cap.time() {
+                cap.downgrade(&now);
+            }
+            let mut items = Vec::new();
+            let poll = r.read(&mut items);
+            if !items.is_empty() {
+                output.session(&*cap).give_iterator(items.into_iter());
+            }
+            match poll {
+                Poll::Ready => activator.activate(),
+                Poll::Wait(delay) => activator.activate_after(delay),
+                Poll::Done => {
+                    capability = None;
+                    reader = None;
+                }
+            }
+        }
+    })
+}

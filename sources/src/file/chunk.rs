@@ -1,0 +1,141 @@
+//! Reading and parsing one chunk of a file.
+//!
+//! Lateness cannot be decided here: it depends on every earlier chunk of the file. A
+//! parsed chunk keeps its valid trades in file order with their raw text (a trade found
+//! late later is dead-lettered with its exact payload), its rejects, and the greatest ts
+//! of its valid trades, which the other chunks of the file need.
+
+use super::plan::{ChunkRef, FilePlan};
+use crate::batch::wall_ms;
+use crate::format::{Item, parse_line};
+use std::io::{Read, Seek, SeekFrom};
+use tradeflow_model::{Conditions, Reject, RejectReason, Symbol, Trade};
+
+/// A valid trade with where it came from.
+#[derive(Debug)]
+pub struct ChunkTrade {
+    /// The trade.
+    pub trade: Trade,
+    /// Byte offset of its line in the file.
+    pub position: u64,
+    /// Element index inside a Finnhub message.
+    pub element: u32,
+    /// Its line, as a range of the chunk's bytes.
+    pub line: (u32, u32),
+}
+
+/// A parsed chunk, waiting for the lateness decision.
+#[derive(Debug)]
+pub struct ParsedChunk {
+    /// Which chunk.
+    pub chunk: ChunkRef,
+    /// The bytes read (for payloads of late trades).
+    pub bytes: Vec<u8>,
+    /// Valid trades in file order.
+    pub trades: Vec<ChunkTrade>,
+    /// Rejected records (everything but `late`).
+    pub rejects: Vec<Reject>,
+    /// Greatest ts of the valid trades.
+    pub max_ts: Option<i64>,
+}
+
+/// Reads and parses chunk `chunk` of `plan`.
+pub fn parse_chunk(plan: &FilePlan, chunk: ChunkRef) -> std::io::Result<ParsedChunk> {
+    let info = &plan.files[chunk.file];
+    let mut file = std::fs::File::open(&info.path)?;
+    // Start one byte early to see whether `start` begins a line.
+    let from = chunk.start.saturating_sub(1);
+    file.seek(SeekFrom::Start(from))?;
+    let mut bytes = Vec::with_capacity((chunk.end - from) as usize + 256);
+    (&mut file).take(chunk.end - from).read_to_end(&mut bytes)?;
+    // Finish the last line, which may run past the chunk's end.
+    if chunk.end < info.size && bytes.last() != Some(&b'\n') {
+        let mut rest = [0u8; 4096];
+        loop {
+            let n = file.read(&mut rest)?;
+            if n == 0 {
+                break;
+            }
+            match memchr::memchr(b'\n', &rest[..n]) {
+                Some(i) => {
+                    bytes.extend_from_slice(&rest[..=i]);
+                    break;
+                }
+                None => bytes.extend_from_slice(&rest[..n]),
+            }
+        }
+    }
+
+    let mut pos = if chunk.start == 0 {
+        0
+    } else {
+        match memchr::memchr(b'\n', &bytes) {
+            Some(i) => i + 1,
+            None => bytes.len(),
+        }
+    };
+    let received_at = wall_ms();
+    let mut trades = Vec::with_capacity(bytes.len() / 72);
+    let mut rejects = Vec::new();
+    let mut max_ts: Option<i64> = None;
+    while pos < bytes.len() && from + (pos as u64) < chunk.end {
+        let line_end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
+        let line = &bytes[pos..line_end];
+        let position = from + pos as u64;
+        let span = (pos as u32, (line_end - pos) as u32);
+        parse_line(line, &mut |item| match item {
+            Item::Trade(t) => {
+                let symbol = match Symbol::parse(&t.symbol) {
+                    Ok(symbol) => symbol,
+                    Err(e) => {
+                        // Unreachable: the parser applies the same check.
+                        rejects.push(Reject {
+                            reason: RejectReason::BadSymbol,
+                            detail: format!("field \"s\": {e}"),
+                            payload: String::from_utf8_lossy(line).into_owned(),
+                            source: info.label.clone(),
+                            position,
+                            element: t.element,
+                            received_at,
+                        });
+                        return;
+                    }
+                };
+                max_ts = Some(max_ts.map_or(t.ts, |m| m.max(t.ts)));
+                let conditions = t.conditions.map_or_else(Conditions::none, Conditions::from_json_unchecked);
+                let trade = Trade { symbol, ts: t.ts, price: t.price, volume: t.volume, conditions };
+                trades.push(ChunkTrade { trade, position, element: t.element, line: span });
+            }
+            Item::Reject(r) => rejects.push(Reject {
+                reason: r.reason,
+                detail: r.detail,
+                payload: String::from_utf8_lossy(r.payload).into_owned(),
+                source: info.label.clone(),
+                position,
+                element: r.element,
+                received_at,
+            }),
+            Item::Ping => {}
+            Item::ServerError(message) => {
+                eprintln!("warning: {} at byte {position}: server error message in the file: {message}", info.label);
+            }
+        });
+        pos = line_end + 1;
+    }
+    Ok(ParsedChunk { chunk, bytes, trades, rejects, max_ts })
+}
+
+/// The reject of a late trade.
+pub fn late_reject(chunk: &ParsedChunk, label: &str, trade: &ChunkTrade, watermark: i64, lateness_ms: i64) -> Reject {
+    let (start, len) = trade.line;
+    let payload = &chunk.bytes[start as usize..(start + len) as usize];
+    Reject {
+        reason: RejectReason::Late,
+        detail: crate::lateness::late_detail(trade.trade.ts, watermark, lateness_ms),
+        payload: String::from_utf8_lossy(payload).into_owned(),
+        source: label.to_owned(),
+        position: trade.position,
+        element: trade.element,
+        received_at: wall_ms(),
+    }
+}

@@ -1,0 +1,267 @@
+//! `file://` sources: one NDJSON file, or a directory of them read in name order.
+//!
+//! Background: a file is one partition, and lateness is decided record by record in
+//! file order against `max ts so far − lateness`. Parsing, which dominates the cost, is
+//! spread over all workers by chunks ([`plan`]); the decision is then made by the worker
+//! holding the chunk once it knows the greatest ts of every earlier chunk of the file —
+//! a prefix maximum, combined from per-chunk maxima that every worker broadcasts. The
+//! accepted trades, and so every result, are exactly those of one sequential reader.
+//!
+//! Two stages per worker: [`ChunkReader`] parses this worker's chunks (a bounded number
+//! ahead) and emits each chunk's maximum, and [`sequence`] decides lateness in order and
+//! emits [`Batch`]es. A worker's watermark report is the least ts it may still accept:
+//! for each file it still has chunks of, the largest known maximum before its next chunk
+//! (or the file's first trade) minus the lateness.
+
+pub mod chunk;
+pub mod plan;
+
+use crate::batch::{Batch, wall_ms};
+use crate::driver::{Poll, Reader, polled_source};
+use chunk::{ParsedChunk, late_reject, parse_chunk};
+use plan::FilePlan;
+use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Capability, CapabilitySet};
+use timely::dataflow::{Scope, StreamVec};
+use tradeflow_model::{Reject, RejectReason, Time};
+
+/// Default chunk size: 4 MiB, about 58 000 trades.
+pub const DEFAULT_CHUNK_BYTES: u64 = 4 << 20;
+/// Parsed chunks a worker may hold ahead of the lateness decision.
+const MAX_PENDING: usize = 4;
+
+/// The greatest valid ts of one chunk, broadcast to every worker.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkSummary {
+    /// Global chunk index.
+    pub chunk: usize,
+    /// Greatest ts of its valid trades.
+    pub max_ts: Option<i64>,
+}
+
+/// What the parsing stage emits.
+#[derive(Debug)]
+pub enum FileEvent {
+    /// A chunk's maximum, for everyone.
+    Summary(ChunkSummary),
+    /// A parsed chunk, for this worker's sequencer.
+    Chunk(Box<ParsedChunk>),
+    /// A chunk that could not be read.
+    Failed(Reject),
+    /// This worker has parsed all its chunks.
+    Finished,
+}
+
+/// Parses this worker's chunks in order, at most [`MAX_PENDING`] ahead of the sequencer.
+pub struct ChunkReader {
+    plan: Rc<FilePlan>,
+    next: usize,
+    peers: usize,
+    pending: Rc<Cell<usize>>,
+    finished: bool,
+    stop: Arc<AtomicBool>,
+}
+
+impl Reader for ChunkReader {
+    type Item = FileEvent;
+    fn read(&mut self, out: &mut Vec<FileEvent>) -> Poll {
+        if self.finished {
+            return Poll::Done;
+        }
+        if self.stop.load(Ordering::Relaxed) {
+            // Stopped early: release everyone waiting on this worker's chunks.
+            while self.next < self.plan.chunks() {
+                out.push(FileEvent::Summary(ChunkSummary { chunk: self.next, max_ts: None }));
+                self.next += self.peers;
+            }
+            self.finished = true;
+            out.push(FileEvent::Finished);
+            return Poll::Done;
+        }
+        if self.pending.get() >= MAX_PENDING {
+            return Poll::Wait(std::time::Duration::from_millis(1));
+        }
+        if self.next >= self.plan.chunks() {
+            self.finished = true;
+            out.push(FileEvent::Finished);
+            return Poll::Done;
+        }
+        let chunk = self.plan.chunk(self.next);
+        self.next += self.peers;
+        match parse_chunk(&self.plan, chunk) {
+            Ok(parsed) => {
+                out.push(FileEvent::Summary(ChunkSummary { chunk: chunk.global, max_ts: parsed.max_ts }));
+                out.push(FileEvent::Chunk(Box::new(parsed)));
+            }
+            Err(e) => {
+                let label = &self.plan.files[chunk.file].label;
+                eprintln!("error: {label}: reading bytes {}..{} failed: {e}", chunk.start, chunk.end);
+                out.push(FileEvent::Summary(ChunkSummary { chunk: chunk.global, max_ts: None }));
+                out.push(FileEvent::Failed(Reject {
+                    reason: RejectReason::InvalidJson,
+                    detail: format!("bytes {}..{} could not be read: {e}", chunk.start, chunk.end),
+                    payload: String::new(),
+                    source: label.clone(),
+                    position: chunk.start,
+                    element: 0,
+                    received_at: wall_ms(),
+                }));
+            }
+        }
+        self.pending.set(self.pending.get() + 1);
+        Poll::Ready
+    }
+}
+
+/// A `file://` source on this worker: batches of accepted trades and rejects, with
+/// watermark reports, identical in content to a sequential read of the files.
+/// Setting `stop` ends the source early (Ctrl-C).
+pub fn file_source<'scope>(
+    scope: Scope<'scope, Time>,
+    plan: FilePlan,
+    lateness_ms: i64,
+    stop: Arc<AtomicBool>,
+) -> StreamVec<'scope, Time, Batch> {
+    let (index, peers) = (scope.index(), scope.peers());
+    let plan = Rc::new(plan);
+    let pending = Rc::new(Cell::new(0));
+    let reader =
+        ChunkReader { plan: plan.clone(), next: index, peers, pending: pending.clone(), finished: false, stop };
+    let events = polled_source(scope, "FileChunks", reader);
+    let (summaries, local) = events.ok_err(|e| match e {
+        FileEvent::Summary(s) => Ok(s),
+        other => Err(other),
+    });
+    sequence(local, summaries.broadcast(), plan, lateness_ms, peers, pending)
+}
+
+/// Decides lateness chunk by chunk in file order (see the module documentation).
+fn sequence<'scope>(
+    local: StreamVec<'scope, Time, FileEvent>,
+    summaries: StreamVec<'scope, Time, ChunkSummary>,
+    plan: Rc<FilePlan>,
+    lateness_ms: i64,
+    peers: usize,
+    pending_count: Rc<Cell<usize>>,
+) -> StreamVec<'scope, Time, Batch> {
+    local.binary(summaries, Pipeline, Pipeline, "FileSequence", move |_, _| {
+        let mut known: Vec<Option<Option<i64>>> = vec![None; plan.chunks()];
+        let mut pending: VecDeque<(Capability<Time>, Box<ParsedChunk>)> = VecDeque::new();
+        let mut finished: Option<Capability<Time>> = None;
+        let mut failed: BTreeMap<Time, (CapabilitySet<Time>, Vec<Reject>)> = BTreeMap::new();
+        let mut reported = i64::MIN;
+        move |local_in, summaries_in, output| {
+            summaries_in.for_each(|_, batch| {
+                for s in batch.drain(..) {
+                    if let Some(slot) = known.get_mut(s.chunk) {
+                        *slot = Some(s.max_ts);
+                    }
+                }
+            });
+            local_in.for_each(|cap, batch| {
+                for event in batch.drain(..) {
+                    match event {
+                        FileEvent::Chunk(chunk) => {
+                            pending.push_back((cap.retain_least(0).expect("total order"), chunk))
+                        }
+                        FileEvent::Finished => finished = cap.retain_least(0),
+                        FileEvent::Failed(reject) => {
+                            pending_count.set(pending_count.get() - 1);
+                            let time = *cap.least().expect("total order");
+                            let slot = failed.entry(time).or_insert_with(|| (CapabilitySet::new(), Vec::new()));
+                            slot.0.insert(cap.retain_least(0).expect("total order"));
+                            slot.1.push(reject);
+                        }
+                        FileEvent::Summary(_) => {}
+                    }
+                }
+            });
+            for (time, (caps, rejects)) in std::mem::take(&mut failed) {
+                let cap = caps.delayed(&time);
+                output.session(&cap).give(Batch { trades: Vec::new(), rejects, low: None });
+            }
+            // Decide every pending chunk whose predecessors in the file are all known.
+            while let Some((_, chunk)) = pending.front() {
+                let file = &plan.files[chunk.chunk.file];
+                let earlier = file.first_chunk..chunk.chunk.global;
+                if known[earlier.clone()].iter().any(|k| k.is_none()) {
+                    break;
+                }
+                let prefix = known[earlier].iter().filter_map(|k| k.flatten()).max();
+                let mut batch = decide(chunk, &file.label, prefix, lateness_ms);
+                let (cap, chunk) = pending.pop_front().expect("front exists");
+                pending_count.set(pending_count.get() - 1);
+                // The next chunk this worker has not yet emitted.
+                let next_own = chunk.chunk.global + peers;
+                let low = low_bound(&plan, &known, next_own, peers, lateness_ms);
+                if low > reported {
+                    reported = low;
+                    batch.low = Some(low);
+                }
+                output.session(&cap).give(batch);
+            }
+            if pending.is_empty()
+                && let Some(cap) = finished.take()
+            {
+                output.session(&cap).give(Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX) });
+            }
+        }
+    })
+}
+
+/// Applies the lateness decision to a chunk whose file prefix maximum is `prefix`.
+fn decide(chunk: &ParsedChunk, label: &str, prefix: Option<i64>, lateness_ms: i64) -> Batch {
+    let mut clock = crate::lateness::PartitionClock::new(lateness_ms);
+    if let Some(max) = prefix {
+        clock.observe(max);
+    }
+    let mut batch = Batch { trades: Vec::with_capacity(chunk.trades.len()), rejects: chunk.rejects.clone(), low: None };
+    for t in &chunk.trades {
+        let watermark = clock.watermark();
+        if clock.admit(t.trade.ts) {
+            batch.trades.push(t.trade.clone());
+        } else {
+            batch.rejects.push(late_reject(chunk, label, t, watermark, lateness_ms));
+        }
+    }
+    batch
+}
+
+/// The least ts this worker may still accept: over files where it has chunks from
+/// `next_own` on, the greatest known maximum before that chunk (or the file's first
+/// trade) minus the lateness; `i64::MAX` if it has none left.
+fn low_bound(plan: &FilePlan, known: &[Option<Option<i64>>], next_own: usize, peers: usize, lateness_ms: i64) -> i64 {
+    let mut low = i64::MAX;
+    for file in &plan.files {
+        let end = file.first_chunk + file.chunks;
+        // This worker's first remaining chunk inside this file.
+        let first = if next_own >= file.first_chunk {
+            next_own
+        } else {
+            let behind = file.first_chunk - next_own;
+            next_own + behind.div_ceil(peers) * peers
+        };
+        if first >= end {
+            continue;
+        }
+        let known_max = known[file.first_chunk..first].iter().filter_map(|k| k.flatten()).max();
+        let floor = match known_max {
+            Some(m) => m.max(file.first_ts),
+            None => file.first_ts,
+        };
+        if floor == i64::MAX {
+            continue; // no valid trade in this file
+        }
+        low = low.min(floor.saturating_sub(lateness_ms));
+    }
+    low
+}

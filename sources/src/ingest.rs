@@ -1,0 +1,127 @@
+//! From batches to the pipeline's streams: trades, pane aggregates, rejects, watermarks.
+//!
+//! Every source's batches go through here, once, on the worker that read them. Accepted
+//! trades are pre-aggregated per (symbol, pane) into exact [`WindowAgg`]s: one
+//! differential update per pane per epoch instead of one per trade, so what crosses
+//! between workers is small whatever the input rate. The trades themselves continue to
+//! the lake, the rejects to the dead-letter output, and the watermark reports to every
+//! worker.
+
+use crate::batch::Batch;
+use differential_dataflow::{AsCollection, VecCollection};
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use tradeflow_model::{Reject, RejectReason, Symbol, Time, Trade, WatermarkReport, WindowSpec};
+use tradeflow_operators::{Pane, WindowAgg};
+
+/// Counters of one process's sources, read by progress lines and the summary.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    /// Accepted trades.
+    pub accepted: AtomicU64,
+    /// Rejected records by reason (index = `RejectReason::index`).
+    pub rejected: [AtomicU64; 7],
+    /// Largest accepted event time.
+    pub max_ts: AtomicI64,
+}
+
+impl IngestCounters {
+    /// Rejects of one reason.
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.rejected[reason.index()].load(Ordering::Relaxed)
+    }
+    /// All rejects.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The streams a source contributes to the pipeline.
+pub struct Ingested<'scope> {
+    /// Accepted trades, on the worker that read them.
+    pub trades: StreamVec<'scope, Time, Trade>,
+    /// Exact aggregates per (symbol, pane), as a differential collection.
+    pub panes: VecCollection<'scope, Time, Pane, WindowAgg>,
+    /// Rejected records.
+    pub rejects: StreamVec<'scope, Time, Reject>,
+    /// This source instance's watermark reports (not yet broadcast).
+    pub watermarks: StreamVec<'scope, Time, WatermarkReport>,
+}
+
+type Out<D> = OutputBuilder<Time, CapacityContainerBuilder<Vec<D>>>;
+
+/// Splits `batches` of the source instance `reporter` into the pipeline's streams.
+pub fn ingest<'scope>(
+    batches: StreamVec<'scope, Time, Batch>,
+    reporter: u32,
+    windows: WindowSpec,
+    counters: Arc<IngestCounters>,
+) -> Ingested<'scope> {
+    let mut builder = OperatorBuilder::new("Ingest".to_owned(), batches.scope());
+    let mut input = builder.new_input(batches, Pipeline);
+    let (trades_out, trades) = builder.new_output();
+    let (panes_out, panes) = builder.new_output();
+    let (rejects_out, rejects) = builder.new_output();
+    let (marks_out, watermarks) = builder.new_output();
+    let mut trades_out: Out<Trade> = OutputBuilder::from(trades_out);
+    let mut panes_out: Out<(Pane, Time, WindowAgg)> = OutputBuilder::from(panes_out);
+    let mut rejects_out: Out<Reject> = OutputBuilder::from(rejects_out);
+    let mut marks_out: Out<WatermarkReport> = OutputBuilder::from(marks_out);
+
+    builder.build(move |_| {
+        let mut reported = i64::MIN;
+        move |_frontiers| {
+            let (mut trades_out, mut panes_out) = (trades_out.activate(), panes_out.activate());
+            let (mut rejects_out, mut marks_out) = (rejects_out.activate(), marks_out.activate());
+            input.for_each_stamp(|cap, batches| {
+                let Some(&time) = cap.least() else { return };
+                let caps: Vec<_> = (0..4).filter_map(|port| cap.retain_least(port)).collect();
+                let mut panes: FxHashMap<(Symbol, i64), WindowAgg> = FxHashMap::default();
+                let mut trades = trades_out.session(&caps[0]);
+                let mut rejects = rejects_out.session(&caps[2]);
+                let mut low = None;
+                for batch in batches.flat_map(|container| container.iter_mut()) {
+                    // Aggregate by reference first: no per-trade clone of the symbol.
+                    let mut max_ts = i64::MIN;
+                    let mut local: FxHashMap<(&Symbol, i64), WindowAgg> = FxHashMap::default();
+                    for trade in &batch.trades {
+                        max_ts = max_ts.max(trade.ts);
+                        local
+                            .entry((&trade.symbol, windows.pane_of(trade.ts)))
+                            .and_modify(|a| a.add_trade(trade.ts, trade.price, trade.volume))
+                            .or_insert_with(|| WindowAgg::of_trade(trade.ts, trade.price, trade.volume));
+                    }
+                    for ((symbol, pane), agg) in local {
+                        panes.entry((symbol.clone(), pane)).or_default().merge(&agg);
+                    }
+                    counters.accepted.fetch_add(batch.trades.len() as u64, Ordering::Relaxed);
+                    counters.max_ts.fetch_max(max_ts, Ordering::Relaxed);
+                    for reject in &batch.rejects {
+                        counters.rejected[reject.reason.index()].fetch_add(1, Ordering::Relaxed);
+                    }
+                    trades.give_iterator(batch.trades.drain(..));
+                    rejects.give_iterator(batch.rejects.drain(..));
+                    low = batch.low.or(low);
+                }
+                drop((trades, rejects));
+                panes_out
+                    .session(&caps[1])
+                    .give_iterator(panes.into_iter().map(|((symbol, start), agg)| (Pane { symbol, start }, time, agg)));
+                if let Some(low) = low
+                    && low > reported
+                {
+                    reported = low;
+                    marks_out.session(&caps[3]).give(WatermarkReport { reporter, low });
+                }
+            });
+        }
+    });
+
+    Ingested { trades, panes: panes.as_collection(), rejects, watermarks }
+}
