@@ -100,7 +100,7 @@ pub struct RunArgs {
     /// Seconds between progress lines on stderr (0 = none).
     #[arg(long, default_value = "2s", value_name = "DURATION")]
     pub progress_interval: String,
-    /// Identifier of this run in the changelog (default: derived from the start time).
+    /// Identifier of this run in the changelog (default: the start time of process 0).
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
     /// Largest trades file, in rows.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::vec::ToStream;
 use timely::dataflow::operators::{Concatenate, Inspect, Probe};
 use timely::dataflow::{ProbeHandle, Scope};
 use tradeflow_model::Time;
@@ -66,14 +67,15 @@ pub fn build<'scope>(scope: Scope<'scope, Time>, config: &RunConfig, shared: &Sh
         write_trades(trades, watermarks.clone(), reporters, lake.clone(), config.lake_file_rows);
         write_finals(analytics.metrics.clone(), watermarks.clone(), reporters, windows, lake.clone(), 1_000_000);
         write_finals(analytics.anomalies.clone(), watermarks.clone(), reporters, windows, lake.clone(), 1_000_000);
+        // Worker 0's run id, for every process.
+        let run_id = if index == 0 { vec![config.run_id.clone()] } else { Vec::new() }.to_stream(scope).broadcast();
         let changelog = ChangelogConfig {
-            run_id: config.run_id.clone(),
             worker: index,
             max_rows: 250_000,
             max_age: (!config.bounded).then_some(Duration::from_secs(10)),
         };
-        write_changelog(analytics.metrics.clone(), lake.clone(), changelog.clone());
-        write_changelog(analytics.anomalies.clone(), lake.clone(), changelog);
+        write_changelog(analytics.metrics.clone(), run_id.clone(), lake.clone(), changelog.clone());
+        write_changelog(analytics.anomalies.clone(), run_id, lake.clone(), changelog);
         let age = (!config.bounded).then_some(Duration::from_secs(60));
         write_dead_letters(rejects, lake.clone(), 100_000, age);
     }

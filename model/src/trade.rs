@@ -55,6 +55,25 @@ impl Conditions {
         if self.0.is_empty() { None } else { Some(self.0.as_str()) }
     }
 
+    /// Calls `f` with each condition in order; returns whether the list is present.
+    /// Lists without escapes (the usual case) are read without allocating.
+    pub fn for_each(&self, mut f: impl FnMut(&str)) -> bool {
+        let Some(json) = self.as_json() else { return false };
+        if json.contains('\\') {
+            for c in self.decode().unwrap_or_default() {
+                f(&c);
+            }
+            return true;
+        }
+        // Without escapes every `"` delimits a string: elements are between pairs.
+        let mut parts = json.split('"');
+        parts.next();
+        while let (Some(element), Some(_)) = (parts.next(), parts.next()) {
+            f(element);
+        }
+        true
+    }
+
     /// The list of conditions, or `None` when absent.
     pub fn decode(&self) -> Option<Vec<String>> {
         self.as_json().map(|json| serde_json::from_str(json).unwrap_or_default())
@@ -72,5 +91,12 @@ mod tests {
         assert!(Conditions::none().decode().is_none());
         assert_eq!(Conditions::from_json_unchecked("[ \"a\" , \"\\u0062\" ]").decode().unwrap(), vec!["a", "b"]);
         assert_eq!(Conditions::from_list::<&str>(&[]).decode().unwrap(), Vec::<String>::new());
+        for json in ["[]", "[\"1\",\"12\"]", "[ \"a b\" , \"\" ,\"c\"]", "[\"x\\\"y\",\"\\u0041\"]"] {
+            let c = Conditions::from_json_unchecked(json);
+            let mut seen = Vec::new();
+            assert!(c.for_each(|s| seen.push(s.to_owned())));
+            assert_eq!(Some(seen), c.decode(), "{json}");
+        }
+        assert!(!Conditions::none().for_each(|_| panic!("no conditions")));
     }
 }

@@ -17,6 +17,7 @@ use super::store::{Lake, Payload};
 use differential_dataflow::VecCollection;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use tradeflow_model::Time;
@@ -25,8 +26,6 @@ use tradeflow_operators::epochs::{EpochQueue, combined_frontier};
 /// Where and how a worker writes its changelog.
 #[derive(Clone, Debug)]
 pub struct ChangelogConfig {
-    /// Identifies the run (the same on every process of a run).
-    pub run_id: String,
     /// This worker's index.
     pub worker: usize,
     /// Updates per file at most.
@@ -35,15 +34,20 @@ pub struct ChangelogConfig {
     pub max_age: Option<Duration>,
 }
 
-/// Captures `rows` into the lake's changelog (see the module documentation).
+/// Captures `rows` into the lake's changelog (see the module documentation). `run_id`
+/// carries the run's identifier (sent once, by worker 0, to everyone, so that every
+/// process of a run uses the same).
 pub fn write_changelog<'scope, R: LakeRow + Clone>(
     rows: VecCollection<'scope, Time, R>,
+    run_id: StreamVec<'scope, Time, String>,
     lake: Arc<Lake>,
     config: ChangelogConfig,
 ) {
     let mut builder = OperatorBuilder::new(format!("Changelog:{}", R::DATASET), rows.inner.scope());
     let mut input = builder.new_input(rows.inner, Pipeline);
+    let mut run_in = builder.new_input(run_id, Pipeline);
     builder.build(move |_| {
+        let mut run_id: Option<String> = None;
         let mut queue = EpochQueue::<Vec<(R, Time, isize)>>::default();
         let mut buffer: Vec<(R, Time, isize)> = Vec::new();
         let mut lower: Time = 0;
@@ -54,7 +58,13 @@ pub fn write_changelog<'scope, R: LakeRow + Clone>(
                 let Some(&time) = cap.least() else { return };
                 queue.at(time).append(batch);
             });
+            run_in.for_each(|_, ids| {
+                if let Some(id) = ids.pop() {
+                    run_id = Some(id);
+                }
+            });
             let frontier = combined_frontier(frontiers);
+            let Some(run_id) = run_id.as_deref() else { return };
             while let Some((_, mut updates)) = queue.pop_complete(frontier) {
                 if buffer.is_empty() {
                     started = Instant::now();
@@ -64,13 +74,13 @@ pub fn write_changelog<'scope, R: LakeRow + Clone>(
             let upper = frontier.unwrap_or(Time::MAX);
             let aged = config.max_age.is_some_and(|age| started.elapsed() >= age);
             if !buffer.is_empty() && (buffer.len() >= config.max_rows || aged || frontier.is_none()) {
-                let key = format!("changelog/{}/{}-w{:04}-{seq:06}.parquet", R::DATASET, config.run_id, config.worker);
+                let key = format!("changelog/{}/{run_id}-w{:04}-{seq:06}.parquet", R::DATASET, config.worker);
                 let metadata = vec![
                     ("tradeflow.lower".to_owned(), lower.to_string()),
                     ("tradeflow.upper".to_owned(), upper.to_string()),
-                    ("tradeflow.run_id".to_owned(), config.run_id.clone()),
+                    ("tradeflow.run_id".to_owned(), run_id.to_owned()),
                 ];
-                match encode(R::changelog_schema(), &[R::changelog_batch(&buffer, &config.run_id)], metadata) {
+                match encode(R::changelog_schema(), &[R::changelog_batch(&buffer, run_id)], metadata) {
                     Ok(bytes) => lake.publish(key, Payload::Bytes(bytes)),
                     Err(e) => lake.report_error(format!("encoding {key}: {e}")),
                 }

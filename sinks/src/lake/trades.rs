@@ -11,12 +11,13 @@
 //! batches or timing, so a replay rewrites the very same objects. Memory per symbol is
 //! the trades within the allowed lateness plus one row group being encoded.
 
-use super::parquet::{trades_batch, trades_schema, writer_properties};
+use super::parquet::{trades_batch, trades_schema, trades_writer_properties};
 use super::paths::{hour_label, partition};
 use super::store::{Lake, Payload};
 use super::watermarked::{Step, watermarked_sink};
 use parquet::arrow::ArrowWriter;
 use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,7 +44,9 @@ const WRITE_ROWS: usize = 8192;
 
 #[derive(Default)]
 struct SymbolFiles {
-    tail: Vec<Trade>,
+    /// Trades not yet complete, by second of event time, so that moving the complete
+    /// ones out costs what is moved, not what stays.
+    tail: BTreeMap<i64, Vec<Trade>>,
     open: Option<OpenFile>,
     /// The hour and index of the last file closed, so a full hour continues its numbering.
     last: Option<(i64, u32)>,
@@ -68,7 +71,16 @@ pub fn write_trades<'scope>(
                 eprintln!("error: trade below the watermark reached the lake writer and is not written: {trade:?}");
                 continue;
             }
-            symbols.entry(trade.symbol.clone()).or_default().tail.push(trade);
+            let second = trade.ts.div_euclid(1000);
+            match symbols.get_mut(&trade.symbol) {
+                Some(files) => files.tail.entry(second).or_default().push(trade),
+                None => {
+                    let mut files = SymbolFiles::default();
+                    let symbol = trade.symbol.clone();
+                    files.tail.insert(second, vec![trade]);
+                    symbols.insert(symbol, files);
+                }
+            }
         }
         if step.watermark <= written_up_to {
             return;
@@ -76,12 +88,23 @@ pub fn write_trades<'scope>(
         written_up_to = step.watermark;
         let lake = &lake;
         symbols.retain(|symbol, files| {
-            let tail = std::mem::take(&mut files.tail);
-            for trade in tail {
-                if trade.ts < step.watermark { complete.push(trade) } else { files.tail.push(trade) }
+            // Whole seconds below the watermark's second are complete; its own second in part.
+            let boundary = step.watermark.div_euclid(1000);
+            let later = files.tail.split_off(&boundary);
+            for (_, mut trades) in std::mem::replace(&mut files.tail, later) {
+                complete.append(&mut trades);
             }
+            if let Some(partial) = files.tail.get_mut(&boundary) {
+                let (done, rest): (Vec<Trade>, Vec<Trade>) = partial.drain(..).partition(|t| t.ts < step.watermark);
+                complete.extend(done);
+                *partial = rest;
+            }
+            // Equal keys are identical rows, so the order is fully determined.
             complete.sort_unstable_by(|a, b| {
-                (a.ts, a.price, a.volume, &a.conditions).cmp(&(b.ts, b.price, b.volume, &b.conditions))
+                a.ts.cmp(&b.ts)
+                    .then_with(|| a.price.cmp(&b.price))
+                    .then_with(|| a.volume.cmp(&b.volume))
+                    .then_with(|| a.conditions.cmp(&b.conditions))
             });
             for trade in complete.drain(..) {
                 let hour = trade.ts.div_euclid(HOUR) * HOUR;
@@ -111,6 +134,7 @@ pub fn write_trades<'scope>(
             if files.open.as_ref().is_some_and(|f| f.hour + HOUR <= step.watermark || step.done) {
                 close(lake, symbol, files);
             }
+            files.tail.retain(|_, trades| !trades.is_empty());
             files.open.is_some() || !files.tail.is_empty()
         });
     });
@@ -124,7 +148,7 @@ fn open_file(lake: &Lake, hour: i64, last: Option<(i64, u32)>) -> Result<OpenFil
     let spool = lake.spool_path();
     let file = File::create(&spool).map_err(|e| format!("cannot create spool file {}: {e}", spool.display()))?;
     let writer =
-        ArrowWriter::try_new(file, trades_schema(), Some(writer_properties(Vec::new()))).map_err(|e| e.to_string())?;
+        ArrowWriter::try_new(file, trades_schema(), Some(trades_writer_properties())).map_err(|e| e.to_string())?;
     Ok(OpenFile { hour, index, rows: 0, spool, writer, staged: Vec::new() })
 }
 

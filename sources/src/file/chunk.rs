@@ -125,10 +125,10 @@ pub fn parse_chunk(plan: &FilePlan, chunk: ChunkRef) -> std::io::Result<ParsedCh
     Ok(ParsedChunk { chunk, bytes, trades, rejects, max_ts })
 }
 
-/// The reject of a late trade.
-pub fn late_reject(chunk: &ParsedChunk, label: &str, trade: &ChunkTrade, watermark: i64, lateness_ms: i64) -> Reject {
+/// The reject of a late trade of a chunk whose bytes are `bytes`.
+pub fn late_reject(bytes: &[u8], label: &str, trade: &ChunkTrade, watermark: i64, lateness_ms: i64) -> Reject {
     let (start, len) = trade.line;
-    let payload = &chunk.bytes[start as usize..(start + len) as usize];
+    let payload = bytes.get(start as usize..(start + len) as usize).unwrap_or_default();
     Reject {
         reason: RejectReason::Late,
         detail: crate::lateness::late_detail(trade.trade.ts, watermark, lateness_ms),

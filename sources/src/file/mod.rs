@@ -197,11 +197,13 @@ fn sequence<'scope>(
                     break;
                 }
                 let prefix = known[earlier].iter().filter_map(|k| k.flatten()).max();
-                let mut batch = decide(chunk, &file.label, prefix, lateness_ms);
+                let label = &file.label;
                 let (cap, chunk) = pending.pop_front().expect("front exists");
+                let global = chunk.chunk.global;
+                let mut batch = decide(*chunk, label, prefix, lateness_ms);
                 pending_count.set(pending_count.get() - 1);
                 // The next chunk this worker has not yet emitted.
-                let next_own = chunk.chunk.global + peers;
+                let next_own = global + peers;
                 let low = low_bound(&plan, &known, next_own, peers, lateness_ms);
                 if low > reported {
                     reported = low;
@@ -219,18 +221,19 @@ fn sequence<'scope>(
 }
 
 /// Applies the lateness decision to a chunk whose file prefix maximum is `prefix`.
-fn decide(chunk: &ParsedChunk, label: &str, prefix: Option<i64>, lateness_ms: i64) -> Batch {
+fn decide(chunk: ParsedChunk, label: &str, prefix: Option<i64>, lateness_ms: i64) -> Batch {
     let mut clock = crate::lateness::PartitionClock::new(lateness_ms);
     if let Some(max) = prefix {
         clock.observe(max);
     }
-    let mut batch = Batch { trades: Vec::with_capacity(chunk.trades.len()), rejects: chunk.rejects.clone(), low: None };
-    for t in &chunk.trades {
+    let ParsedChunk { bytes, trades, rejects, .. } = chunk;
+    let mut batch = Batch { trades: Vec::with_capacity(trades.len()), rejects, low: None };
+    for t in trades {
         let watermark = clock.watermark();
         if clock.admit(t.trade.ts) {
-            batch.trades.push(t.trade.clone());
+            batch.trades.push(t.trade);
         } else {
-            batch.rejects.push(late_reject(chunk, label, t, watermark, lateness_ms));
+            batch.rejects.push(late_reject(&bytes, label, &t, watermark, lateness_ms));
         }
     }
     batch
