@@ -53,7 +53,9 @@ fn main() -> anyhow::Result<()> {
         let status = Command::new(&binary)
             .args(["simulate", "--out"])
             .arg(path)
-            .args(["--count", &count.to_string(), "--seed", "1", "--format", "mixed"])
+            // 2 000 trades/s of event time: tens of minutes of market, so windows close,
+            // state is evicted and anomalies fire during the run.
+            .args(["--count", &count.to_string(), "--seed", "1", "--format", "mixed", "--rate", "2000"])
             .status()?;
         if !status.success() {
             bail!("tradeflow simulate failed");

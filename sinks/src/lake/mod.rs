@@ -3,6 +3,7 @@
 
 pub mod changelog;
 pub mod dead_letter;
+mod encoder;
 pub mod finals;
 pub mod parquet;
 pub mod paths;

@@ -15,14 +15,14 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::schema::types::ColumnPath;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use std::sync::{Arc, OnceLock};
 use tradeflow_model::{Anomaly, Reject, Time, Trade, WindowMetrics};
 
 /// Rows per Parquet row group.
-pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// Writer settings: zstd, bounded row groups, and key-value metadata.
 pub fn writer_properties(metadata: Vec<(String, String)>) -> WriterProperties {

@@ -6,6 +6,7 @@
 //! writes a staging file and renames it), so no reader ever sees a partial file, and a
 //! replay that rewrites a name replaces the object instead of adding a duplicate.
 
+use super::encoder::{EncodeJob, encode_loop};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -78,7 +79,9 @@ pub struct Lake {
     files: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
     spool_seq: AtomicU64,
-    error: Mutex<Option<String>>,
+    error: Arc<Mutex<Option<String>>>,
+    encoder: Mutex<Option<std::sync::mpsc::SyncSender<EncodeJob>>>,
+    encoder_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Lake {
@@ -105,6 +108,17 @@ impl Lake {
             .name("lake-uploader".into())
             .spawn(move || upload_loop(store, receiver, f, b))
             .map_err(|e| LakeError::Write { lake: url.to_owned(), message: e.to_string() })?;
+        let error = Arc::new(Mutex::new(None));
+        // Bounded: a worker that outruns the encoder waits instead of piling up rows.
+        let (encode_tx, encode_rx) = std::sync::mpsc::sync_channel(64);
+        let (uploads, errors) = (sender.clone(), error.clone());
+        let publish = move |key: String, spool: PathBuf| {
+            let _ = uploads.send(Job { key, payload: Payload::Spooled(spool) });
+        };
+        let encoder_thread = std::thread::Builder::new()
+            .name("lake-encoder".into())
+            .spawn(move || encode_loop(encode_rx, publish, errors))
+            .map_err(|e| LakeError::Write { lake: url.to_owned(), message: e.to_string() })?;
         Ok(Lake {
             url: url.to_owned(),
             spool,
@@ -113,7 +127,9 @@ impl Lake {
             files,
             bytes,
             spool_seq: AtomicU64::new(0),
-            error: Mutex::new(None),
+            error,
+            encoder: Mutex::new(Some(encode_tx)),
+            encoder_thread: Mutex::new(Some(encoder_thread)),
         })
     }
 
@@ -126,6 +142,19 @@ impl Lake {
     pub fn spool_path(&self) -> PathBuf {
         let n = self.spool_seq.fetch_add(1, Ordering::Relaxed);
         self.spool.join(format!("{n}.parquet.part"))
+    }
+
+    /// Queues work for the background encoder of large files.
+    pub(crate) fn encode(&self, job: EncodeJob) {
+        let sender = self.encoder.lock().expect("lake encoder lock").clone();
+        if let Some(sender) = sender {
+            let _ = sender.send(job);
+        }
+    }
+
+    /// A fresh identifier for a file handed to the encoder.
+    pub(crate) fn next_file_id(&self) -> u64 {
+        self.spool_seq.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Queues a finished file for upload under `key` (relative to the lake root).
@@ -154,6 +183,13 @@ impl Lake {
 
     /// Waits for every queued upload; returns an error if any failed.
     pub fn finish(&self) -> Result<LakeStats, LakeError> {
+        // First the encoder (it publishes what it finishes), then the uploads.
+        drop(self.encoder.lock().expect("lake encoder lock").take());
+        if let Some(handle) = self.encoder_thread.lock().expect("lake encoder lock").take()
+            && handle.join().is_err()
+        {
+            self.report_error("the encoder thread panicked".into());
+        }
         drop(self.sender.lock().expect("lake sender lock").take());
         let handle = self.uploader.lock().expect("lake uploader lock").take();
         let result = match handle {

@@ -11,15 +11,12 @@
 //! batches or timing, so a replay rewrites the very same objects. Memory per symbol is
 //! the trades within the allowed lateness plus one row group being encoded.
 
-use super::parquet::{trades_batch, trades_schema, trades_writer_properties};
+use super::encoder::EncodeJob;
 use super::paths::{hour_label, partition};
-use super::store::{Lake, Payload};
+use super::store::Lake;
 use super::watermarked::{Step, watermarked_sink};
-use parquet::arrow::ArrowWriter;
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::PathBuf;
 use std::sync::Arc;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
@@ -28,18 +25,17 @@ use tradeflow_model::{Symbol, Time, Trade, WatermarkReport, date_of};
 const HOUR: i64 = 3_600_000;
 
 struct OpenFile {
+    id: u64,
     hour: i64,
     index: u32,
     rows: usize,
-    spool: PathBuf,
-    writer: ArrowWriter<File>,
-    /// Rows not yet handed to the writer: it always gets exactly [`WRITE_ROWS`] at a time
-    /// (the rest at close), so page boundaries, and the file's bytes, do not depend on
-    /// how the rows arrived.
+    /// Rows not yet handed to the encoder: it always gets exactly [`WRITE_ROWS`] at a
+    /// time (the rest at close), so page boundaries, and the file's bytes, do not depend
+    /// on how the rows arrived.
     staged: Vec<Trade>,
 }
 
-/// Rows per call to the Parquet writer.
+/// Rows per batch handed to the Parquet encoder.
 const WRITE_ROWS: usize = 8192;
 
 #[derive(Default)]
@@ -99,36 +95,18 @@ pub fn write_trades<'scope>(
                 complete.extend(done);
                 *partial = rest;
             }
-            // Equal keys are identical rows, so the order is fully determined.
-            complete.sort_unstable_by(|a, b| {
-                a.ts.cmp(&b.ts)
-                    .then_with(|| a.price.cmp(&b.price))
-                    .then_with(|| a.volume.cmp(&b.volume))
-                    .then_with(|| a.conditions.cmp(&b.conditions))
-            });
+            sort_trades(&mut complete);
             for trade in complete.drain(..) {
                 let hour = trade.ts.div_euclid(HOUR) * HOUR;
                 if files.open.as_ref().is_some_and(|f| f.hour != hour || f.rows >= max_rows) {
                     close(lake, symbol, files);
                 }
-                if files.open.is_none() {
-                    match open_file(lake, hour, files.last) {
-                        Ok(open) => files.open = Some(open),
-                        Err(e) => {
-                            lake.report_error(format!("trades of {symbol} not written: {e}"));
-                            continue;
-                        }
-                    }
-                }
-                let open = files.open.as_mut().expect("opened above");
+                let open = files.open.get_or_insert_with(|| open_file(lake, hour, files.last));
                 open.staged.push(trade);
                 open.rows += 1;
                 if open.staged.len() >= WRITE_ROWS {
-                    let batch = trades_batch(&open.staged);
-                    open.staged.clear();
-                    if let Err(e) = open.writer.write(&batch) {
-                        lake.report_error(format!("encoding trades of {symbol}: {e}"));
-                    }
+                    let rows = std::mem::replace(&mut open.staged, Vec::with_capacity(WRITE_ROWS));
+                    lake.encode(EncodeJob::Rows { id: open.id, rows });
                 }
             }
             if files.open.as_ref().is_some_and(|f| f.hour + HOUR <= step.watermark || step.done) {
@@ -140,29 +118,38 @@ pub fn write_trades<'scope>(
     });
 }
 
-fn open_file(lake: &Lake, hour: i64, last: Option<(i64, u32)>) -> Result<OpenFile, String> {
+/// Sorts by (ts, price, volume, conditions): by ts first (cheap on an integer key), then
+/// each run of equal ts by the rest. Equal keys are identical rows, so the order is fully
+/// determined.
+fn sort_trades(trades: &mut [Trade]) {
+    trades.sort_unstable_by_key(|t| t.ts);
+    let mut start = 0;
+    while start < trades.len() {
+        let ts = trades[start].ts;
+        let end = start + trades[start..].iter().take_while(|t| t.ts == ts).count();
+        if end - start > 1 {
+            trades[start..end]
+                .sort_unstable_by(|a, b| (a.price, a.volume, &a.conditions).cmp(&(b.price, b.volume, &b.conditions)));
+        }
+        start = end;
+    }
+}
+
+fn open_file(lake: &Lake, hour: i64, last: Option<(i64, u32)>) -> OpenFile {
     let index = match last {
         Some((h, i)) if h == hour => i + 1,
         _ => 0,
     };
-    let spool = lake.spool_path();
-    let file = File::create(&spool).map_err(|e| format!("cannot create spool file {}: {e}", spool.display()))?;
-    let writer =
-        ArrowWriter::try_new(file, trades_schema(), Some(trades_writer_properties())).map_err(|e| e.to_string())?;
-    Ok(OpenFile { hour, index, rows: 0, spool, writer, staged: Vec::new() })
+    let id = lake.next_file_id();
+    lake.encode(EncodeJob::Open { id, spool: lake.spool_path() });
+    OpenFile { id, hour, index, rows: 0, staged: Vec::with_capacity(WRITE_ROWS) }
 }
 
 fn close(lake: &Lake, symbol: &Symbol, files: &mut SymbolFiles) {
-    let Some(mut open) = files.open.take() else { return };
+    let Some(open) = files.open.take() else { return };
     files.last = Some((open.hour, open.index));
-    if !open.staged.is_empty()
-        && let Err(e) = open.writer.write(&trades_batch(&open.staged))
-    {
-        lake.report_error(format!("encoding trades of {symbol}: {e}"));
-    }
-    if let Err(e) = open.writer.close() {
-        lake.report_error(format!("finishing a trades file of {symbol}: {e}"));
-        return;
+    if !open.staged.is_empty() {
+        lake.encode(EncodeJob::Rows { id: open.id, rows: open.staged });
     }
     let key = format!(
         "trades/date={}/{}/{}-{:04}.parquet",
@@ -171,5 +158,5 @@ fn close(lake: &Lake, symbol: &Symbol, files: &mut SymbolFiles) {
         hour_label(open.hour),
         open.index
     );
-    lake.publish(key, Payload::Spooled(open.spool));
+    lake.encode(EncodeJob::Close { id: open.id, key });
 }

@@ -11,11 +11,9 @@ use crate::format::{Item, parse_line};
 use std::io::{Read, Seek, SeekFrom};
 use tradeflow_model::{Conditions, Reject, RejectReason, Symbol, Trade};
 
-/// A valid trade with where it came from.
-#[derive(Debug)]
-pub struct ChunkTrade {
-    /// The trade.
-    pub trade: Trade,
+/// Where a valid trade came from (kept beside the trades, for the rare late one).
+#[derive(Copy, Clone, Debug)]
+pub struct Origin {
     /// Byte offset of its line in the file.
     pub position: u64,
     /// Element index inside a Finnhub message.
@@ -32,7 +30,9 @@ pub struct ParsedChunk {
     /// The bytes read (for payloads of late trades).
     pub bytes: Vec<u8>,
     /// Valid trades in file order.
-    pub trades: Vec<ChunkTrade>,
+    pub trades: Vec<Trade>,
+    /// Where each of `trades` came from.
+    pub origins: Vec<Origin>,
     /// Rejected records (everything but `late`).
     pub rejects: Vec<Reject>,
     /// Greatest ts of the valid trades.
@@ -76,6 +76,7 @@ pub fn parse_chunk(plan: &FilePlan, chunk: ChunkRef) -> std::io::Result<ParsedCh
     };
     let received_at = wall_ms();
     let mut trades = Vec::with_capacity(bytes.len() / 72);
+    let mut origins = Vec::with_capacity(bytes.len() / 72);
     let mut rejects = Vec::new();
     let mut max_ts: Option<i64> = None;
     while pos < bytes.len() && from + (pos as u64) < chunk.end {
@@ -104,7 +105,8 @@ pub fn parse_chunk(plan: &FilePlan, chunk: ChunkRef) -> std::io::Result<ParsedCh
                 max_ts = Some(max_ts.map_or(t.ts, |m| m.max(t.ts)));
                 let conditions = t.conditions.map_or_else(Conditions::none, Conditions::from_json_unchecked);
                 let trade = Trade { symbol, ts: t.ts, price: t.price, volume: t.volume, conditions };
-                trades.push(ChunkTrade { trade, position, element: t.element, line: span });
+                trades.push(trade);
+                origins.push(Origin { position, element: t.element, line: span });
             }
             Item::Reject(r) => rejects.push(Reject {
                 reason: r.reason,
@@ -122,20 +124,27 @@ pub fn parse_chunk(plan: &FilePlan, chunk: ChunkRef) -> std::io::Result<ParsedCh
         });
         pos = line_end + 1;
     }
-    Ok(ParsedChunk { chunk, bytes, trades, rejects, max_ts })
+    Ok(ParsedChunk { chunk, bytes, trades, origins, rejects, max_ts })
 }
 
 /// The reject of a late trade of a chunk whose bytes are `bytes`.
-pub fn late_reject(bytes: &[u8], label: &str, trade: &ChunkTrade, watermark: i64, lateness_ms: i64) -> Reject {
-    let (start, len) = trade.line;
+pub fn late_reject(
+    bytes: &[u8],
+    label: &str,
+    trade: &Trade,
+    origin: &Origin,
+    watermark: i64,
+    lateness_ms: i64,
+) -> Reject {
+    let (start, len) = origin.line;
     let payload = bytes.get(start as usize..(start + len) as usize).unwrap_or_default();
     Reject {
         reason: RejectReason::Late,
-        detail: crate::lateness::late_detail(trade.trade.ts, watermark, lateness_ms),
+        detail: crate::lateness::late_detail(trade.ts, watermark, lateness_ms),
         payload: String::from_utf8_lossy(payload).into_owned(),
         source: label.to_owned(),
-        position: trade.position,
-        element: trade.element,
+        position: origin.position,
+        element: origin.element,
         received_at: wall_ms(),
     }
 }

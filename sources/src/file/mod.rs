@@ -226,17 +226,20 @@ fn decide(chunk: ParsedChunk, label: &str, prefix: Option<i64>, lateness_ms: i64
     if let Some(max) = prefix {
         clock.observe(max);
     }
-    let ParsedChunk { bytes, trades, rejects, .. } = chunk;
-    let mut batch = Batch { trades: Vec::with_capacity(trades.len()), rejects, low: None };
-    for t in trades {
+    let ParsedChunk { bytes, mut trades, origins, mut rejects, .. } = chunk;
+    // Usually nothing is late: decide in place and move the whole vector on.
+    let mut index = 0;
+    trades.retain(|trade| {
+        let origin = &origins[index];
+        index += 1;
         let watermark = clock.watermark();
-        if clock.admit(t.trade.ts) {
-            batch.trades.push(t.trade);
-        } else {
-            batch.rejects.push(late_reject(&bytes, label, &t, watermark, lateness_ms));
+        let on_time = clock.admit(trade.ts);
+        if !on_time {
+            rejects.push(late_reject(&bytes, label, trade, origin, watermark, lateness_ms));
         }
-    }
-    batch
+        on_time
+    });
+    Batch { trades, rejects, low: None }
 }
 
 /// The least ts this worker may still accept: over files where it has chunks from

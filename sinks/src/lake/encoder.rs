@@ -1,0 +1,70 @@
+//! Parquet encoding of large files off the dataflow's threads.
+//!
+//! Writers hand rows over in fixed-size batches (so that a file's bytes do not depend on
+//! timing) and a background thread encodes them into a spooled file, then queues the
+//! finished file for upload. The dataflow workers spend their time on the dataflow;
+//! encoding and compression run beside them.
+
+use super::parquet::{trades_batch, trades_schema, trades_writer_properties};
+use parquet::arrow::ArrowWriter;
+use rustc_hash::FxHashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use tradeflow_model::Trade;
+
+/// Work for the encoder thread.
+pub(crate) enum EncodeJob {
+    /// Start file `id`, spooled at `spool`.
+    Open { id: u64, spool: PathBuf },
+    /// Append rows to file `id`.
+    Rows { id: u64, rows: Vec<Trade> },
+    /// Finish file `id` and publish it as `key`.
+    Close { id: u64, key: String },
+}
+
+/// Runs until every sender is gone; `publish` queues finished files for upload.
+pub(crate) fn encode_loop(
+    jobs: Receiver<EncodeJob>,
+    publish: impl Fn(String, PathBuf),
+    errors: Arc<Mutex<Option<String>>>,
+) {
+    let fail = |message: String| {
+        eprintln!("error: {message}");
+        errors.lock().expect("lake error lock").get_or_insert(message);
+    };
+    let mut open: FxHashMap<u64, (PathBuf, ArrowWriter<File>)> = FxHashMap::default();
+    for job in jobs {
+        match job {
+            EncodeJob::Open { id, spool } => {
+                let writer = File::create(&spool)
+                    .map_err(|e| format!("cannot create spool file {}: {e}", spool.display()))
+                    .and_then(|f| {
+                        ArrowWriter::try_new(f, trades_schema(), Some(trades_writer_properties()))
+                            .map_err(|e| e.to_string())
+                    });
+                match writer {
+                    Ok(writer) => {
+                        open.insert(id, (spool, writer));
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+            EncodeJob::Rows { id, rows } => {
+                if let Some((_, writer)) = open.get_mut(&id)
+                    && let Err(e) = writer.write(&trades_batch(&rows))
+                {
+                    fail(format!("encoding trades: {e}"));
+                }
+            }
+            EncodeJob::Close { id, key } => {
+                let Some((spool, writer)) = open.remove(&id) else { continue };
+                match writer.close() {
+                    Ok(_) => publish(key, spool),
+                    Err(e) => fail(format!("finishing {key}: {e}")),
+                }
+            }
+        }
+    }
+}
