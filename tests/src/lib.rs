@@ -17,5 +17,8 @@ pub mod process;
 pub mod python;
 pub mod summary;
 
-pub use process::{Finished, file_url, free_port, run_tradeflow, temp_dir, tradeflow_bin, tradeflow_command};
+pub use process::{
+    Finished, Running, file_url, free_port, free_ports, run_tradeflow, simulate, temp_dir, tradeflow_bin,
+    tradeflow_command,
+};
 pub use summary::Summary;

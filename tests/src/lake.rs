@@ -1,0 +1,359 @@
+//! The Parquet lake (SPEC 7) read back in Rust with the `parquet` crate's arrow reader.
+//!
+//! Readers check the layout as they go: every row of a `date=` partition has its event
+//! date (window start for results), every `symbol=` partition value decodes to the
+//! symbol of its rows, and every file under a dataset is a complete Parquet file.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Decimal128Type, Float64Type, Int32Type, Int64Type, TimestampMillisecondType};
+use arrow_array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tradeflow_model::{Anomaly, AnomalyKind, F64, Price, Symbol, WindowMetrics, date_of};
+
+/// Every file under `dir`, as sorted paths relative to `dir` (empty if `dir` is absent).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries {
+            let path = entry.expect("reading a directory entry").path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).expect("under the root").to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The files of one dataset (`trades`, `window_metrics`, ...) with their bytes, keyed by
+/// their path relative to the lake root.
+pub fn dataset_bytes(root: &Path, dataset: &str) -> BTreeMap<String, Vec<u8>> {
+    files_under(&root.join(dataset))
+        .into_iter()
+        .map(|rel| {
+            let path = root.join(dataset).join(&rel);
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            (format!("{dataset}/{}", rel.display()), bytes)
+        })
+        .collect()
+}
+
+/// All record batches of one Parquet file; panics if it is not a complete Parquet file.
+pub fn read_batches(path: &Path) -> Vec<RecordBatch> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap_or_else(|e| panic!("{} is not a readable Parquet file: {e}", path.display()))
+        .build()
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    reader.map(|b| b.unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))).collect()
+}
+
+/// The compression codecs of every column chunk of a Parquet file (`ZSTD(...)`).
+pub fn codecs(path: &Path) -> std::collections::BTreeSet<String> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap_or_else(|e| panic!("{} is not a readable Parquet file: {e}", path.display()));
+    let metadata = builder.metadata();
+    let codecs =
+        metadata.row_groups().iter().flat_map(|rg| rg.columns().iter().map(|c| format!("{:?}", c.compression())));
+    codecs.map(|c| c.split('(').next().unwrap_or_default().to_owned()).collect()
+}
+
+/// The `*.parquet` files of a dataset, as (hive partition values, absolute path).
+fn parquet_files(root: &Path, dataset: &str) -> Vec<(BTreeMap<String, String>, PathBuf)> {
+    let dir = root.join(dataset);
+    files_under(&dir)
+        .into_iter()
+        .filter(|rel| rel.extension().is_some_and(|e| e == "parquet"))
+        .map(|rel| {
+            let mut partitions = BTreeMap::new();
+            for part in rel.parent().into_iter().flat_map(Path::components) {
+                let part = part.as_os_str().to_str().expect("UTF-8 object names");
+                if let Some((name, value)) = part.split_once('=') {
+                    partitions.insert(name.to_owned(), unescape_partition_value(value));
+                }
+            }
+            (partitions, dir.join(rel))
+        })
+        .collect()
+}
+
+/// Decodes a Hive partition value: `%XX` escapes become the bytes they stand for.
+pub fn unescape_partition_value(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).expect("partition values decode to UTF-8")
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> &'a dyn Array {
+    batch.column_by_name(name).unwrap_or_else(|| panic!("no column {name:?} in {:?}", batch.schema())).as_ref()
+}
+
+fn timestamps(batch: &RecordBatch, name: &str) -> Vec<i64> {
+    column(batch, name).as_primitive::<TimestampMillisecondType>().values().to_vec()
+}
+
+fn decimals(batch: &RecordBatch, name: &str) -> Vec<i128> {
+    column(batch, name).as_primitive::<Decimal128Type>().values().to_vec()
+}
+
+fn int64s(batch: &RecordBatch, name: &str) -> Vec<i64> {
+    column(batch, name).as_primitive::<Int64Type>().values().to_vec()
+}
+
+fn floats(batch: &RecordBatch, name: &str) -> Vec<Option<f64>> {
+    column(batch, name).as_primitive::<Float64Type>().iter().collect()
+}
+
+fn strings(batch: &RecordBatch, name: &str) -> Vec<String> {
+    column(batch, name).as_string::<i32>().iter().map(|s| s.expect("non-null string").to_owned()).collect()
+}
+
+fn price(units: i128) -> Price {
+    Price(i64::try_from(units).expect("a price fits i64"))
+}
+
+/// One row of the `trades` dataset.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LakeTrade {
+    /// The symbol, from the decoded `symbol=` partition.
+    pub symbol: String,
+    /// Event time, ms.
+    pub ts: i64,
+    /// Price in 10^-8 units.
+    pub price: i64,
+    /// Volume in 10^-8 units.
+    pub volume: i64,
+    /// Conditions, `None` when absent.
+    pub conditions: Option<Vec<String>>,
+}
+
+/// Every row of `trades/date=D/symbol=S/*.parquet`.
+pub fn read_trades(root: &Path) -> Vec<LakeTrade> {
+    let mut out = Vec::new();
+    for (partitions, path) in parquet_files(root, "trades") {
+        let symbol = partitions.get("symbol").unwrap_or_else(|| panic!("{} has no symbol= partition", path.display()));
+        let date = partitions.get("date").unwrap_or_else(|| panic!("{} has no date= partition", path.display()));
+        for batch in read_batches(&path) {
+            let ts = timestamps(&batch, "ts");
+            let prices = decimals(&batch, "price");
+            let volumes = decimals(&batch, "volume");
+            let conditions = column(&batch, "conditions").as_list::<i32>();
+            for i in 0..batch.num_rows() {
+                assert_eq!(&date_of(ts[i]), date, "a trade at {} is in {}", ts[i], path.display());
+                let conditions = conditions.is_valid(i).then(|| {
+                    let list = conditions.value(i);
+                    list.as_string::<i32>().iter().map(|s| s.unwrap_or_default().to_owned()).collect()
+                });
+                out.push(LakeTrade {
+                    symbol: symbol.clone(),
+                    ts: ts[i],
+                    price: i64::try_from(prices[i]).expect("fits"),
+                    volume: i64::try_from(volumes[i]).expect("fits"),
+                    conditions,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Checks the `date=` partition of a result row.
+fn check_date(partitions: &BTreeMap<String, String>, window_start: i64, path: &Path) {
+    let date = partitions.get("date").unwrap_or_else(|| panic!("{} has no date= partition", path.display()));
+    assert_eq!(&date_of(window_start), date, "a window starting at {window_start} is in {}", path.display());
+}
+
+/// The window metrics rows of a batch (final or changelog layout), marked final.
+fn metrics_rows(b: &RecordBatch) -> Vec<WindowMetrics> {
+    let (symbol, start, end) = (strings(b, "symbol"), timestamps(b, "window_start"), timestamps(b, "window_end"));
+    let (count, volume, vwap) = (int64s(b, "trade_count"), decimals(b, "volume"), floats(b, "vwap"));
+    let (min, max, avg) = (decimals(b, "min_price"), decimals(b, "max_price"), floats(b, "avg_price"));
+    let (open, close, vol) = (decimals(b, "open"), decimals(b, "close"), floats(b, "volatility"));
+    (0..b.num_rows())
+        .map(|i| WindowMetrics {
+            symbol: Symbol::parse(&symbol[i]).expect("a valid symbol"),
+            window_start: start[i],
+            window_end: end[i],
+            trade_count: u64::try_from(count[i]).expect("a count is not negative"),
+            volume: volume[i],
+            vwap: vwap[i].map(F64),
+            min_price: price(min[i]),
+            max_price: price(max[i]),
+            avg_price: F64(avg[i].expect("avg_price is never null")),
+            open: price(open[i]),
+            close: price(close[i]),
+            volatility: vol[i].map(F64),
+            is_final: true,
+        })
+        .collect()
+}
+
+/// Every row of `window_metrics/date=D/*.parquet`, as final rows, in file order.
+pub fn read_window_metrics(root: &Path) -> Vec<WindowMetrics> {
+    let mut out = Vec::new();
+    for (partitions, path) in parquet_files(root, "window_metrics") {
+        for batch in read_batches(&path) {
+            for row in metrics_rows(&batch) {
+                check_date(&partitions, row.window_start, &path);
+                out.push(row);
+            }
+        }
+    }
+    out
+}
+
+/// One update of the `changelog/window_metrics` dataset.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MetricsUpdate {
+    /// The row, with its `is_final` flag.
+    pub row: WindowMetrics,
+    /// The epoch of the update (`time`), ms.
+    pub time: i64,
+    /// +1 insert, -1 retract.
+    pub diff: i64,
+    /// The run that wrote it.
+    pub run_id: String,
+}
+
+/// Every update of `changelog/window_metrics/*.parquet`.
+pub fn read_metrics_changelog(root: &Path) -> Vec<MetricsUpdate> {
+    let mut out = Vec::new();
+    for (_, path) in parquet_files(root, "changelog/window_metrics") {
+        for batch in read_batches(&path) {
+            let is_final = column(&batch, "is_final").as_boolean().iter().collect::<Vec<_>>();
+            let (time, diff, run_id) = (timestamps(&batch, "time"), int64s(&batch, "diff"), strings(&batch, "run_id"));
+            for (i, mut row) in metrics_rows(&batch).into_iter().enumerate() {
+                row.is_final = is_final[i].expect("is_final is never null");
+                out.push(MetricsUpdate { row, time: time[i], diff: diff[i], run_id: run_id[i].clone() });
+            }
+        }
+    }
+    out
+}
+
+/// A collection rebuilt from its updates: each row with its summed diff, zeros dropped.
+pub fn consolidate(updates: &[MetricsUpdate]) -> BTreeMap<WindowMetrics, i64> {
+    let mut sums: BTreeMap<WindowMetrics, i64> = BTreeMap::new();
+    for u in updates {
+        *sums.entry(u.row.clone()).or_default() += u.diff;
+    }
+    sums.retain(|_, diff| *diff != 0);
+    sums
+}
+
+/// Every row of `anomalies/date=D/*.parquet`, as final rows, in file order.
+pub fn read_anomalies(root: &Path) -> Vec<Anomaly> {
+    let mut out = Vec::new();
+    for (partitions, path) in parquet_files(root, "anomalies") {
+        for b in read_batches(&path) {
+            let (symbol, start, end) =
+                (strings(&b, "symbol"), timestamps(&b, "window_start"), timestamps(&b, "window_end"));
+            let (kind, severity, detected) =
+                (strings(&b, "kind"), floats(&b, "severity"), timestamps(&b, "detected_at"));
+            let (observed, baseline) = (floats(&b, "observed"), floats(&b, "baseline"));
+            for i in 0..b.num_rows() {
+                check_date(&partitions, start[i], &path);
+                let kind = match kind[i].as_str() {
+                    "volume_spike" => AnomalyKind::VolumeSpike,
+                    "price_jump" => AnomalyKind::PriceJump,
+                    other => panic!("unknown anomaly kind {other:?} in {}", path.display()),
+                };
+                out.push(Anomaly {
+                    symbol: Symbol::parse(&symbol[i]).expect("a valid symbol"),
+                    window_start: start[i],
+                    window_end: end[i],
+                    kind,
+                    severity: F64(severity[i].expect("not null")),
+                    detected_at: detected[i],
+                    observed: F64(observed[i].expect("not null")),
+                    baseline: F64(baseline[i].expect("not null")),
+                    is_final: true,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// One row of the `dead_letter` dataset.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeadLetter {
+    /// The `date=` partition.
+    pub date: String,
+    /// When it was received, ms.
+    pub received_at: i64,
+    /// The source partition (`file:///abs/path`).
+    pub source: String,
+    /// Byte offset of the line (files).
+    pub position: i64,
+    /// Element index in a Finnhub message.
+    pub element: i32,
+    /// `invalid_json`, `missing_field`, ...
+    pub reason: String,
+    /// What was wrong.
+    pub detail: String,
+    /// The raw record.
+    pub payload: String,
+}
+
+/// Every row of `dead_letter/date=D/*.parquet`.
+pub fn read_dead_letters(root: &Path) -> Vec<DeadLetter> {
+    let mut out = Vec::new();
+    for (partitions, path) in parquet_files(root, "dead_letter") {
+        let date = partitions.get("date").unwrap_or_else(|| panic!("{} has no date= partition", path.display()));
+        for b in read_batches(&path) {
+            let received = timestamps(&b, "received_at");
+            let (source, position) = (strings(&b, "source"), int64s(&b, "position"));
+            let element = column(&b, "element").as_primitive::<Int32Type>().values().to_vec();
+            let (reason, detail, payload) = (strings(&b, "reason"), strings(&b, "detail"), strings(&b, "payload"));
+            for i in 0..b.num_rows() {
+                out.push(DeadLetter {
+                    date: date.clone(),
+                    received_at: received[i],
+                    source: source[i].clone(),
+                    position: position[i],
+                    element: element[i],
+                    reason: reason[i].clone(),
+                    detail: detail[i].clone(),
+                    payload: payload[i].clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescapes_hive_values() {
+        assert_eq!(unescape_partition_value("BINANCE%3ABTCUSDT"), "BINANCE:BTCUSDT");
+        assert_eq!(unescape_partition_value("IC MARKETS%3A1"), "IC MARKETS:1");
+        assert_eq!(unescape_partition_value("100%25%3Dx"), "100%=x");
+        assert_eq!(unescape_partition_value("%C3%A9"), "é");
+        assert_eq!(unescape_partition_value("50%"), "50%");
+    }
+}

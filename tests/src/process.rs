@@ -1,0 +1,275 @@
+//! Running the `tradeflow` binary: where it is, with a timeout, while it runs.
+
+use crate::summary::Summary;
+use std::ffi::OsStr;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Environment variables that would change what a run does (SPEC 8 reads them as
+/// defaults); removed from every command so that tests see only their own flags.
+const AMBIENT_VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "POSTGRES_HOST",
+    "POSTGRES_PORT",
+    "POSTGRES_DB",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "FINNHUB_API_KEY",
+    "FINNHUB_WS_URL",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "SCHEMA_REGISTRY_URL",
+    "S3_BUCKET",
+    "AWS_ENDPOINT_URL",
+];
+
+/// The `tradeflow` binary: `TRADEFLOW_BIN` if set, else `target/<profile>/tradeflow`
+/// next to the test executables (built once with `cargo build -p tradeflow` if missing).
+pub fn tradeflow_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(locate).clone()
+}
+
+fn locate() -> PathBuf {
+    if let Some(path) = std::env::var_os("TRADEFLOW_BIN") {
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "TRADEFLOW_BIN={} is not a file", path.display());
+        return path;
+    }
+    let exe = std::env::current_exe().expect("the path of the test executable");
+    // Test executables live in target/<profile>/deps/.
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps/", exe.display()));
+    let bin = profile_dir.join(format!("tradeflow{}", std::env::consts::EXE_SUFFIX));
+    if !bin.is_file() {
+        build(profile_dir);
+    }
+    assert!(bin.is_file(), "{} is missing even after `cargo build -p tradeflow`", bin.display());
+    bin
+}
+
+fn build(profile_dir: &Path) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace");
+    let mut command = Command::new(cargo);
+    command.current_dir(workspace).args(["build", "-p", "tradeflow", "--bin", "tradeflow"]);
+    match profile_dir.file_name().and_then(OsStr::to_str) {
+        Some("debug") | None => {}
+        Some("release") => {
+            command.arg("--release");
+        }
+        Some(profile) => {
+            command.args(["--profile", profile]);
+        }
+    }
+    eprintln!("building the tradeflow binary: {command:?}");
+    let status = command.status().expect("running cargo build");
+    assert!(status.success(), "`cargo build -p tradeflow` failed: {status}");
+}
+
+/// A `tradeflow` command with the ambient configuration variables removed.
+pub fn tradeflow_command() -> Command {
+    let mut command = Command::new(tradeflow_bin());
+    for name in AMBIENT_VARIABLES {
+        command.env_remove(name);
+    }
+    command.env("RUST_BACKTRACE", "1");
+    command
+}
+
+/// A finished process.
+#[derive(Debug)]
+pub struct Finished {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Everything it wrote on stdout.
+    pub stdout: String,
+    /// Everything it wrote on stderr.
+    pub stderr: String,
+}
+
+impl Finished {
+    /// True when it exited with status 0.
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// The summary a `tradeflow run` prints on stderr; panics if there is none.
+    pub fn summary(&self) -> Summary {
+        Summary::parse(&self.stderr).unwrap_or_else(|| panic!("no run summary on stderr:\n{}", self.stderr))
+    }
+
+    /// Panics, showing the output, unless the process exited with status 0.
+    pub fn assert_success(&self, what: &str) -> &Self {
+        assert!(
+            self.success(),
+            "{what} failed with {}\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        assert_no_panic(&self.stderr);
+        self
+    }
+}
+
+/// Panics if `stderr` shows a Rust panic.
+pub fn assert_no_panic(stderr: &str) {
+    assert!(!stderr.contains("panicked at"), "the process panicked:\n{stderr}");
+}
+
+/// Runs `tradeflow ARGS` to completion, failing the test after `timeout`.
+pub fn run_tradeflow<S: AsRef<OsStr>>(args: &[S], timeout: Duration) -> Finished {
+    let mut command = tradeflow_command();
+    command.args(args);
+    Running::spawn(command).finish(timeout)
+}
+
+/// A process running in the background with its output being collected.
+pub struct Running {
+    child: Child,
+    what: String,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+fn collect(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 8192];
+        loop {
+            match pipe.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => into.lock().expect("output lock").push_str(&String::from_utf8_lossy(&buffer[..n])),
+            }
+        }
+    })
+}
+
+impl Running {
+    /// Starts `command` with stdin closed and stdout/stderr collected.
+    pub fn spawn(mut command: Command) -> Running {
+        let what = format!("{command:?}");
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            collect(child.stdout.take().expect("piped stdout"), stdout.clone()),
+            collect(child.stderr.take().expect("piped stderr"), stderr.clone()),
+        ];
+        Running { child, what, stdout, stderr, readers }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What stderr holds so far.
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr.lock().expect("output lock").clone()
+    }
+
+    /// Waits until `ready(stderr so far)` holds; false if the process ended first or
+    /// `timeout` passed.
+    pub fn wait_for_stderr(&mut self, timeout: Duration, ready: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if ready(&self.stderr_so_far()) {
+                return true;
+            }
+            if Instant::now() >= deadline || matches!(self.child.try_wait(), Ok(Some(_))) {
+                return ready(&self.stderr_so_far());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGINT, as Ctrl-C in a terminal does.
+    pub fn interrupt(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) with a pid of a child this process started and has not reaped
+        // (so the pid cannot have been reused) has no memory-safety requirements.
+        #[allow(unsafe_code)]
+        let result = unsafe { libc::kill(pid, libc::SIGINT) };
+        assert_eq!(result, 0, "kill -INT {pid}: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits for the process to end; after `timeout` it is killed and the test fails.
+    pub fn finish(mut self, timeout: Duration) -> Finished {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!(
+                        "{} did not finish within {timeout:?}; it was killed.\nstderr:\n{}",
+                        self.what,
+                        self.stderr_so_far()
+                    );
+                }
+                Err(e) => panic!("waiting for {}: {e}", self.what),
+            }
+        };
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        let stdout = self.stdout.lock().expect("output lock").clone();
+        let stderr = self.stderr.lock().expect("output lock").clone();
+        Finished { status, stdout, stderr }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A test that fails half-way must not leave processes behind.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `n` distinct TCP ports on 127.0.0.1 that were free a moment ago.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("bound address").port()).collect()
+}
+
+/// One TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    free_ports(1)[0]
+}
+
+/// A fresh temporary directory, removed when dropped.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("tradeflow-e2e-").tempdir().expect("creating a temporary directory")
+}
+
+/// `file:///abs/path` of an absolute path.
+pub fn file_url(path: &Path) -> String {
+    assert!(path.is_absolute(), "{} is not absolute", path.display());
+    format!("file://{}", path.display())
+}
+
+/// Writes `tradeflow simulate --out PATH ARGS` and checks it succeeded.
+pub fn simulate<S: AsRef<OsStr>>(out: &Path, args: &[S]) {
+    let mut command = tradeflow_command();
+    command.arg("simulate").arg("--out").arg(out).args(args);
+    Running::spawn(command).finish(Duration::from_secs(60)).assert_success("tradeflow simulate");
+}

@@ -1,0 +1,96 @@
+//! SPEC 6 and 8 on an unbounded, paced simulator run: progress lines while it runs;
+//! Ctrl-C stops the sources, finalises every open window and flushes the lake, and the
+//! run exits 0 with its summary. What the lake holds then agrees with the summary.
+
+use std::time::Duration;
+use tradeflow_tests::lake::{
+    consolidate, read_anomalies, read_dead_letters, read_metrics_changelog, read_trades, read_window_metrics,
+};
+use tradeflow_tests::process::Running;
+use tradeflow_tests::{file_url, temp_dir, tradeflow_command};
+
+/// The greatest "final windows N" of the progress lines so far.
+fn final_windows(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with('['))
+        .filter_map(|l| l.split("final windows ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.replace(',', "").parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn ctrl_c_stops_a_live_run_and_flushes_everything() {
+    let dir = temp_dir();
+    let lake = dir.path().join("lake");
+    let mut command = tradeflow_command();
+    command.args([
+        "run",
+        "--source",
+        "sim://?rate=2000&symbols=AAPL,BINANCE:BTCUSDT",
+        "--window",
+        "2s",
+        "--allowed-lateness",
+        "1s",
+        "--idle-timeout",
+        "2s",
+        "--lake",
+        &file_url(&lake),
+    ]);
+    let mut run = Running::spawn(command);
+
+    // Progress lines appear while it runs, and windows become final as time passes.
+    let progressed = run.wait_for_stderr(Duration::from_secs(60), |stderr| final_windows(stderr) >= 4);
+    assert!(progressed, "no progress line with final windows within 60 s:\n{}", run.stderr_so_far());
+    run.interrupt();
+    let out = run.finish(Duration::from_secs(60));
+    out.assert_success("tradeflow run stopped by SIGINT");
+    let summary = out.summary();
+    assert!(summary.accepted > 0, "{}", out.stderr);
+
+    // Every accepted trade reached the lake, and every one is in a final window.
+    let trades = read_trades(&lake);
+    assert_eq!(trades.len() as u64, summary.accepted, "trades in the lake vs accepted\n{}", out.stderr);
+    let metrics = read_window_metrics(&lake);
+    assert!(!metrics.is_empty());
+    assert_eq!(metrics.len() as u64, summary.windows_final);
+    assert_eq!(metrics.iter().map(|m| m.trade_count).sum::<u64>(), summary.accepted, "trades in final windows");
+    assert_eq!(read_anomalies(&lake).len() as u64, summary.anomalies_final);
+    assert_eq!(read_dead_letters(&lake).len() as u64, summary.rejected);
+    let symbols: std::collections::BTreeSet<_> = trades.iter().map(|t| t.symbol.as_str()).collect();
+    assert_eq!(symbols, ["AAPL", "BINANCE:BTCUSDT"].into());
+
+    // The changelog: live (provisional) values came and went; final rows never change;
+    // rebuilt as of the end it is exactly the final window metrics.
+    let updates = read_metrics_changelog(&lake);
+    assert!(updates.iter().any(|u| !u.row.is_final && u.diff > 0), "no provisional update in the changelog");
+    assert!(!updates.iter().any(|u| u.row.is_final && u.diff < 0), "a final row was retracted");
+    let rebuilt = consolidate(&updates);
+    assert!(rebuilt.values().all(|d| *d == 1), "rows with a net diff other than 1");
+    let mut finals = metrics;
+    finals.sort();
+    assert!(rebuilt.keys().cloned().collect::<Vec<_>>() == finals, "the changelog does not rebuild window_metrics");
+}
+
+/// SPEC 8: "With no flags, `tradeflow run` uses the simulator and a local lake under
+/// `./data`".
+#[test]
+fn run_without_flags_simulates_into_a_local_lake() {
+    let dir = temp_dir();
+    let mut command = tradeflow_command();
+    command.arg("run").current_dir(dir.path());
+    let mut run = Running::spawn(command);
+    // The first progress line (1-minute windows need not be final yet: Ctrl-C finalises).
+    let progressed = run.wait_for_stderr(Duration::from_secs(60), |stderr| stderr.lines().any(|l| l.starts_with('[')));
+    assert!(progressed, "no progress line within 60 s:\n{}", run.stderr_so_far());
+    run.interrupt();
+    let out = run.finish(Duration::from_secs(60));
+    out.assert_success("tradeflow run (no flags) stopped by SIGINT");
+    let lake = dir.path().join("data").join("lake");
+    let trades = read_trades(&lake);
+    assert_eq!(trades.len() as u64, out.summary().accepted, "{}", out.stderr);
+    let symbols: std::collections::BTreeSet<_> = trades.iter().map(|t| t.symbol.as_str()).collect();
+    assert!(symbols.len() > 10 && symbols.contains("BINANCE:BTCUSDT"), "{symbols:?}");
+    assert!(!read_window_metrics(&lake).is_empty());
+}
