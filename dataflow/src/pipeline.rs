@@ -77,7 +77,7 @@ pub fn build<'scope>(scope: Scope<'scope, Time>, config: &RunConfig, shared: &Sh
         write_changelog(analytics.metrics.clone(), run_id.clone(), lake.clone(), changelog.clone());
         write_changelog(analytics.anomalies.clone(), run_id, lake.clone(), changelog);
         let age = (!config.bounded).then_some(Duration::from_secs(60));
-        write_dead_letters(rejects, lake.clone(), 100_000, age);
+        write_dead_letters(rejects, lake.clone(), age);
     }
 
     // Counters for progress and the summary.

@@ -78,6 +78,11 @@ pub struct Reject {
     pub position: u64,
     /// Index of the element inside a Finnhub message's `data` array (0 otherwise).
     pub element: u32,
+    /// The unit of input the record was read in, by its first position: the chunk of a
+    /// file, a range of sequence numbers of a simulator stream. Dead-letter files are cut
+    /// at these boundaries, which do not depend on the worker count, so their names and
+    /// contents do not either.
+    pub segment: u64,
     /// Wall-clock time it was received, ms since the epoch.
     pub received_at: i64,
 }

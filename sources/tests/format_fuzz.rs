@@ -306,17 +306,26 @@ fn trade() -> impl Strategy<Value = Trade> {
 
 fn assert_trade(item: &Item<'_>, expected: &Trade, element: u32) -> Result<(), TestCaseError> {
     let (symbol, price, volume, ts, conditions) = expected;
-    let wanted = RawTrade {
+    let wanted = |raw| RawTrade {
         symbol: symbol.as_str().into(),
         price: *price,
         volume: *volume,
         ts: *ts,
         conditions: conditions.as_deref(),
         element,
+        raw,
     };
     match item {
-        Item::Trade(t) => prop_assert_eq!(t, &wanted),
-        other => prop_assert!(false, "expected {wanted:?}, got {other:?}"),
+        Item::Trade(t) => {
+            // The raw record is itself a valid record giving the same trade.
+            let mut again = Vec::new();
+            parse_line(t.raw, &mut |i| again.push(i));
+            prop_assert!(
+                matches!(&again[..], [Item::Trade(u)] if u.ts == t.ts && u.price == t.price && u.symbol == t.symbol)
+            );
+            prop_assert_eq!(t, &wanted(t.raw))
+        }
+        other => prop_assert!(false, "expected {:?}, got {other:?}", wanted(b"")),
     }
     Ok(())
 }

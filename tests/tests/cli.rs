@@ -129,7 +129,6 @@ fn a_file_of_garbage_is_dead_lettered_and_the_run_succeeds() {
 /// `s3://bucket/prefix` as the fix. Whatever the build supports, the error must not
 /// recommend the very URL form it just refused.
 #[test]
-#[ignore = "bug: --lake s3://... fails with \"unsupported scheme \\\"s3\\\"\" and suggests s3://bucket/prefix as the fix"]
 fn s3_lake_error_does_not_suggest_the_scheme_it_refuses() {
     let dir = temp_dir();
     let input = dir.path().join("ok.ndjson");

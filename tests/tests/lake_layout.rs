@@ -173,7 +173,6 @@ fn a_replay_rewrites_the_same_objects() {
 /// twice (SPEC 7: "a replay rewrites the same objects instead of adding duplicates";
 /// readers "get each row exactly once").
 #[test]
-#[ignore = "bug: a replay with a different worker count duplicates dead letters (objects are named per worker)"]
 fn dead_letters_are_not_duplicated_by_a_replay_on_another_worker_count() {
     let dir = temp_dir();
     let input = dir.path().join("input.ndjson");
@@ -200,7 +199,6 @@ fn dead_letters_are_not_duplicated_by_a_replay_on_another_worker_count() {
 /// a live run writes. Here the process dies deterministically: a file-size limit
 /// (`ulimit -f`) kills it (SIGXFSZ) while it writes the large window_metrics object.
 #[test]
-#[ignore = "bug: objects are staged as <name>.parquet#<n> inside the dataset directory; a crash mid-write leaves a partial file readers pick up"]
 fn a_crash_mid_write_leaves_no_partial_file_where_readers_look() {
     let dir = temp_dir();
     let input = dir.path().join("input.ndjson");

@@ -538,7 +538,6 @@ fn crafted_input_matches_the_reference_with_hopping_windows_and_other_parameters
 /// dead-lettered with the whole message instead, so replaying dead letters would feed
 /// the message's on-time trades in a second time.
 #[test]
-#[ignore = "bug: a late element of a Finnhub message is dead-lettered with the whole line as payload, not the element"]
 fn late_element_of_a_finnhub_message_is_dead_lettered_alone() {
     let dir = temp_dir();
     let input = dir.path().join("late.ndjson");

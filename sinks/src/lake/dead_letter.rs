@@ -1,11 +1,16 @@
 //! `dead_letter/date=D/*.parquet`: every rejected record, with its reason and payload.
 //!
-//! Background: rejects are written by the worker that read them, grouped by source
-//! partition and by the UTC date they were received, in the order they were read. A
-//! file is cut at `max_rows` rejects, after `max_age` on live runs, and at the end. It
-//! is named after its partition and the position of its first record
-//! (`file_data.ndjson-3fa2c1d0-00000000000000001234-00000.parquet`), so a rerun with the
-//! same configuration rewrites the same objects.
+//! Background: rejects are written by the worker that read them. Each carries its
+//! *segment*: the unit of input it was read in (a file chunk, a range of a simulator
+//! stream's sequence numbers), whose boundaries do not depend on the worker count. A
+//! file holds the rejects of one segment of one source received on one UTC date, sorted
+//! by position, and is named after the source and the segment
+//! (`file____data_in.ndjson-3fa2c1d0-00000000000004194304.parquet`), so a rerun, with any
+//! number of workers, rewrites the same objects.
+//!
+//! A segment's file is written when a later segment of the same source shows up (every
+//! source reads its segments in order on one worker), at the end of the input, or, on
+//! live runs, after `max_age`.
 
 use super::parquet::{dead_letter_batch, dead_letter_schema, encode};
 use super::paths::file_safe;
@@ -20,6 +25,9 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use tradeflow_model::{Reject, Time, date_of};
 use tradeflow_operators::epochs::{EpochQueue, combined_frontier};
 
+/// (source, segment, date)
+type Key = (String, u64, String);
+
 struct Pending {
     rows: Vec<Reject>,
     since: Instant,
@@ -29,14 +37,13 @@ struct Pending {
 pub fn write_dead_letters<'scope>(
     rejects: StreamVec<'scope, Time, Reject>,
     lake: Arc<Lake>,
-    max_rows: usize,
     max_age: Option<Duration>,
 ) {
     let mut builder = OperatorBuilder::new("Lake:dead_letter".to_owned(), rejects.scope());
     let mut input = builder.new_input(rejects, Pipeline);
     builder.build(move |_| {
         let mut queue = EpochQueue::<Vec<Reject>>::default();
-        let mut pending: BTreeMap<(String, String), Pending> = BTreeMap::new();
+        let mut pending: BTreeMap<Key, Pending> = BTreeMap::new();
         move |frontiers| {
             input.for_each(|cap, batch| {
                 let Some(&time) = cap.least() else { return };
@@ -45,23 +52,30 @@ pub fn write_dead_letters<'scope>(
             let frontier = combined_frontier(frontiers);
             while let Some((_, rejects)) = queue.pop_complete(frontier) {
                 for reject in rejects {
-                    let key = (reject.source.clone(), date_of(reject.received_at));
-                    let slot =
-                        pending.entry(key).or_insert_with(|| Pending { rows: Vec::new(), since: Instant::now() });
-                    slot.rows.push(reject);
-                    if slot.rows.len() >= max_rows {
-                        let rows = std::mem::take(&mut slot.rows);
-                        write(&lake, rows);
+                    // An earlier segment of the same source is complete.
+                    let done: Vec<Key> = pending
+                        .keys()
+                        .filter(|(source, segment, _)| *source == reject.source && *segment < reject.segment)
+                        .cloned()
+                        .collect();
+                    for key in done {
+                        if let Some(slot) = pending.remove(&key) {
+                            write(&lake, slot.rows);
+                        }
                     }
+                    let key = (reject.source.clone(), reject.segment, date_of(reject.received_at));
+                    pending
+                        .entry(key)
+                        .or_insert_with(|| Pending { rows: Vec::new(), since: Instant::now() })
+                        .rows
+                        .push(reject);
                 }
             }
+            let aged = |slot: &Pending| max_age.is_some_and(|age| slot.since.elapsed() >= age);
             pending.retain(|_, slot| {
-                let aged = max_age.is_some_and(|age| slot.since.elapsed() >= age);
-                if !slot.rows.is_empty() && (frontier.is_none() || aged) {
+                if frontier.is_none() || aged(slot) {
                     write(&lake, std::mem::take(&mut slot.rows));
-                }
-                if slot.rows.is_empty() {
-                    return frontier.is_some() && !aged;
+                    return false;
                 }
                 true
             });
@@ -69,17 +83,17 @@ pub fn write_dead_letters<'scope>(
     });
 }
 
-fn write(lake: &Lake, rows: Vec<Reject>) {
+fn write(lake: &Lake, mut rows: Vec<Reject>) {
+    rows.sort_by_key(|r| (r.position, r.element));
     let Some(first) = rows.first() else { return };
     let mut hasher = rustc_hash::FxHasher::default();
     hasher.write(first.source.as_bytes());
     let key = format!(
-        "dead_letter/date={}/{}-{:08x}-{:020}-{:05}.parquet",
+        "dead_letter/date={}/{}-{:08x}-{:020}.parquet",
         date_of(first.received_at),
         file_safe(&first.source),
         hasher.finish() as u32,
-        first.position,
-        first.element
+        first.segment,
     );
     match encode(dead_letter_schema(), &[dead_letter_batch(&rows)], Vec::new()) {
         Ok(bytes) => lake.publish(key, Payload::Bytes(bytes)),

@@ -3,6 +3,7 @@
 
 pub mod changelog;
 pub mod dead_letter;
+pub mod destination;
 mod encoder;
 pub mod finals;
 pub mod parquet;
@@ -13,6 +14,7 @@ pub mod watermarked;
 
 pub use changelog::{ChangelogConfig, write_changelog};
 pub use dead_letter::write_dead_letters;
+pub use destination::Destination;
 pub use finals::write_finals;
 pub use store::{Lake, LakeError, LakeStats, Payload};
 pub use trades::write_trades;

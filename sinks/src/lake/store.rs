@@ -1,20 +1,17 @@
-//! The lake's object store and its background uploader.
+//! The lake and its background encoder and uploader.
 //!
-//! Writers build complete Parquet files (in memory, or spooled to a local temporary file
-//! for large ones) and hand them to the uploader, which puts each under its final,
-//! deterministic name. A put is atomic in every `object_store` backend (the local one
-//! writes a staging file and renames it), so no reader ever sees a partial file, and a
-//! replay that rewrites a name replaces the object instead of adding a duplicate.
+//! Writers build complete Parquet files (in memory, or spooled to a local staging file
+//! for large ones) and hand them to the uploader, which publishes each under its final,
+//! deterministic name (see [`Destination`] for how a publish is atomic), so no reader
+//! ever sees a partial file, and a replay that rewrites a name replaces the object
+//! instead of adding a duplicate.
 
+use super::destination::Destination;
 use super::encoder::{EncodeJob, encode_loop};
-use object_store::local::LocalFileSystem;
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Lake errors: the location, what failed, and how to fix it.
@@ -85,28 +82,24 @@ pub struct Lake {
 }
 
 impl Lake {
-    /// Opens the lake at `url` (`file:///abs/dir`, `file://relative/dir`, or a plain path).
+    /// Opens the lake at `url` (see [`Destination::open`]).
     pub fn open(url: &str) -> Result<Lake, LakeError> {
-        let dir = local_dir(url)?;
-        std::fs::create_dir_all(&dir)
-            .map_err(|source| LakeError::Directory { dir: dir.display().to_string(), source })?;
-        let store = LocalFileSystem::new_with_prefix(&dir)
-            .map_err(|e| LakeError::BadUrl { url: url.to_owned(), reason: e.to_string() })?;
-        Self::with_store(url, Arc::new(store))
+        let destination = Destination::open(url)?;
+        Self::with_destination(url, destination)
     }
 
-    /// A lake over any object store.
-    pub fn with_store(url: &str, store: Arc<dyn ObjectStore>) -> Result<Lake, LakeError> {
-        let spool = std::env::temp_dir().join(format!("tradeflow-spool-{}", std::process::id()));
+    /// A lake at `destination`.
+    pub fn with_destination(url: &str, destination: Destination) -> Result<Lake, LakeError> {
+        let spool = destination.staging_dir();
         std::fs::create_dir_all(&spool)
             .map_err(|source| LakeError::Directory { dir: spool.display().to_string(), source })?;
         let (sender, receiver) = mpsc::unbounded_channel();
         let files = Arc::new(AtomicU64::new(0));
         let bytes = Arc::new(AtomicU64::new(0));
-        let (f, b) = (files.clone(), bytes.clone());
+        let (f, b, staging) = (files.clone(), bytes.clone(), spool.clone());
         let uploader = std::thread::Builder::new()
             .name("lake-uploader".into())
-            .spawn(move || upload_loop(store, receiver, f, b))
+            .spawn(move || upload_loop(destination, staging, receiver, f, b))
             .map_err(|e| LakeError::Write { lake: url.to_owned(), message: e.to_string() })?;
         let error = Arc::new(Mutex::new(None));
         // Bounded: a worker that outruns the encoder waits instead of piling up rows.
@@ -197,6 +190,9 @@ impl Lake {
             None => Ok(()),
         };
         let _ = std::fs::remove_dir_all(&self.spool);
+        if let Some(parent) = self.spool.parent() {
+            let _ = std::fs::remove_dir(parent); // only if no other process stages there
+        }
         result.map_err(|message| LakeError::Write { lake: self.url.clone(), message })?;
         if let Some(message) = self.error() {
             return Err(LakeError::Write { lake: self.url.clone(), message });
@@ -211,31 +207,9 @@ impl Drop for Lake {
     }
 }
 
-/// The local directory of a `file://` URL or plain path.
-fn local_dir(url: &str) -> Result<PathBuf, LakeError> {
-    let path = match url.split_once("://") {
-        None => url,
-        Some(("file", rest)) => rest,
-        Some((scheme, _)) => {
-            return Err(LakeError::BadUrl {
-                url: url.to_owned(),
-                reason: format!(
-                    "unsupported scheme {scheme:?}; use file:///absolute/dir, file://relative/dir or s3://bucket/prefix"
-                ),
-            });
-        }
-    };
-    if path.is_empty() {
-        return Err(LakeError::BadUrl {
-            url: url.to_owned(),
-            reason: "empty path; e.g. --lake file:///var/lib/tradeflow/lake".into(),
-        });
-    }
-    Ok(PathBuf::from(path))
-}
-
 fn upload_loop(
-    store: Arc<dyn ObjectStore>,
+    destination: Destination,
+    staging: PathBuf,
     mut receiver: mpsc::UnboundedReceiver<Job>,
     files: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
@@ -252,9 +226,21 @@ fn upload_loop(
         let mut first_error: Option<String> = None;
         while let Some(job) = receiver.recv().await {
             let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
-            let (store, files, bytes) = (store.clone(), files.clone(), bytes.clone());
+            let (destination, staging, files, bytes) =
+                (destination.clone(), staging.clone(), files.clone(), bytes.clone());
             tasks.spawn(async move {
-                let result = upload(&*store, job, &files, &bytes).await;
+                let result = match destination.put(&job.key, job.payload, &staging).await {
+                    Ok(len) => {
+                        files.fetch_add(1, Ordering::Relaxed);
+                        bytes.fetch_add(len, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    Err(e) => Err(if e.permanent {
+                        format!("{} (not retried: this needs fixing first)", e.message)
+                    } else {
+                        e.message
+                    }),
+                };
                 drop(permit);
                 result
             });
@@ -275,37 +261,4 @@ fn record(first_error: &mut Option<String>, done: Result<Result<(), String>, tok
         eprintln!("error: {e}");
         first_error.get_or_insert(e);
     }
-}
-
-async fn upload(store: &dyn ObjectStore, job: Job, files: &AtomicU64, bytes: &AtomicU64) -> Result<(), String> {
-    let path = Path::parse(&job.key).map_err(|e| format!("bad object name {:?}: {e}", job.key))?;
-    let (data, spooled) = match job.payload {
-        Payload::Bytes(data) => (data, None),
-        Payload::Spooled(file) => {
-            let data = tokio::fs::read(&file).await.map_err(|e| format!("reading spooled {}: {e}", file.display()))?;
-            (data, Some(file))
-        }
-    };
-    let len = data.len() as u64;
-    let payload = PutPayload::from(bytes::Bytes::from(data));
-    let mut delay = Duration::from_millis(100);
-    let mut attempt = 1;
-    loop {
-        match store.put(&path, payload.clone()).await {
-            Ok(_) => break,
-            Err(e) if attempt < 6 => {
-                eprintln!("warning: writing {} failed (attempt {attempt}): {e}; retrying in {delay:?}", job.key);
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                attempt += 1;
-            }
-            Err(e) => return Err(format!("writing {} failed after {attempt} attempts: {e}", job.key)),
-        }
-    }
-    if let Some(file) = spooled {
-        let _ = tokio::fs::remove_file(file).await;
-    }
-    files.fetch_add(1, Ordering::Relaxed);
-    bytes.fetch_add(len, Ordering::Relaxed);
-    Ok(())
 }

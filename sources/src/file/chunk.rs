@@ -18,7 +18,7 @@ pub struct Origin {
     pub position: u64,
     /// Element index inside a Finnhub message.
     pub element: u32,
-    /// Its line, as a range of the chunk's bytes.
+    /// Its raw record (the line, or the element of a message), as a range of the chunk's bytes.
     pub line: (u32, u32),
 }
 
@@ -83,7 +83,6 @@ pub fn parse_chunk(plan: &FilePlan, chunk: ChunkRef) -> std::io::Result<ParsedCh
         let line_end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
         let line = &bytes[pos..line_end];
         let position = from + pos as u64;
-        let span = (pos as u32, (line_end - pos) as u32);
         parse_line(line, &mut |item| match item {
             Item::Trade(t) => {
                 let symbol = match Symbol::parse(&t.symbol) {
@@ -97,6 +96,7 @@ pub fn parse_chunk(plan: &FilePlan, chunk: ChunkRef) -> std::io::Result<ParsedCh
                             source: info.label.clone(),
                             position,
                             element: t.element,
+                            segment: chunk.start,
                             received_at,
                         });
                         return;
@@ -105,8 +105,10 @@ pub fn parse_chunk(plan: &FilePlan, chunk: ChunkRef) -> std::io::Result<ParsedCh
                 max_ts = Some(max_ts.map_or(t.ts, |m| m.max(t.ts)));
                 let conditions = t.conditions.map_or_else(Conditions::none, Conditions::from_json_unchecked);
                 let trade = Trade { symbol, ts: t.ts, price: t.price, volume: t.volume, conditions };
+                // The record's own text (the element of a message), as a range of `bytes`.
+                let start = t.raw.as_ptr() as usize - bytes.as_ptr() as usize;
                 trades.push(trade);
-                origins.push(Origin { position, element: t.element, line: span });
+                origins.push(Origin { position, element: t.element, line: (start as u32, t.raw.len() as u32) });
             }
             Item::Reject(r) => rejects.push(Reject {
                 reason: r.reason,
@@ -115,6 +117,7 @@ pub fn parse_chunk(plan: &FilePlan, chunk: ChunkRef) -> std::io::Result<ParsedCh
                 source: info.label.clone(),
                 position,
                 element: r.element,
+                segment: chunk.start,
                 received_at,
             }),
             Item::Ping => {}
@@ -131,6 +134,7 @@ pub fn parse_chunk(plan: &FilePlan, chunk: ChunkRef) -> std::io::Result<ParsedCh
 pub fn late_reject(
     bytes: &[u8],
     label: &str,
+    segment: u64,
     trade: &Trade,
     origin: &Origin,
     watermark: i64,
@@ -145,6 +149,7 @@ pub fn late_reject(
         source: label.to_owned(),
         position: origin.position,
         element: origin.element,
+        segment,
         received_at: wall_ms(),
     }
 }

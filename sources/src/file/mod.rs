@@ -113,6 +113,7 @@ impl Reader for ChunkReader {
                     source: label.clone(),
                     position: chunk.start,
                     element: 0,
+                    segment: chunk.start,
                     received_at: wall_ms(),
                 }));
             }
@@ -226,6 +227,7 @@ fn decide(chunk: ParsedChunk, label: &str, prefix: Option<i64>, lateness_ms: i64
     if let Some(max) = prefix {
         clock.observe(max);
     }
+    let segment = chunk.chunk.start;
     let ParsedChunk { bytes, mut trades, origins, mut rejects, .. } = chunk;
     // Usually nothing is late: decide in place and move the whole vector on.
     let mut index = 0;
@@ -235,7 +237,7 @@ fn decide(chunk: ParsedChunk, label: &str, prefix: Option<i64>, lateness_ms: i64
         let watermark = clock.watermark();
         let on_time = clock.admit(trade.ts);
         if !on_time {
-            rejects.push(late_reject(&bytes, label, trade, origin, watermark, lateness_ms));
+            rejects.push(late_reject(&bytes, label, segment, trade, origin, watermark, lateness_ms));
         }
         on_time
     });

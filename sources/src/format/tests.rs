@@ -73,6 +73,7 @@ fn reads_the_spec_examples() {
             ts: TS,
             conditions: Some(r#"["1","12"]"#),
             element: 0,
+            raw: line.as_bytes(),
         }
     );
     let t = trade(r#"{"s":"AAPL","p":187.12,"t":1700000000123,"v":100,"c":null}"#);

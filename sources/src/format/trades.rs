@@ -56,6 +56,9 @@ pub struct RawTrade<'a> {
     pub conditions: Option<&'a str>,
     /// Index of the element in a Finnhub message's `data` array; 0 for a flat trade.
     pub element: u32,
+    /// The raw record: the element's JSON text for an element of a Finnhub message, the
+    /// whole line for a flat trade (what a dead letter shows if the trade turns out late).
+    pub raw: &'a [u8],
 }
 
 /// A rejected record, borrowing its payload from the line.
@@ -192,6 +195,7 @@ fn trade<'a>(text: &'a str, fields: &Fields, payload: &'a [u8], element: u32) ->
                 _ => None,
             },
             element,
+            raw: payload,
         }),
         Err((reason, detail)) => reject(reason, detail, payload, element),
     }

@@ -1,0 +1,274 @@
+//! Where the lake's objects go: a local directory or an object store (S3).
+//!
+//! Every object appears complete or not at all. Locally, a file is written (or spooled)
+//! under `<root>/.tradeflow-staging/` and renamed into place — readers skip dot
+//! directories, and a rename within one file system is atomic. On S3 an object becomes
+//! visible when its put (or multipart upload, for large files) completes. Transient
+//! failures (5xx, timeouts, refused connections) are retried with backoff for up to two
+//! minutes; permanent ones (missing bucket, refused credentials) stop the run at once
+//! with the bucket and the fix. Secrets never appear in messages.
+
+use super::store::{LakeError, Payload};
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Files above this size are uploaded in parts.
+const MULTIPART_BYTES: usize = 16 << 20;
+/// Size of each part.
+const PART_BYTES: usize = 8 << 20;
+/// How long a transient failure is retried before the run gives up.
+const RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// A lake location.
+#[derive(Clone, Debug)]
+pub enum Destination {
+    /// A local directory.
+    Local {
+        /// The lake root.
+        root: PathBuf,
+    },
+    /// An object store bucket and prefix.
+    Remote {
+        /// The store (one bucket).
+        store: Arc<dyn ObjectStore>,
+        /// The lake root inside the bucket.
+        prefix: Path,
+        /// `s3://bucket/prefix`, for messages.
+        display: String,
+    },
+}
+
+/// Why a put failed.
+#[derive(Debug)]
+pub struct PutError {
+    /// Retrying cannot help.
+    pub permanent: bool,
+    /// What happened, secrets removed.
+    pub message: String,
+}
+
+impl Destination {
+    /// Opens and checks `url`: `file:///abs/dir`, `file://relative/dir`, a plain path, or
+    /// `s3://bucket/prefix` (credentials, region and endpoint from the usual `AWS_*`
+    /// variables; `s3:///prefix` takes the bucket from `S3_BUCKET`).
+    pub fn open(url: &str) -> Result<Destination, LakeError> {
+        let bad = |reason: String| LakeError::BadUrl { url: url.to_owned(), reason };
+        match url.split_once("://") {
+            None => Self::local(url),
+            Some(("file", rest)) => Self::local(rest),
+            Some(("s3", rest)) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                let bucket =
+                    if bucket.is_empty() { std::env::var("S3_BUCKET").unwrap_or_default() } else { bucket.to_owned() };
+                if bucket.is_empty() {
+                    return Err(bad("no bucket: use s3://bucket/prefix, or set S3_BUCKET".into()));
+                }
+                Self::s3(&bucket, prefix.trim_matches('/'))
+            }
+            Some((scheme, _)) => Err(bad(format!(
+                "unsupported scheme {scheme:?}; use file:///absolute/dir, file://relative/dir or s3://bucket/prefix"
+            ))),
+        }
+    }
+
+    fn local(path: &str) -> Result<Destination, LakeError> {
+        if path.is_empty() {
+            return Err(LakeError::BadUrl {
+                url: path.to_owned(),
+                reason: "empty path; e.g. --lake file:///var/lib/tradeflow/lake".into(),
+            });
+        }
+        let root = PathBuf::from(path);
+        std::fs::create_dir_all(&root)
+            .map_err(|source| LakeError::Directory { dir: root.display().to_string(), source })?;
+        Ok(Destination::Local { root })
+    }
+
+    fn s3(bucket: &str, prefix: &str) -> Result<Destination, LakeError> {
+        let display = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
+        let retry = RetryConfig { max_retries: 4, retry_timeout: Duration::from_secs(20), ..RetryConfig::default() };
+        let store = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry).build().map_err(|e| {
+            LakeError::BadUrl { url: display.clone(), reason: redact(&format!("{e}; check the AWS_* settings")) }
+        })?;
+        let destination = Destination::Remote { store: Arc::new(store), prefix: Path::from(prefix), display };
+        destination.check(bucket)?;
+        Ok(destination)
+    }
+
+    /// Lists the root once, so a missing bucket or refused credentials stop the run
+    /// before it starts.
+    fn check(&self, bucket: &str) -> Result<(), LakeError> {
+        let Destination::Remote { store, prefix, display } = self else { return Ok(()) };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LakeError::Write { lake: display.clone(), message: e.to_string() })?;
+        let listed = runtime.block_on(store.list_with_delimiter(Some(prefix)));
+        listed.map(|_| ()).map_err(|e| {
+            let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).unwrap_or_else(|_| "AWS".into());
+            let message = match classify(&e) {
+                Class::MissingBucket => format!("bucket {bucket:?} does not exist at {endpoint}: create it (e.g. `aws s3 mb s3://{bucket}`) or fix --lake"),
+                Class::Refused => format!(
+                    "access to bucket {bucket:?} at {endpoint} was refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_REGION)"
+                ),
+                Class::Transient => format!("cannot reach bucket {bucket:?} at {endpoint}: {}; check AWS_ENDPOINT_URL (and AWS_ALLOW_HTTP=true for a plain-http endpoint)", redact(&e.to_string())),
+            };
+            LakeError::Write { lake: display.clone(), message }
+        })
+    }
+
+    /// The local directory where large files are written before they are published:
+    /// inside the lake (same file system, so publishing is a rename) or the temp dir.
+    pub fn staging_dir(&self) -> PathBuf {
+        let pid = std::process::id();
+        match self {
+            Destination::Local { root } => root.join(".tradeflow-staging").join(pid.to_string()),
+            Destination::Remote { .. } => std::env::temp_dir().join(format!("tradeflow-spool-{pid}")),
+        }
+    }
+
+    /// The lake's URL, for messages.
+    pub fn display(&self) -> String {
+        match self {
+            Destination::Local { root } => format!("file://{}", root.display()),
+            Destination::Remote { display, .. } => display.clone(),
+        }
+    }
+
+    /// The lake as an object store rooted at the lake (for readers).
+    pub fn store(&self) -> Result<(Arc<dyn ObjectStore>, Path), LakeError> {
+        match self {
+            Destination::Local { root } => {
+                let store = object_store::local::LocalFileSystem::new_with_prefix(root)
+                    .map_err(|e| LakeError::BadUrl { url: root.display().to_string(), reason: e.to_string() })?;
+                Ok((Arc::new(store), Path::default()))
+            }
+            Destination::Remote { store, prefix, .. } => Ok((store.clone(), prefix.clone())),
+        }
+    }
+
+    /// Publishes `payload` as `key` (relative to the lake root); returns its size.
+    pub async fn put(&self, key: &str, payload: Payload, staging: &std::path::Path) -> Result<u64, PutError> {
+        let transient = |message: String| PutError { permanent: false, message };
+        match self {
+            Destination::Local { root } => {
+                let target = root.join(key);
+                if let Some(parent) = target.parent() {
+                    tokio::fs::create_dir_all(parent)
+                        .await
+                        .map_err(|e| transient(format!("creating {}: {e}", parent.display())))?;
+                }
+                let source = match payload {
+                    Payload::Spooled(file) => file,
+                    Payload::Bytes(data) => {
+                        let file = staging.join(format!("{}.tmp", unique()));
+                        tokio::fs::write(&file, data)
+                            .await
+                            .map_err(|e| transient(format!("writing {}: {e}", file.display())))?;
+                        file
+                    }
+                };
+                let len = tokio::fs::metadata(&source).await.map(|m| m.len()).unwrap_or(0);
+                tokio::fs::rename(&source, &target)
+                    .await
+                    .map_err(|e| transient(format!("publishing {}: {e}", target.display())))?;
+                Ok(len)
+            }
+            Destination::Remote { store, prefix, .. } => {
+                let path = Path::parse(format!("{prefix}/{key}").trim_start_matches('/'))
+                    .map_err(|e| PutError { permanent: true, message: format!("bad object name {key:?}: {e}") })?;
+                let (data, spooled) = match payload {
+                    Payload::Bytes(data) => (data, None),
+                    Payload::Spooled(file) => {
+                        let data = tokio::fs::read(&file)
+                            .await
+                            .map_err(|e| transient(format!("reading {}: {e}", file.display())))?;
+                        (data, Some(file))
+                    }
+                };
+                let len = data.len() as u64;
+                let data = bytes::Bytes::from(data);
+                let started = Instant::now();
+                let mut delay = Duration::from_millis(200);
+                loop {
+                    match put_once(&**store, &path, data.clone()).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            let class = classify(&e);
+                            let message = format!("writing {key}: {}", redact(&e.to_string()));
+                            if class != Class::Transient || started.elapsed() >= RETRY_FOR {
+                                return Err(PutError { permanent: class != Class::Transient, message });
+                            }
+                            eprintln!("warning: {message}; retrying in {delay:?}");
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+                if let Some(file) = spooled {
+                    let _ = tokio::fs::remove_file(file).await;
+                }
+                Ok(len)
+            }
+        }
+    }
+}
+
+/// One put: whole, or in parts for large files (visible only once complete).
+async fn put_once(store: &dyn ObjectStore, path: &Path, data: bytes::Bytes) -> object_store::Result<()> {
+    if data.len() <= MULTIPART_BYTES {
+        return store.put(path, PutPayload::from(data)).await.map(|_| ());
+    }
+    let upload = store.put_multipart(path).await?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+    writer.put(data);
+    match writer.finish().await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Class {
+    MissingBucket,
+    Refused,
+    Transient,
+}
+
+fn classify(error: &object_store::Error) -> Class {
+    match error {
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => Class::Refused,
+        other => {
+            let text = other.to_string();
+            if text.contains("NoSuchBucket") || text.contains("bucket does not exist") {
+                Class::MissingBucket
+            } else if text.contains("InvalidAccessKeyId")
+                || text.contains("SignatureDoesNotMatch")
+                || text.contains("AccessDenied")
+                || text.contains("403 Forbidden")
+            {
+                Class::Refused
+            } else {
+                Class::Transient
+            }
+        }
+    }
+}
+
+/// Removes the secret access key from a message, should a library ever include it.
+pub fn redact(message: &str) -> String {
+    match std::env::var("AWS_SECRET_ACCESS_KEY") {
+        Ok(secret) if secret.len() >= 4 => message.replace(&secret, "***"),
+        _ => message.to_owned(),
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
