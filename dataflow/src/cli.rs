@@ -29,6 +29,9 @@ pub enum Command {
     /// Write a simulated market to an NDJSON file (test and benchmark inputs).
     #[command(disable_help_flag = true)]
     Simulate(SimulateArgs),
+    /// Create or upgrade the PostgreSQL schema (also done by `run` at start); idempotent.
+    #[command(disable_help_flag = true)]
+    Migrate(MigrateArgs),
 }
 
 /// Timely's execution flags.
@@ -61,9 +64,14 @@ pub struct RunArgs {
     /// Do not write the lake.
     #[arg(long, conflicts_with = "lake")]
     pub no_lake: bool,
-    /// PostgreSQL sink (arrives with the PostgreSQL sink; not in this build).
+    /// PostgreSQL sink: postgres://user:password@host:5432/database. Default: DATABASE_URL,
+    /// else POSTGRES_HOST/PORT/DB/USER/PASSWORD (from the environment, then ./.env); off
+    /// when none is set.
     #[arg(long, value_name = "URL")]
     pub postgres: Option<String>,
+    /// How long the PostgreSQL sink retries a lost connection before the run stops.
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub postgres_retry_for: String,
     /// Window size.
     #[arg(long, default_value = "1m", value_name = "DURATION")]
     pub window: String,
@@ -137,6 +145,18 @@ pub struct SimulateArgs {
     pub format: LineFormat,
 }
 
+/// `tradeflow migrate`.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// The database: postgres://user:password@host:5432/database. Default: DATABASE_URL,
+    /// else POSTGRES_HOST/PORT/DB/USER/PASSWORD (from the environment, then ./.env).
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+    /// How long to retry while the server is unreachable.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub retry_for: String,
+}
+
 /// How `simulate` encodes trades.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LineFormat {
@@ -162,6 +182,7 @@ pub fn main() -> ExitCode {
             crate::config::RunConfig::from_args(&args).map_err(anyhow::Error::from).and_then(crate::run::run)
         }
         Command::Simulate(args) => crate::simulate::simulate(&args),
+        Command::Migrate(args) => crate::run::migrate(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

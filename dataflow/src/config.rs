@@ -3,10 +3,13 @@
 //! Every error names the flag, the value given and what would work.
 
 use crate::cli::{RunArgs, TimelyArgs};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 use tradeflow_model::{WindowSpec, format_ts};
 use tradeflow_operators::{AnalyticsParams, AnomalyParams};
+use tradeflow_sinks::postgres::PgTarget;
 use tradeflow_sources::batch::wall_ms;
 use tradeflow_sources::file::plan::FilePlan;
 use tradeflow_sources::url::{SourceSpec, parse_source};
@@ -23,6 +26,24 @@ pub enum Source {
     File(FilePlan),
     /// The simulator, with its start resolved.
     Sim(tradeflow_sources::sim::SimConfig),
+    /// A lake's trades, replayed (`lake` is a `--lake` style URL).
+    Lake {
+        /// The lake.
+        lake: String,
+        /// Keep trades at or after this time (ms).
+        from: Option<i64>,
+        /// Keep trades before this time (ms).
+        to: Option<i64>,
+    },
+}
+
+/// The PostgreSQL sink's settings.
+#[derive(Clone, Debug)]
+pub struct PostgresConfig {
+    /// The server, database and user.
+    pub target: PgTarget,
+    /// How long a lost connection is retried before the run stops.
+    pub retry_for: Duration,
 }
 
 /// Everything `tradeflow run` needs, validated.
@@ -34,6 +55,8 @@ pub struct RunConfig {
     pub bounded: bool,
     /// Lake URL, or `None` with `--no-lake`.
     pub lake: Option<String>,
+    /// The PostgreSQL sink, if on.
+    pub postgres: Option<PostgresConfig>,
     /// Windows, volatility and anomaly parameters.
     pub params: AnalyticsParams,
     /// `--allowed-lateness` in ms.
@@ -61,6 +84,7 @@ impl std::fmt::Debug for RunConfig {
         f.debug_struct("RunConfig")
             .field("sources", &self.sources)
             .field("lake", &self.lake)
+            .field("postgres", &self.postgres)
             .field("params", &self.params)
             .finish()
     }
@@ -81,16 +105,13 @@ fn millis(flag: &str, text: &str) -> Result<i64, ConfigError> {
 impl RunConfig {
     /// Validates the raw flags.
     pub fn from_args(args: &RunArgs) -> Result<RunConfig, ConfigError> {
-        if args.postgres.is_some() {
-            return Err(ConfigError(
-                "--postgres: the PostgreSQL sink is not in this build yet (issue 3); drop the flag".into(),
-            ));
-        }
-        if std::env::var_os("DATABASE_URL").is_some() || std::env::var_os("POSTGRES_HOST").is_some() {
-            eprintln!(
-                "warning: DATABASE_URL/POSTGRES_* are set but the PostgreSQL sink is not in this build yet (issue 3); ignoring them"
-            );
-        }
+        let postgres = match postgres_target(args.postgres.as_deref())? {
+            Some(target) => {
+                let retry_for = duration("--postgres-retry-for", &args.postgres_retry_for)?;
+                Some(PostgresConfig { target, retry_for })
+            }
+            None => None,
+        };
         if args.metrics_addr.is_some() {
             return Err(ConfigError(
                 "--metrics-addr: Prometheus metrics are not in this build yet (issue 7); drop the flag".into(),
@@ -157,10 +178,20 @@ impl RunConfig {
                     config.check().map_err(|e| ConfigError(format!("--source {text:?}: {e}")))?;
                     sources.push(Source::Sim(config));
                 }
+                SourceSpec::Lake { lake, from, to } => {
+                    // List it once now, so a missing lake or bucket stops the run before it starts.
+                    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let reader = tradeflow_sources::lake::LakeReader::open(&lake, from, to, 0, 1, stop)
+                        .map_err(|e| ConfigError(format!("--source {text:?}: {e}")))?;
+                    if reader.files() == 0 {
+                        eprintln!("warning: --source {text:?}: no trades files in that lake (and range)");
+                    }
+                    sources.push(Source::Lake { lake, from, to });
+                }
             }
         }
         let bounded = sources.iter().all(|s| match s {
-            Source::File(_) => true,
+            Source::File(_) | Source::Lake { .. } => true,
             Source::Sim(c) => c.count.is_some(),
         });
 
@@ -176,6 +207,7 @@ impl RunConfig {
             sources,
             bounded,
             lake: (!args.no_lake).then(|| args.lake.clone()),
+            postgres,
             params: AnalyticsParams {
                 windows,
                 volatility_windows: args.volatility_windows,
@@ -197,6 +229,45 @@ impl RunConfig {
             threads: args.timely.workers,
         })
     }
+}
+
+/// The PostgreSQL target: `--postgres URL`, else `DATABASE_URL`, else the seed's
+/// `POSTGRES_*` variables (see [`seed_variable`]); `None` when none is set.
+pub fn postgres_target(flag: Option<&str>) -> Result<Option<PgTarget>, ConfigError> {
+    PgTarget::resolve(flag, seed_variable).map_err(|e| ConfigError(e.to_string()))
+}
+
+/// One of the seed's configuration variables (SPEC 8): from the environment, else from
+/// a `.env` file in the working directory.
+pub fn seed_variable(name: &str) -> Option<String> {
+    static DOTENV: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+    std::env::var(name).ok().or_else(|| DOTENV.get_or_init(|| read_dotenv(Path::new(".env"))).get(name).cloned())
+}
+
+/// `KEY=value` lines of a `.env` file (`export KEY=value`, quotes and `#` comments
+/// allowed); empty when the file is absent or unreadable.
+fn read_dotenv(path: &Path) -> BTreeMap<String, String> {
+    let Ok(text) = std::fs::read_to_string(path) else { return BTreeMap::new() };
+    parse_dotenv(&text)
+}
+
+fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else { continue };
+        let value = value.trim();
+        let value = match value.chars().next() {
+            Some(quote @ ('"' | '\'')) => value[1..].split(quote).next().unwrap_or_default().to_owned(),
+            _ => value.split(" #").next().unwrap_or_default().trim().to_owned(),
+        };
+        out.insert(key.trim().to_owned(), value);
+    }
+    out
 }
 
 /// Timely's configuration from `-w`, `-n`, `-p`, `-h`.
@@ -244,4 +315,22 @@ fn timely_config(args: &TimelyArgs) -> Result<(timely::Config, usize), ConfigErr
         timely::CommunicationConfig::Thread
     };
     Ok((timely::Config { communication, worker: timely::WorkerConfig::default() }, args.processes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dotenv_files() {
+        let vars = parse_dotenv(
+            "# seed\nPOSTGRES_HOST=db\nexport POSTGRES_PORT=5433\nPOSTGRES_PASSWORD=\"p w#d\"\nPOSTGRES_DB='m' \nPOSTGRES_USER=u # note\nnot a line\n",
+        );
+        assert_eq!(vars["POSTGRES_HOST"], "db");
+        assert_eq!(vars["POSTGRES_PORT"], "5433");
+        assert_eq!(vars["POSTGRES_PASSWORD"], "p w#d");
+        assert_eq!(vars["POSTGRES_DB"], "m");
+        assert_eq!(vars["POSTGRES_USER"], "u");
+        assert_eq!(vars.len(), 5);
+    }
 }

@@ -13,6 +13,7 @@ use timely::dataflow::{ProbeHandle, Scope};
 use tradeflow_model::Time;
 use tradeflow_operators::{GlobalWatermark, window_analytics};
 use tradeflow_sinks::lake::{ChangelogConfig, Lake, write_changelog, write_dead_letters, write_finals, write_trades};
+use tradeflow_sinks::postgres::{PgSink, write_postgres};
 use tradeflow_sources::driver::polled_source;
 use tradeflow_sources::file::file_source;
 use tradeflow_sources::ingest::{Ingested, ingest};
@@ -24,6 +25,8 @@ pub struct Shared {
     pub stats: Arc<RunStats>,
     /// The lake, if written.
     pub lake: Option<Arc<Lake>>,
+    /// The PostgreSQL sink, if on.
+    pub postgres: Option<Arc<PgSink>>,
     /// Set on Ctrl-C: sources stop and the run finishes what it has.
     pub stop: Arc<AtomicBool>,
 }
@@ -39,6 +42,17 @@ pub fn build<'scope>(scope: Scope<'scope, Time>, config: &RunConfig, shared: &Sh
         let reporter = (number * peers + index) as u32;
         let batches = match source {
             Source::File(plan) => file_source(scope, plan.clone(), config.lateness_ms, shared.stop.clone()),
+            Source::Lake { lake, from, to } => {
+                match tradeflow_sources::lake::LakeReader::open(lake, *from, *to, index, peers, shared.stop.clone()) {
+                    Ok(reader) => polled_source(scope, "LakeReplay", reader),
+                    Err(e) => {
+                        // It listed fine at start; report and contribute nothing rather than hang.
+                        eprintln!("error: replaying {lake}: {e}");
+                        shared.stop.store(true, Ordering::Relaxed);
+                        polled_source(scope, "LakeReplay", tradeflow_sources::driver::Finished)
+                    }
+                }
+            }
             Source::Sim(sim) => {
                 let reader = SimReader::new(
                     sim.clone(),
@@ -62,21 +76,24 @@ pub fn build<'scope>(scope: Scope<'scope, Time>, config: &RunConfig, shared: &Sh
     // Operators.
     let analytics = window_analytics(panes, watermarks.clone(), config.params, reporters);
 
-    // Sinks.
+    // Sinks. Worker 0's run id, for every process.
+    let run_id = if index == 0 { vec![config.run_id.clone()] } else { Vec::new() }.to_stream(scope).broadcast();
+    if let Some(postgres) = &shared.postgres {
+        let slot = index % config.threads;
+        write_postgres(analytics.metrics.clone(), analytics.anomalies.clone(), run_id.clone(), postgres.clone(), slot);
+    }
     if let Some(lake) = &shared.lake {
         write_trades(trades, watermarks.clone(), reporters, lake.clone(), config.lake_file_rows);
         write_finals(analytics.metrics.clone(), watermarks.clone(), reporters, windows, lake.clone(), 1_000_000);
         write_finals(analytics.anomalies.clone(), watermarks.clone(), reporters, windows, lake.clone(), 1_000_000);
-        // Worker 0's run id, for every process.
-        let run_id = if index == 0 { vec![config.run_id.clone()] } else { Vec::new() }.to_stream(scope).broadcast();
         let changelog = ChangelogConfig {
             worker: index,
             max_rows: 250_000,
-            max_age: (!config.bounded).then_some(Duration::from_secs(10)),
+            max_age: (!config.bounded).then_some(Duration::from_secs(300)),
         };
         write_changelog(analytics.metrics.clone(), run_id.clone(), lake.clone(), changelog.clone());
         write_changelog(analytics.anomalies.clone(), run_id, lake.clone(), changelog);
-        let age = (!config.bounded).then_some(Duration::from_secs(60));
+        let age = (!config.bounded).then_some(Duration::from_secs(600));
         write_dead_letters(rejects, lake.clone(), age);
     }
 

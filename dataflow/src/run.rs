@@ -1,6 +1,7 @@
 //! Running the pipeline on timely: workers, Ctrl-C, progress lines, the summary.
 
-use crate::config::RunConfig;
+use crate::cli::MigrateArgs;
+use crate::config::{ConfigError, RunConfig, postgres_target};
 use crate::pipeline::{Shared, build};
 use crate::stats::{RunStats, Totals, summary};
 use anyhow::Context;
@@ -10,6 +11,7 @@ use std::time::Instant;
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 use tradeflow_model::Time;
 use tradeflow_sinks::lake::Lake;
+use tradeflow_sinks::postgres::{PgOptions, PgSink, PgStats, migrate_database};
 
 /// Runs `config` to completion (bounded sources) or until Ctrl-C.
 pub fn run(config: RunConfig) -> anyhow::Result<()> {
@@ -17,6 +19,14 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
     install_ctrl_c(stop.clone(), config.bounded);
     let lake = match &config.lake {
         Some(url) => Some(Arc::new(Lake::open(url)?)),
+        None => None,
+    };
+    // Connects and migrates before anything runs: bad credentials stop the run here.
+    let postgres = match &config.postgres {
+        Some(pg) => {
+            let options = PgOptions { retry_for: pg.retry_for, process: config.process, workers: config.threads };
+            Some(Arc::new(PgSink::start(pg.target.clone(), options, stop.clone())?))
+        }
         None => None,
     };
     let stats = Arc::new(RunStats::default());
@@ -40,20 +50,22 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
     let workers = config.threads * config.processes;
     let total: Arc<Mutex<Totals>> = Arc::default();
     let failed = Arc::new(AtomicBool::new(false));
-    let shared = (stats.clone(), lake.clone(), stop.clone(), total.clone(), failed.clone());
+    let pg_stats: Arc<Mutex<Option<PgStats>>> = Arc::default();
+    let shared =
+        (stats.clone(), lake.clone(), postgres.clone(), pg_stats.clone(), stop.clone(), total.clone(), failed.clone());
     let timely_config = config.timely.clone();
-    let (threads, process) = (config.threads, config.process);
+    let (threads, process, config_processes) = (config.threads, config.process, config.processes);
     let guards = timely::execute(timely_config, move |worker| {
-        let (stats, lake, stop, total, failed) = shared.clone();
-        let handles = Shared { stats: stats.clone(), lake: lake.clone(), stop };
+        let (stats, lake, postgres, pg_stats, stop, total, failed) = shared.clone();
+        let handles = Shared { stats: stats.clone(), lake: lake.clone(), postgres: postgres.clone(), stop };
         let probe = worker.dataflow::<Time, _, _>(|scope| build(scope, &config, &handles));
         worker.step_while(|| !probe.done());
         while worker.has_dataflows() {
             worker.step();
         }
         // Every worker of every process is past the pipeline once epoch 0 of this small
-        // dataflow completes; then each process finishes its lake uploads and sends its
-        // counters to worker 0 for the summary.
+        // dataflow completes; then each process commits what its PostgreSQL sink holds,
+        // finishes its lake uploads and sends its counters to worker 0 for the summary.
         let first_of_process = worker.index() % threads == 0;
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, stream) = scope.new_input::<Vec<Totals>>();
@@ -63,6 +75,15 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
         input.advance_to(1);
         worker.step_while(|| probe.less_than(&1));
         if first_of_process {
+            if let Some(postgres) = &postgres {
+                match postgres.finish() {
+                    Ok(committed) => *pg_stats.lock().expect("postgres stats lock") = Some(committed),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
             let mut mine = stats.totals();
             if let Some(lake) = &lake {
                 if let Err(e) = lake.finish() {
@@ -91,6 +112,13 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
     if let Some(lake) = &lake {
         lake.finish().context("the lake")?;
     }
+    if let Some(postgres) = &postgres {
+        // Already finished by the workers unless one of them failed.
+        postgres.finish()?;
+    }
+    if let Some(failure) = tradeflow_sources::batch::failure() {
+        anyhow::bail!("the run did not complete: {failure}");
+    }
     if failed.load(Ordering::Relaxed) {
         anyhow::bail!("the run did not complete; see the errors above");
     }
@@ -98,8 +126,39 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
         let totals = total.lock().expect("totals lock").clone();
         eprintln!("{}", summary(&totals, started.elapsed(), workers));
     }
+    if let (Some(postgres), Some(committed)) = (&postgres, pg_stats.lock().expect("postgres stats lock").take()) {
+        let server = if config_processes > 1 {
+            format!("{} (process {process})", postgres.target().name())
+        } else {
+            postgres.target().name().to_owned()
+        };
+        eprintln!("{}", committed.summary_lines(&server));
+    }
     if stop.load(Ordering::Relaxed) {
         eprintln!("stopped by Ctrl-C after flushing everything read");
+    }
+    Ok(())
+}
+
+/// `tradeflow migrate`: brings the PostgreSQL schema up to date.
+pub fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
+    let target = postgres_target(args.postgres.as_deref())?.ok_or_else(|| {
+        ConfigError(
+            "no database given: use --postgres postgres://user:password@host:5432/database, or set DATABASE_URL or POSTGRES_HOST/PORT/DB/USER/PASSWORD".into(),
+        )
+    })?;
+    let retry_for = humantime::parse_duration(&args.retry_for)
+        .map_err(|e| ConfigError(format!("--retry-for {:?}: {e}; use e.g. 30s", args.retry_for)))?;
+    let report = migrate_database(&target, retry_for)?;
+    if report.applied.is_empty() {
+        println!("PostgreSQL {}: schema already at version {}; nothing to do", target.name(), report.version);
+    } else {
+        println!(
+            "PostgreSQL {}: schema migrated to version {} (applied {:?})",
+            target.name(),
+            report.version,
+            report.applied
+        );
     }
     Ok(())
 }

@@ -14,6 +14,7 @@
 pub mod decimal;
 mod fixed;
 mod float;
+pub mod metrics;
 mod reject;
 mod rows;
 mod symbol;

@@ -25,3 +25,19 @@ impl Batch {
 pub fn wall_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
+
+static FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Records that a source failed in a way the run must not hide (input it could not read
+/// after retrying): the run stops its sources, finishes what it has, and exits non-zero
+/// with this message.
+pub fn report_failure(message: String) {
+    eprintln!("error: {message}");
+    let mut slot = FAILURE.lock().unwrap_or_else(|e| e.into_inner());
+    slot.get_or_insert(message);
+}
+
+/// The first source failure reported in this process, if any.
+pub fn failure() -> Option<String> {
+    FAILURE.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}

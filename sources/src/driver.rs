@@ -31,6 +31,17 @@ pub trait Reader: 'static {
     fn read(&mut self, out: &mut Vec<Self::Item>) -> Poll;
 }
 
+/// A reader with nothing to read: it reports that it is done at once.
+pub struct Finished;
+
+impl Reader for Finished {
+    type Item = crate::batch::Batch;
+    fn read(&mut self, out: &mut Vec<crate::batch::Batch>) -> Poll {
+        out.push(crate::batch::Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX) });
+        Poll::Done
+    }
+}
+
 /// The current epoch: wall-clock milliseconds.
 pub fn epoch_now() -> Time {
     crate::batch::wall_ms().max(0) as Time

@@ -8,6 +8,7 @@
 //! * [`driver`] — the one place that holds a source's timely capability.
 //! * [`file`] — `file://` sources, parsed in parallel, sequenced in file order.
 //! * [`sim`] — the seeded market simulator, as a source and a generator.
+//! * [`lake`] — replaying the lake's trades (`lake://`, `lake+s3://`).
 //! * [`ingest`] — batches to trades, exact pane aggregates, rejects and watermarks.
 
 pub mod batch;
@@ -15,6 +16,7 @@ pub mod driver;
 pub mod file;
 pub mod format;
 pub mod ingest;
+pub mod lake;
 pub mod lateness;
 pub mod sim;
 pub mod url;

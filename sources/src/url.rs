@@ -22,6 +22,15 @@ pub enum SourceSpec {
         /// The path.
         path: PathBuf,
     },
+    /// The lake's trades, replayed.
+    Lake {
+        /// The lake, as a `--lake` URL (`file:///abs/dir` or `s3://bucket/prefix`).
+        lake: String,
+        /// Keep trades at or after this time (ms).
+        from: Option<i64>,
+        /// Keep trades before this time (ms).
+        to: Option<i64>,
+    },
     /// The market simulator.
     Sim {
         /// What to simulate (`start_ms` is resolved when the run starts if `start` is None).
@@ -35,7 +44,7 @@ impl SourceSpec {
     /// True when the source ends by itself.
     pub fn is_bounded(&self) -> bool {
         match self {
-            SourceSpec::File { .. } => true,
+            SourceSpec::File { .. } | SourceSpec::Lake { .. } => true,
             SourceSpec::Sim { config, .. } => config.count.is_some(),
         }
     }
@@ -60,9 +69,14 @@ pub fn parse_source(text: &str) -> Result<SourceSpec, SourceUrlError> {
     match url.scheme() {
         "file" => parse_file(&url).map_err(fail),
         "sim" => parse_sim(&url).map_err(fail),
-        "kafka" => Err(fail("kafka:// sources are not available in this build yet (issue 5); read a file or the simulator instead".into())),
-        "finnhub" => Err(fail("finnhub:// sources are not available in this build yet (issue 6); use sim:// for a simulated feed".into())),
-        "lake" | "lake+s3" => Err(fail("lake replay sources are not available in this build yet (issue 4); replay an NDJSON file with file:// instead".into())),
+        "kafka" => Err(fail(
+            "kafka:// sources are not available in this build yet (issue 5); read a file or the simulator instead"
+                .into(),
+        )),
+        "finnhub" => Err(fail(
+            "finnhub:// sources are not available in this build yet (issue 6); use sim:// for a simulated feed".into(),
+        )),
+        "lake" | "lake+s3" => parse_lake(&url).map_err(fail),
         other => Err(fail(format!("unknown scheme {other:?}; supported: file:///abs/path, sim://?..."))),
     }
 }
@@ -81,6 +95,38 @@ fn parse_file(url: &Url) -> Result<SourceSpec, String> {
     let path =
         url.to_file_path().map_err(|_| "not a local absolute path; e.g. file:///data/trades.ndjson".to_owned())?;
     Ok(SourceSpec::File { path })
+}
+
+fn parse_lake(url: &Url) -> Result<SourceSpec, String> {
+    let lake = if url.scheme() == "lake" {
+        if url.host_str().is_some_and(|h| !h.is_empty()) {
+            return Err(format!(
+                "the path must be absolute, with three slashes: lake:///{}{}",
+                url.host_str().unwrap_or_default(),
+                url.path()
+            ));
+        }
+        let path = url.to_file_path().map_err(|_| "not a local absolute path; e.g. lake:///data/lake".to_owned())?;
+        format!("file://{}", path.display())
+    } else {
+        let bucket = url.host_str().unwrap_or_default();
+        let path = percent_encoding::percent_decode_str(url.path()).decode_utf8_lossy();
+        format!("s3://{bucket}{path}")
+    };
+    let (mut from, mut to) = (None, None);
+    for (key, value) in url.query_pairs() {
+        match key.as_ref() {
+            "from" => from = Some(parse_time(&value).map_err(|e| format!("from={value:?}: {e}"))?),
+            "to" => to = Some(parse_time(&value).map_err(|e| format!("to={value:?}: {e}"))?),
+            other => return Err(format!("unknown option {other:?}; lake sources take from and to (RFC 3339 or ms)")),
+        }
+    }
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(format!("from ({f}) must be before to ({t})"));
+    }
+    Ok(SourceSpec::Lake { lake, from, to })
 }
 
 fn parse_sim(url: &Url) -> Result<SourceSpec, String> {
@@ -120,6 +166,8 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }
+    // A `+01:00` offset written unescaped in a URL query arrives as ` 01:00`.
+    let text = &text.replace(' ', "+");
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.timestamp_millis())
         .map_err(|e| format!("not ms since the epoch nor RFC 3339 ({e}); e.g. 1700000000000 or 2023-11-14T22:13:20Z"))
@@ -150,6 +198,25 @@ mod tests {
             panic!()
         };
         assert_eq!(config.symbols, vec!["IC MARKETS:1", "KRAKEN:XBT/USD"]);
+    }
+
+    #[test]
+    fn parses_lake_sources() {
+        let spec = parse_source("lake:///data/lake?from=2023-11-14T22:00:00Z&to=1700003600000").unwrap();
+        assert_eq!(
+            spec,
+            SourceSpec::Lake {
+                lake: "file:///data/lake".into(),
+                from: Some(1_699_999_200_000),
+                to: Some(1_700_003_600_000)
+            }
+        );
+        let spec = parse_source("lake+s3://bucket/some/prefix").unwrap();
+        assert_eq!(spec, SourceSpec::Lake { lake: "s3://bucket/some/prefix".into(), from: None, to: None });
+        assert!(parse_source("lake:///x?from=2023-11-15T00:00:00Z&to=2023-11-14T00:00:00Z").is_err());
+        let spec = parse_source("lake+s3://b/my%20prefix?from=2023-11-14T23:00:00+01:00").unwrap();
+        assert_eq!(spec, SourceSpec::Lake { lake: "s3://b/my prefix".into(), from: Some(1_699_999_200_000), to: None });
+        assert!(parse_source("lake://x/y").unwrap_err().to_string().contains("lake:///x/y"));
     }
 
     #[test]

@@ -13,8 +13,10 @@
 
 pub mod expect;
 pub mod lake;
+pub mod postgres;
 pub mod process;
 pub mod python;
+pub mod s3;
 pub mod summary;
 
 pub use process::{

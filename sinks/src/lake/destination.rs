@@ -11,7 +11,7 @@
 use super::store::{LakeError, Payload};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +56,15 @@ impl Destination {
     /// `s3://bucket/prefix` (credentials, region and endpoint from the usual `AWS_*`
     /// variables; `s3:///prefix` takes the bucket from `S3_BUCKET`).
     pub fn open(url: &str) -> Result<Destination, LakeError> {
+        Self::open_as(url, "--lake")
+    }
+
+    /// Opens `url` to read it, as the source given with `--source`.
+    pub fn open_for_reading(url: &str) -> Result<Destination, LakeError> {
+        Self::open_as(url, "--source")
+    }
+
+    fn open_as(url: &str, flag: &'static str) -> Result<Destination, LakeError> {
         let bad = |reason: String| LakeError::BadUrl { url: url.to_owned(), reason };
         match url.split_once("://") {
             None => Self::local(url),
@@ -67,7 +76,7 @@ impl Destination {
                 if bucket.is_empty() {
                     return Err(bad("no bucket: use s3://bucket/prefix, or set S3_BUCKET".into()));
                 }
-                Self::s3(&bucket, prefix.trim_matches('/'))
+                Self::s3(&bucket, prefix.trim_matches('/'), flag)
             }
             Some((scheme, _)) => Err(bad(format!(
                 "unsupported scheme {scheme:?}; use file:///absolute/dir, file://relative/dir or s3://bucket/prefix"
@@ -88,20 +97,20 @@ impl Destination {
         Ok(Destination::Local { root })
     }
 
-    fn s3(bucket: &str, prefix: &str) -> Result<Destination, LakeError> {
+    fn s3(bucket: &str, prefix: &str, flag: &'static str) -> Result<Destination, LakeError> {
         let display = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
         let retry = RetryConfig { max_retries: 4, retry_timeout: Duration::from_secs(20), ..RetryConfig::default() };
         let store = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry).build().map_err(|e| {
             LakeError::BadUrl { url: display.clone(), reason: redact(&format!("{e}; check the AWS_* settings")) }
         })?;
         let destination = Destination::Remote { store: Arc::new(store), prefix: Path::from(prefix), display };
-        destination.check(bucket)?;
+        destination.check(bucket, flag)?;
         Ok(destination)
     }
 
     /// Lists the root once, so a missing bucket or refused credentials stop the run
     /// before it starts.
-    fn check(&self, bucket: &str) -> Result<(), LakeError> {
+    fn check(&self, bucket: &str, flag: &'static str) -> Result<(), LakeError> {
         let Destination::Remote { store, prefix, display } = self else { return Ok(()) };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -111,13 +120,13 @@ impl Destination {
         listed.map(|_| ()).map_err(|e| {
             let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).unwrap_or_else(|_| "AWS".into());
             let message = match classify(&e) {
-                Class::MissingBucket => format!("bucket {bucket:?} does not exist at {endpoint}: create it (e.g. `aws s3 mb s3://{bucket}`) or fix --lake"),
+                Class::MissingBucket => format!("bucket {bucket:?} does not exist at {endpoint}: create it (e.g. `aws s3 mb s3://{bucket}`) or fix {flag}"),
                 Class::Refused => format!(
                     "access to bucket {bucket:?} at {endpoint} was refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_REGION)"
                 ),
                 Class::Transient => format!("cannot reach bucket {bucket:?} at {endpoint}: {}; check AWS_ENDPOINT_URL (and AWS_ALLOW_HTTP=true for a plain-http endpoint)", redact(&e.to_string())),
             };
-            LakeError::Write { lake: display.clone(), message }
+            if flag == "--lake" { LakeError::Write { lake: display.clone(), message } } else { LakeError::Read { lake: display.clone(), message } }
         })
     }
 
@@ -223,13 +232,22 @@ async fn put_once(store: &dyn ObjectStore, path: &Path, data: bytes::Bytes) -> o
     if data.len() <= MULTIPART_BYTES {
         return store.put(path, PutPayload::from(data)).await.map(|_| ());
     }
-    let upload = store.put_multipart(path).await?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-    writer.put(data);
-    match writer.finish().await {
-        Ok(_) => Ok(()),
-        Err(e) => Err(e),
+    let mut upload = store.put_multipart(path).await?;
+    let mut result = Ok(());
+    for part in data.chunks(PART_BYTES) {
+        if let Err(e) = upload.put_part(PutPayload::from(data.slice_ref(part))).await {
+            result = Err(e);
+            break;
+        }
     }
+    if result.is_ok() {
+        result = upload.complete().await.map(|_| ());
+    }
+    if result.is_err() {
+        // Leave no incomplete upload behind (S3 keeps and bills their parts).
+        let _ = upload.abort().await;
+    }
+    result
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

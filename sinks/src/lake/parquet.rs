@@ -19,7 +19,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use std::sync::{Arc, OnceLock};
-use tradeflow_model::{Anomaly, Reject, Time, Trade, WindowMetrics};
+use tradeflow_model::{Anomaly, Conditions, Price, Qty, Reject, Symbol, Time, Trade, WindowMetrics};
 
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -106,6 +106,38 @@ pub fn trades_batch(rows: &[Trade]) -> RecordBatch {
         Arc::new(conditions.finish()),
     ];
     RecordBatch::try_new(trades_schema(), columns).expect("columns match the schema")
+}
+
+/// Reads a batch of the trades dataset back into trades of `symbol`: the inverse of
+/// [`trades_batch`]. Errors name the column that is not as written.
+pub fn trades_from_batch(batch: &RecordBatch, symbol: &Symbol) -> Result<Vec<Trade>, String> {
+    use arrow_array::{Array, ListArray};
+    let column = |name: &str| batch.column_by_name(name).ok_or_else(|| format!("no column {name:?}"));
+    let ts = column("ts")?.as_any().downcast_ref::<TimestampMillisecondArray>().ok_or("ts is not timestamp(ms)")?;
+    let price = column("price")?.as_any().downcast_ref::<Decimal128Array>().ok_or("price is not decimal")?;
+    let volume = column("volume")?.as_any().downcast_ref::<Decimal128Array>().ok_or("volume is not decimal")?;
+    let conditions = column("conditions")?.as_any().downcast_ref::<ListArray>().ok_or("conditions is not a list")?;
+    if price.scale() != 8 || volume.scale() != 8 {
+        return Err("price and volume must have scale 8".into());
+    }
+    let mut trades = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let list = if conditions.is_null(row) {
+            Conditions::none()
+        } else {
+            let values = conditions.value(row);
+            let strings = values.as_any().downcast_ref::<StringArray>().ok_or("conditions items are not strings")?;
+            Conditions::from_list(&strings.iter().map(|s| s.unwrap_or_default()).collect::<Vec<_>>())
+        };
+        trades.push(Trade {
+            symbol: symbol.clone(),
+            ts: ts.value(row),
+            price: Price(i64::try_from(price.value(row)).map_err(|_| "price out of range")?),
+            volume: Qty(i64::try_from(volume.value(row)).map_err(|_| "volume out of range")?),
+            conditions: list,
+        });
+    }
+    Ok(trades)
 }
 
 fn metrics_fields() -> Vec<Field> {
@@ -266,4 +298,38 @@ pub fn dead_letter_batch(rows: &[Reject]) -> RecordBatch {
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.payload.as_str()))),
     ];
     RecordBatch::try_new(dead_letter_schema(), columns).expect("columns match the schema")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trades_round_trip_through_a_batch() {
+        let symbol = Symbol::parse("KRAKEN:XBT/USD").unwrap();
+        let trades = vec![
+            Trade {
+                symbol: symbol.clone(),
+                ts: 1_700_000_000_123,
+                price: Price(3_700_012_345_678),
+                volume: Qty(1),
+                conditions: Conditions::none(),
+            },
+            Trade {
+                symbol: symbol.clone(),
+                ts: 1_700_000_000_124,
+                price: Price(1),
+                volume: Qty(0),
+                conditions: Conditions::from_list(&["1", "12"]),
+            },
+            Trade {
+                symbol: symbol.clone(),
+                ts: 1_700_000_000_125,
+                price: Price(5),
+                volume: Qty(7),
+                conditions: Conditions::from_list::<&str>(&[]),
+            },
+        ];
+        assert_eq!(trades_from_batch(&trades_batch(&trades), &symbol).unwrap(), trades);
+    }
 }

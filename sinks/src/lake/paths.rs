@@ -66,6 +66,78 @@ pub fn hour_label(ts: i64) -> String {
     format!("{date}T{hour:02}")
 }
 
+/// Undoes [`escape_partition_value`]: `%XX` sequences become their bytes.
+pub fn unescape_partition_value(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b)))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A file of the trades dataset, from its object name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TradesFile {
+    /// The object name, relative to the lake root.
+    pub key: String,
+    /// The symbol (decoded).
+    pub symbol: String,
+    /// Start of the UTC hour its trades fall in, ms.
+    pub hour: i64,
+    /// Index of the file within the hour.
+    pub index: u32,
+}
+
+/// Reads `trades/date=D/symbol=S/YYYYMMDDTHH-NNNN.parquet`; `None` for anything else.
+pub fn parse_trades_key(key: &str) -> Option<TradesFile> {
+    let mut parts = key.strip_prefix("trades/")?.split('/');
+    let _date = parts.next()?.strip_prefix("date=")?;
+    let symbol = unescape_partition_value(parts.next()?.strip_prefix("symbol=")?);
+    let name = parts.next()?.strip_suffix(".parquet")?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let (label, index) = name.split_once('-')?;
+    let (day, hour) = label.split_once('T')?;
+    if day.len() != 8 || hour.len() != 2 {
+        return None;
+    }
+    let (y, m, d): (i64, u32, u32) = (day[..4].parse().ok()?, day[4..6].parse().ok()?, day[6..].parse().ok()?);
+    let hour: i64 = hour.parse().ok()?;
+    let days = days_from_civil(y, m, d)?;
+    Some(TradesFile {
+        key: key.to_owned(),
+        symbol,
+        hour: days * 86_400_000 + hour * 3_600_000,
+        index: index.parse().ok()?,
+    })
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +150,22 @@ mod tests {
         assert_eq!(partition("symbol", "BRK.B"), "symbol=BRK.B");
         assert_eq!(partition("symbol", "100%=x"), "symbol=100%25%3Dx");
         assert_eq!(partition("symbol", "é"), "symbol=é");
+    }
+
+    #[test]
+    fn trades_keys_round_trip() {
+        for symbol in ["BINANCE:BTCUSDT", "IC MARKETS:1", "KRAKEN:XBT/USD", "100%=x", "é"] {
+            assert_eq!(unescape_partition_value(&escape_partition_value(symbol)), symbol);
+            let key = format!(
+                "trades/date=2023-11-14/{}/{}-0003.parquet",
+                partition("symbol", symbol),
+                hour_label(1_700_000_000_123)
+            );
+            let file = parse_trades_key(&key).unwrap();
+            assert_eq!((file.symbol.as_str(), file.hour, file.index), (symbol, 1_699_999_200_000, 3));
+        }
+        assert_eq!(parse_trades_key("trades/date=2023-11-14/symbol=A/.tmp"), None);
+        assert_eq!(parse_trades_key("window_metrics/date=2023-11-14/20231114T22-0000.parquet"), None);
     }
 
     #[test]

@@ -33,6 +33,14 @@ pub enum LakeError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// Reading a lake (as a source) failed.
+    #[error("reading the lake {lake} failed: {message}")]
+    Read {
+        /// The lake URL.
+        lake: String,
+        /// What failed.
+        message: String,
+    },
     /// Writing objects failed.
     #[error("writing to the lake {lake} failed: {message}")]
     Write {

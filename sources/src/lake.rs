@@ -1,0 +1,193 @@
+//! `lake:///abs/dir` and `lake+s3://bucket/prefix` sources: replaying the lake's trades.
+//!
+//! Background: the lake's `trades` dataset holds every accepted trade exactly once, one
+//! file per symbol and UTC hour (or several for a busy hour), each sorted by time. A
+//! replay lists the files, gives them to workers round-robin in (hour, symbol, index)
+//! order, and reads each worker's files hour by hour. Each file is a partition; being
+//! sorted, none of its trades is late, so the replay accepts exactly the trades the
+//! original run accepted and its final results are the original's. A worker's watermark
+//! report is the hour of its next file (nothing it reads later is earlier). Optional
+//! `from`/`to` bounds (RFC 3339 or ms) keep the trades with `from <= ts < to`.
+
+use crate::batch::{Batch, report_failure, wall_ms};
+use crate::driver::{Poll, Reader};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tradeflow_model::{Reject, RejectReason, Symbol};
+use tradeflow_sinks::lake::Destination;
+use tradeflow_sinks::lake::parquet::trades_from_batch;
+use tradeflow_sinks::lake::paths::{TradesFile, parse_trades_key};
+
+/// How long an unreachable lake is retried before the replay fails.
+const RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// Why a file could not be read.
+enum Fetch {
+    /// The store could not be reached or refused (after retrying): the run fails.
+    Unreachable(String),
+    /// The file is not a trades file as the lake writes them: it is dead-lettered.
+    Corrupt(String),
+}
+
+/// Reads this worker's share of a lake's trades.
+pub struct LakeReader {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    label: String,
+    files: Vec<TradesFile>,
+    next: usize,
+    from: i64,
+    to: i64,
+    runtime: tokio::runtime::Runtime,
+    stop: Arc<AtomicBool>,
+    done: bool,
+}
+
+impl LakeReader {
+    /// Lists the trades of the lake at `lake` (a `--lake` style URL) and keeps the files of
+    /// worker `index` of `peers`.
+    pub fn open(
+        lake: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+        index: usize,
+        peers: usize,
+        stop: Arc<AtomicBool>,
+    ) -> Result<LakeReader, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let destination = Destination::open_for_reading(lake).map_err(|e| e.to_string())?;
+        let (store, prefix) = destination.store().map_err(|e| e.to_string())?;
+        let (from, to) = (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
+        let mut files = list_trades(&runtime, &*store, &prefix)?;
+        files.retain(|f| f.hour + 3_600_000 > from && f.hour < to);
+        files.sort_by(|a, b| (a.hour, &a.symbol, a.index).cmp(&(b.hour, &b.symbol, b.index)));
+        let files = files.into_iter().enumerate().filter(|(i, _)| i % peers.max(1) == index).map(|(_, f)| f).collect();
+        Ok(LakeReader {
+            store,
+            prefix,
+            label: format!("lake+{}", destination.display()),
+            files,
+            next: 0,
+            from,
+            to,
+            runtime,
+            stop,
+            done: false,
+        })
+    }
+
+    /// Number of files this worker will read.
+    pub fn files(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Fetches a file, retrying transient failures for up to [`RETRY_FOR`].
+    fn fetch(&self, file: &TradesFile) -> Result<bytes::Bytes, Fetch> {
+        let path = Path::parse(format!("{}/{}", self.prefix, file.key).trim_start_matches('/'))
+            .map_err(|e| Fetch::Corrupt(e.to_string()))?;
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match self.runtime.block_on(async { self.store.get(&path).await?.bytes().await }) {
+                Ok(bytes) => return Ok(bytes),
+                Err(
+                    e @ (object_store::Error::NotFound { .. }
+                    | object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }),
+                ) => {
+                    return Err(Fetch::Unreachable(e.to_string()));
+                }
+                Err(e) if started.elapsed() >= RETRY_FOR => {
+                    return Err(Fetch::Unreachable(format!("{e} (retried for {RETRY_FOR:?})")));
+                }
+                Err(e) => {
+                    eprintln!("warning: {}/{}: {e}; retrying in {delay:?}", self.label, file.key);
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn read_file(&self, file: &TradesFile, batch: &mut Batch) -> Result<(), Fetch> {
+        let symbol = Symbol::parse(&file.symbol)
+            .map_err(|e| Fetch::Corrupt(format!("partition symbol {:?}: {e}", file.symbol)))?;
+        let bytes = self.fetch(file)?;
+        self.decode(bytes, &symbol, batch).map_err(Fetch::Corrupt)
+    }
+
+    fn decode(&self, bytes: bytes::Bytes, symbol: &Symbol, batch: &mut Batch) -> Result<(), String> {
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()).map_err(|e| e.to_string())?;
+        for record_batch in reader {
+            let record_batch = record_batch.map_err(|e| e.to_string())?;
+            let trades = trades_from_batch(&record_batch, symbol)?;
+            batch.trades.extend(trades.into_iter().filter(|t| t.ts >= self.from && t.ts < self.to));
+        }
+        Ok(())
+    }
+}
+
+fn list_trades(
+    runtime: &tokio::runtime::Runtime,
+    store: &dyn ObjectStore,
+    prefix: &Path,
+) -> Result<Vec<TradesFile>, String> {
+    let root = if prefix.as_ref().is_empty() { Path::from("trades") } else { prefix.clone().join("trades") };
+    let objects: Vec<_> =
+        runtime.block_on(store.list(Some(&root)).try_collect()).map_err(|e| format!("listing {root}: {e}"))?;
+    let strip = if prefix.as_ref().is_empty() { String::new() } else { format!("{prefix}/") };
+    Ok(objects.iter().filter_map(|o| parse_trades_key(o.location.as_ref().strip_prefix(&strip)?)).collect())
+}
+
+impl Reader for LakeReader {
+    type Item = Batch;
+
+    fn read(&mut self, out: &mut Vec<Batch>) -> Poll {
+        if self.done {
+            return Poll::Done;
+        }
+        if self.stop.load(Ordering::Relaxed) || self.next >= self.files.len() {
+            self.done = true;
+            out.push(Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX) });
+            return Poll::Done;
+        }
+        let file = self.files[self.next].clone();
+        self.next += 1;
+        let mut batch = Batch::default();
+        match self.read_file(&file, &mut batch) {
+            Ok(()) => {}
+            Err(Fetch::Unreachable(e)) => {
+                // Not bad input: the lake could not be read. The run must not pretend it replayed it.
+                report_failure(format!("{}/{}: could not be read: {e}", self.label, file.key));
+                self.stop.store(true, Ordering::Relaxed);
+                self.done = true;
+                out.push(Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX) });
+                return Poll::Done;
+            }
+            Err(Fetch::Corrupt(e)) => {
+                eprintln!("error: {}/{}: {e}", self.label, file.key);
+                batch.trades.clear();
+                batch.rejects.push(Reject {
+                    reason: RejectReason::InvalidJson,
+                    detail: format!("unreadable lake file: {e}"),
+                    payload: file.key.clone(),
+                    source: self.label.clone(),
+                    position: self.next as u64 - 1,
+                    element: 0,
+                    segment: self.next as u64 - 1,
+                    received_at: wall_ms(),
+                });
+            }
+        }
+        // Everything still to come is in later files, whose hours are no earlier.
+        batch.low = Some(self.files.get(self.next).map_or(i64::MAX, |f| f.hour.max(self.from)));
+        out.push(batch);
+        Poll::Ready
+    }
+}
