@@ -15,6 +15,10 @@ pub struct Cli {
     /// Print help.
     #[arg(long, action = ArgAction::Help, global = true)]
     help: Option<bool>,
+    /// Log lines on stderr: text, or one JSON object a line. RUST_LOG filters them
+    /// (default info).
+    #[arg(long, value_enum, global = true, default_value_t = crate::logging::LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: crate::logging::LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -26,12 +30,17 @@ pub enum Command {
     /// Run the pipeline: sources -> window metrics, volatility, anomalies -> sinks.
     #[command(disable_help_flag = true)]
     Run(Box<RunArgs>),
-    /// Write a simulated market to an NDJSON file (test and benchmark inputs).
+    /// Write a simulated market to an NDJSON file (test and benchmark inputs), or serve it
+    /// as a Finnhub-compatible WebSocket feed (--serve).
     #[command(disable_help_flag = true)]
     Simulate(SimulateArgs),
     /// Create or upgrade the PostgreSQL schema (also done by `run` at start); idempotent.
     #[command(disable_help_flag = true)]
     Migrate(MigrateArgs),
+    /// Send trades (simulator, file, Finnhub) to a Kafka topic: key = symbol, timestamp =
+    /// the trade's time; creates the topic if needed.
+    #[command(disable_help_flag = true)]
+    Produce(crate::produce::ProduceArgs),
 }
 
 /// Timely's execution flags.
@@ -99,10 +108,12 @@ pub struct RunArgs {
     /// A price jump is |r - mean| > Z x volatility.
     #[arg(long, default_value_t = 4.0, value_name = "Z")]
     pub jump_sigma: f64,
-    /// Prometheus /metrics address (arrives with the metrics issue; not in this build).
+    /// Serve Prometheus metrics at http://ADDR/metrics (host:port, or a port on
+    /// 127.0.0.1, e.g. 127.0.0.1:9898). Each process of a -n N run serves its own.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
-    /// Live dashboard address (arrives with the dashboard issue; not in this build).
+    /// Serve the live dashboard at http://ADDR/ (host:port, or a port on 127.0.0.1, e.g.
+    /// 127.0.0.1:8501). Each process of a -n N run shows its own workers' symbols.
     #[arg(long, value_name = "ADDR")]
     pub dashboard_addr: Option<String>,
     /// Seconds between progress lines on stderr (0 = none).
@@ -123,21 +134,43 @@ pub struct RunArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SimulateArgs {
     /// Output NDJSON file.
-    #[arg(long, value_name = "PATH")]
-    pub out: PathBuf,
+    #[arg(long, value_name = "PATH", required_unless_present = "serve", conflicts_with = "serve")]
+    pub out: Option<PathBuf>,
+    /// Serve a Finnhub-compatible WebSocket feed at ADDR (e.g. 127.0.0.1:8765) instead:
+    /// the market (or --from) in real time with current timestamps, until stopped.
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<String>,
+    /// With --serve: replay this NDJSON file's trades (file:///abs/path), shifted to now
+    /// and paced by their timestamps, instead of simulating.
+    #[arg(long, value_name = "URL", requires = "serve")]
+    pub from: Option<String>,
+    /// With --serve: time between {"type":"ping"} messages (Finnhub's come about a
+    /// minute apart).
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub ping_interval: String,
+    /// With --serve: drop every connection this long after it opened (no closing
+    /// handshake), to exercise reconnects.
+    #[arg(long, value_name = "DURATION", requires = "serve")]
+    pub disconnect_every: Option<String>,
+    /// With --serve: symbols one connection may subscribe to; beyond, the server answers
+    /// "Subscribing to too many symbols" as Finnhub's free tier does.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub max_symbols: usize,
     /// Comma-separated symbols (default: a built-in universe of stocks, crypto and forex).
     #[arg(long, value_delimiter = ',')]
     pub symbols: Vec<String>,
-    /// Number of trades.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub count: u64,
+    /// Number of trades (default: 1000000 with --out, unbounded with --serve).
+    #[arg(long)]
+    pub count: Option<u64>,
     /// Random seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Event time of the first trade: ms since the epoch, RFC 3339, or now.
+    /// Event time of the first trade: ms since the epoch, RFC 3339, or now (--serve
+    /// always starts now).
     #[arg(long, default_value = "2023-11-14T22:13:20Z")]
     pub start: String,
-    /// Event-time rate in trades/s (timestamps only; the file is written at full speed).
+    /// Event-time rate in trades/s (with --out timestamps only, the file is written at
+    /// full speed; with --serve the pace of the feed).
     #[arg(long, default_value_t = 50_000)]
     pub rate: u64,
     /// Line encoding: flat trades, Finnhub messages of 1-8 trades, or a mix.
@@ -177,12 +210,14 @@ pub fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
+    crate::logging::init(cli.log_format);
     let result = match cli.command {
         Command::Run(args) => {
             crate::config::RunConfig::from_args(&args).map_err(anyhow::Error::from).and_then(crate::run::run)
         }
         Command::Simulate(args) => crate::simulate::simulate(&args),
         Command::Migrate(args) => crate::run::migrate(&args),
+        Command::Produce(args) => crate::produce::produce(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

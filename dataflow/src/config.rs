@@ -26,6 +26,10 @@ pub enum Source {
     File(FilePlan),
     /// The simulator, with its start resolved.
     Sim(tradeflow_sources::sim::SimConfig),
+    /// Finnhub's WebSocket feed, with its endpoint and key resolved.
+    Finnhub(tradeflow_sources::finnhub::FinnhubConfig),
+    /// A Kafka topic, its partitions and offset ranges resolved against the brokers.
+    Kafka(std::sync::Arc<tradeflow_sources::kafka::KafkaPlan>),
     /// A lake's trades, replayed (`lake` is a `--lake` style URL).
     Lake {
         /// The lake.
@@ -51,6 +55,8 @@ pub struct PostgresConfig {
 pub struct RunConfig {
     /// Inputs.
     pub sources: Vec<Source>,
+    /// The `source` label of each input in metrics (its URL scheme), in order.
+    pub source_names: Vec<String>,
     /// True when every source ends by itself.
     pub bounded: bool,
     /// Lake URL, or `None` with `--no-lake`.
@@ -77,6 +83,10 @@ pub struct RunConfig {
     pub processes: usize,
     /// Worker threads per process.
     pub threads: usize,
+    /// Where to serve Prometheus `/metrics`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where to serve the live dashboard.
+    pub dashboard_addr: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for RunConfig {
@@ -112,16 +122,10 @@ impl RunConfig {
             }
             None => None,
         };
-        if args.metrics_addr.is_some() {
-            return Err(ConfigError(
-                "--metrics-addr: Prometheus metrics are not in this build yet (issue 7); drop the flag".into(),
-            ));
-        }
-        if args.dashboard_addr.is_some() {
-            return Err(ConfigError(
-                "--dashboard-addr: the dashboard is not in this build yet (issue 7); drop the flag".into(),
-            ));
-        }
+        let metrics_addr =
+            args.metrics_addr.as_deref().map(|a| crate::web::parse_addr("--metrics-addr", a)).transpose()?;
+        let dashboard_addr =
+            args.dashboard_addr.as_deref().map(|a| crate::web::parse_addr("--dashboard-addr", a)).transpose()?;
 
         let window = millis("--window", &args.window)?;
         let slide = match &args.slide {
@@ -178,13 +182,27 @@ impl RunConfig {
                     config.check().map_err(|e| ConfigError(format!("--source {text:?}: {e}")))?;
                     sources.push(Source::Sim(config));
                 }
+                SourceSpec::Finnhub(spec) => {
+                    let config = spec
+                        .resolve(seed_variable("FINNHUB_API_KEY"), seed_variable("FINNHUB_WS_URL"))
+                        .map_err(|e| ConfigError(format!("--source {text:?}: {e}")))?;
+                    sources.push(Source::Finnhub(config));
+                }
+                SourceSpec::Kafka(mut spec) => {
+                    // Resolved once now: a missing topic or unreachable brokers stop the
+                    // run before it starts, and `end=latest` is the high watermarks now.
+                    spec.resolve_brokers(seed_variable)
+                        .and_then(|()| tradeflow_sources::kafka::resolve(&spec))
+                        .map(|plan| sources.push(Source::Kafka(std::sync::Arc::new(plan))))
+                        .map_err(|e| ConfigError(format!("--source {text:?}: {e}")))?;
+                }
                 SourceSpec::Lake { lake, from, to } => {
                     // List it once now, so a missing lake or bucket stops the run before it starts.
                     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
                     let reader = tradeflow_sources::lake::LakeReader::open(&lake, from, to, 0, 1, stop)
                         .map_err(|e| ConfigError(format!("--source {text:?}: {e}")))?;
                     if reader.files() == 0 {
-                        eprintln!("warning: --source {text:?}: no trades files in that lake (and range)");
+                        tracing::warn!("--source {text:?}: no trades files in that lake (and range)");
                     }
                     sources.push(Source::Lake { lake, from, to });
                 }
@@ -193,6 +211,8 @@ impl RunConfig {
         let bounded = sources.iter().all(|s| match s {
             Source::File(_) | Source::Lake { .. } => true,
             Source::Sim(c) => c.count.is_some(),
+            Source::Finnhub(_) => false,
+            Source::Kafka(plan) => plan.is_bounded(),
         });
 
         let (timely, processes) = timely_config(&args.timely)?;
@@ -205,6 +225,7 @@ impl RunConfig {
         }
         Ok(RunConfig {
             sources,
+            source_names: crate::metrics::source_names(&args.sources),
             bounded,
             lake: (!args.no_lake).then(|| args.lake.clone()),
             postgres,
@@ -227,6 +248,8 @@ impl RunConfig {
             process: args.timely.process,
             processes,
             threads: args.timely.workers,
+            metrics_addr,
+            dashboard_addr,
         })
     }
 }

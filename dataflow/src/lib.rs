@@ -6,11 +6,18 @@
 //!   the fix;
 //! * [`pipeline`] — sources → operators → sinks, per worker;
 //! * [`run`] — timely execution over threads and processes, Ctrl-C, progress, summary;
-//! * [`simulate`] — `tradeflow simulate`: the market simulator to an NDJSON file.
+//! * [`simulate`] — `tradeflow simulate`: the market simulator to an NDJSON file;
+//! * [`produce`] — `tradeflow produce`: trades from the simulator, a file or Finnhub to Kafka;
+//! * [`metrics`], [`web`], [`logging`] — Prometheus `/metrics`, the live dashboard, logs
+//!   and progress.
 
 pub mod cli;
 pub mod config;
+pub mod logging;
+pub mod metrics;
 pub mod pipeline;
+pub mod produce;
 pub mod run;
 pub mod simulate;
 pub mod stats;
+pub mod web;

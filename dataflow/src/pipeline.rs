@@ -16,6 +16,7 @@ use tradeflow_sinks::lake::{ChangelogConfig, Lake, write_changelog, write_dead_l
 use tradeflow_sinks::postgres::{PgSink, write_postgres};
 use tradeflow_sources::driver::polled_source;
 use tradeflow_sources::file::file_source;
+use tradeflow_sources::finnhub::FinnhubReader;
 use tradeflow_sources::ingest::{Ingested, ingest};
 use tradeflow_sources::sim::SimReader;
 
@@ -29,6 +30,8 @@ pub struct Shared {
     pub postgres: Option<Arc<PgSink>>,
     /// Set on Ctrl-C: sources stop and the run finishes what it has.
     pub stop: Arc<AtomicBool>,
+    /// The live dashboard, if served.
+    pub dashboard: Option<Arc<crate::web::Dashboard>>,
 }
 
 /// Builds the pipeline in `scope`; the probe tells when it has finished.
@@ -47,7 +50,7 @@ pub fn build<'scope>(scope: Scope<'scope, Time>, config: &RunConfig, shared: &Sh
                     Ok(reader) => polled_source(scope, "LakeReplay", reader),
                     Err(e) => {
                         // It listed fine at start; report and contribute nothing rather than hang.
-                        eprintln!("error: replaying {lake}: {e}");
+                        tracing::error!("replaying {lake}: {e}");
                         shared.stop.store(true, Ordering::Relaxed);
                         polled_source(scope, "LakeReplay", tradeflow_sources::driver::Finished)
                     }
@@ -63,6 +66,25 @@ pub fn build<'scope>(scope: Scope<'scope, Time>, config: &RunConfig, shared: &Sh
                     shared.stop.clone(),
                 );
                 polled_source(scope, "Simulator", reader)
+            }
+            // One worker owns the socket; trades reach their symbol's worker downstream.
+            Source::Finnhub(feed) if index == 0 => {
+                let reader =
+                    FinnhubReader::new(feed.clone(), config.lateness_ms, config.idle_timeout, shared.stop.clone());
+                polled_source(scope, "Finnhub", reader)
+            }
+            Source::Finnhub(_) => polled_source(scope, "Finnhub", tradeflow_sources::driver::Finished),
+            // Partition p on worker p % peers: each partition read by exactly one worker.
+            Source::Kafka(plan) => {
+                let reader = tradeflow_sources::kafka::KafkaReader::new(
+                    plan.clone(),
+                    index,
+                    peers,
+                    config.lateness_ms,
+                    config.idle_timeout,
+                    shared.stop.clone(),
+                );
+                polled_source(scope, "Kafka", reader)
             }
         };
         inputs.push(ingest(batches, reporter, windows, shared.stats.ingest.clone()));
@@ -95,6 +117,9 @@ pub fn build<'scope>(scope: Scope<'scope, Time>, config: &RunConfig, shared: &Sh
         write_changelog(analytics.anomalies.clone(), run_id, lake.clone(), changelog);
         let age = (!config.bounded).then_some(Duration::from_secs(600));
         write_dead_letters(rejects, lake.clone(), age);
+    }
+    if let Some(dashboard) = &shared.dashboard {
+        crate::web::feed_dashboard(analytics.metrics.clone(), analytics.anomalies.clone(), dashboard.clone());
     }
 
     // Counters for progress and the summary.

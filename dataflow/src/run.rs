@@ -30,34 +30,32 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
         None => None,
     };
     let stats = Arc::new(RunStats::default());
+    let _ = stats.ingest.source_names.set(config.source_names.clone());
+    // Binds --metrics-addr and --dashboard-addr before anything runs.
+    let dashboard = crate::web::start(&config, &stats, lake.as_ref(), postgres.as_ref())?;
     let started = Instant::now();
     let done = Arc::new(AtomicBool::new(false));
-    let progress = config.progress_interval.map(|every| {
-        let (stats, done) = (stats.clone(), done.clone());
-        std::thread::spawn(move || {
-            let mut last = (Instant::now(), 0);
-            let mut next = Instant::now() + every;
-            while !done.load(Ordering::Relaxed) {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                if Instant::now() >= next {
-                    eprintln!("{}", stats.progress_line(&mut last));
-                    next += every;
-                }
-            }
-        })
-    });
+    let progress = crate::logging::progress(&config, stats.clone(), done.clone());
 
     let workers = config.threads * config.processes;
     let total: Arc<Mutex<Totals>> = Arc::default();
     let failed = Arc::new(AtomicBool::new(false));
     let pg_stats: Arc<Mutex<Option<PgStats>>> = Arc::default();
-    let shared =
-        (stats.clone(), lake.clone(), postgres.clone(), pg_stats.clone(), stop.clone(), total.clone(), failed.clone());
+    let shared = (
+        stats.clone(),
+        lake.clone(),
+        postgres.clone(),
+        pg_stats.clone(),
+        stop.clone(),
+        total.clone(),
+        failed.clone(),
+        dashboard,
+    );
     let timely_config = config.timely.clone();
     let (threads, process, config_processes) = (config.threads, config.process, config.processes);
     let guards = timely::execute(timely_config, move |worker| {
-        let (stats, lake, postgres, pg_stats, stop, total, failed) = shared.clone();
-        let handles = Shared { stats: stats.clone(), lake: lake.clone(), postgres: postgres.clone(), stop };
+        let (stats, lake, postgres, pg_stats, stop, total, failed, dashboard) = shared.clone();
+        let handles = Shared { stats: stats.clone(), lake: lake.clone(), postgres: postgres.clone(), stop, dashboard };
         let probe = worker.dataflow::<Time, _, _>(|scope| build(scope, &config, &handles));
         worker.step_while(|| !probe.done());
         while worker.has_dataflows() {
@@ -79,7 +77,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
                 match postgres.finish() {
                     Ok(committed) => *pg_stats.lock().expect("postgres stats lock") = Some(committed),
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        tracing::error!("{e}");
                         failed.store(true, Ordering::Relaxed);
                     }
                 }
@@ -87,7 +85,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
             let mut mine = stats.totals();
             if let Some(lake) = &lake {
                 if let Err(e) = lake.finish() {
-                    eprintln!("error: {e}");
+                    tracing::error!("{e}");
                     failed.store(true, Ordering::Relaxed);
                 }
                 let written = lake.stats();
@@ -121,6 +119,11 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
     }
     if failed.load(Ordering::Relaxed) {
         anyhow::bail!("the run did not complete; see the errors above");
+    }
+    // Everything read is flushed: only now do the Kafka sources' groups move on.
+    let committed = tradeflow_sources::kafka::commit_offsets().map_err(|e| anyhow::anyhow!(e))?;
+    if committed > 0 {
+        tracing::info!("committed the offsets of {committed} Kafka partition(s) to their consumer groups");
     }
     if process == 0 {
         let totals = total.lock().expect("totals lock").clone();
@@ -167,13 +170,13 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
 fn install_ctrl_c(stop: Arc<AtomicBool>, bounded: bool) {
     let _ = ctrlc::set_handler(move || {
         if stop.swap(true, Ordering::SeqCst) {
-            eprintln!("second Ctrl-C: exiting without flushing");
+            tracing::warn!("second Ctrl-C: exiting without flushing");
             std::process::exit(130);
         }
         if bounded {
-            eprintln!("Ctrl-C: stopping the sources; finishing what was read (Ctrl-C again to abort)");
+            tracing::info!("Ctrl-C: stopping the sources; finishing what was read (Ctrl-C again to abort)");
         } else {
-            eprintln!("Ctrl-C: stopping; finalising open windows and flushing the lake (Ctrl-C again to abort)");
+            tracing::info!("Ctrl-C: stopping; finalising open windows and flushing the lake (Ctrl-C again to abort)");
         }
     });
 }

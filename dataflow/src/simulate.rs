@@ -3,34 +3,38 @@
 //! The file holds the simulator's trades in arrival order (so it has the simulator's
 //! small disorder and its few late trades), as flat trades, Finnhub messages, or both.
 //! The same seed and options always give the same file.
+//!
+//! `tradeflow simulate --serve ADDR` streams the same market (or a replayed file) as a
+//! Finnhub-compatible WebSocket server instead.
 
 use crate::cli::{LineFormat, SimulateArgs};
 use crate::stats::group;
 use anyhow::Context;
 use std::io::Write;
 use std::time::{Duration, Instant};
+use tradeflow_sources::finnhub::server::{self, ServeConfig, ServeFeed};
 use tradeflow_sources::format::{write_finnhub_message, write_flat_trade};
 use tradeflow_sources::sim::{Market, SimConfig};
 use tradeflow_sources::url::parse_time;
 
 /// Runs `tradeflow simulate`.
 pub fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
+    if let Some(addr) = &args.serve {
+        return serve(args, addr);
+    }
+    let path = args.out.as_ref().context("give --out PATH (or --serve ADDR)")?;
+    let count = args.count.unwrap_or(DEFAULT_COUNT);
     let start_ms = parse_time(&args.start).map_err(|e| anyhow::anyhow!("--start {:?}: {e}", args.start))?;
-    let config = SimConfig {
-        symbols: args.symbols.clone(),
-        rate: args.rate,
-        count: Some(args.count),
-        seed: args.seed,
-        start_ms,
-    };
+    let config =
+        SimConfig { symbols: args.symbols.clone(), rate: args.rate, count: Some(count), seed: args.seed, start_ms };
     config.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     if args.rate == 0 {
         anyhow::bail!(
             "--rate 0: simulate writes at full speed anyway; --rate sets the event-time rate, e.g. --rate 50000"
         );
     }
-    let file = std::fs::File::create(&args.out)
-        .with_context(|| format!("--out {}: cannot create the file", args.out.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("--out {}: cannot create the file", path.display()))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut market = Market::new(&config, |_| true);
     let mut line = Vec::with_capacity(1024);
@@ -59,24 +63,79 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
             write_flat_trade(&mut line, symbol.as_str(), trade.price, trade.volume, trade.ts, conditions.as_deref());
         }
         if line.len() >= 1 << 16 {
-            out.write_all(&line).with_context(|| format!("writing {}", args.out.display()))?;
+            out.write_all(&line).with_context(|| format!("writing {}", path.display()))?;
             line.clear();
         }
         if written.is_multiple_of(65_536) && Instant::now() >= next_report {
-            eprintln!("simulate: {} of {} trades written", group(written), group(args.count));
+            eprintln!("simulate: {} of {} trades written", group(written), group(count));
             next_report += Duration::from_secs(2);
         }
     }
     flush_message(&mut pending, &mut line);
-    out.write_all(&line).with_context(|| format!("writing {}", args.out.display()))?;
-    out.flush().with_context(|| format!("writing {}", args.out.display()))?;
+    out.write_all(&line).with_context(|| format!("writing {}", path.display()))?;
+    out.flush().with_context(|| format!("writing {}", path.display()))?;
     eprintln!(
         "simulate: wrote {} trades to {} in {:.1}s",
         group(written),
-        args.out.display(),
+        path.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Trades written by `--out` without `--count`.
+const DEFAULT_COUNT: u64 = 1_000_000;
+
+/// `tradeflow simulate --serve ADDR`: a Finnhub-compatible WebSocket feed (see
+/// `tradeflow_sources::finnhub::server`), until the process is stopped.
+fn serve(args: &SimulateArgs, addr: &str) -> anyhow::Result<()> {
+    let duration = |flag: &str, text: &str| -> anyhow::Result<Duration> {
+        let d = humantime::parse_duration(text).map_err(|e| anyhow::anyhow!("{flag} {text:?}: {e}; use e.g. 30s"))?;
+        anyhow::ensure!(!d.is_zero(), "{flag} {text:?}: must be positive, e.g. 30s");
+        Ok(d)
+    };
+    let ping_interval = duration("--ping-interval", &args.ping_interval)?;
+    let disconnect_every = args.disconnect_every.as_deref().map(|d| duration("--disconnect-every", d)).transpose()?;
+    anyhow::ensure!(args.max_symbols > 0, "--max-symbols 0: must be at least 1");
+    let (feed, what) = match &args.from {
+        Some(url) => {
+            let path = match tradeflow_sources::url::parse_source(url) {
+                Ok(tradeflow_sources::url::SourceSpec::File { path }) if path.is_file() => path,
+                _ => anyhow::bail!("--from {url:?}: give an NDJSON file as file:///abs/path.ndjson"),
+            };
+            let what = format!("replaying {}", path.display());
+            (ServeFeed::Replay(path), what)
+        }
+        None => {
+            anyhow::ensure!(args.rate > 0, "--rate 0: --serve streams in real time; give trades/s, e.g. --rate 1000");
+            let config = SimConfig {
+                symbols: args.symbols.clone(),
+                rate: args.rate,
+                count: args.count,
+                seed: args.seed,
+                start_ms: tradeflow_sources::batch::wall_ms(),
+            };
+            config.check().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let what = format!(
+                "simulating {} symbols at {} trades/s{}",
+                config.resolved_symbols().len(),
+                group(args.rate),
+                args.count.map(|c| format!(" ({} trades)", group(c))).unwrap_or_default()
+            );
+            (ServeFeed::Sim(config), what)
+        }
+    };
+    let config =
+        ServeConfig { addr: addr.to_owned(), feed, ping_interval, disconnect_every, max_symbols: args.max_symbols };
+    let drops = disconnect_every.map(|d| format!(", dropping connections every {}", humantime::format_duration(d)));
+    server::serve(config, |bound| {
+        eprintln!(
+            "simulate: serving a Finnhub-compatible feed at ws://{bound} ({what}; pings every {}{}); Ctrl-C stops",
+            humantime::format_duration(ping_interval),
+            drops.unwrap_or_default()
+        );
+    })
+    .with_context(|| format!("--serve {addr}"))
 }
 
 type Pending = Vec<(String, tradeflow_model::Price, tradeflow_model::Qty, i64, Option<String>)>;

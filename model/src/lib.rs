@@ -27,6 +27,6 @@ pub use float::F64;
 pub use reject::{Reject, RejectReason};
 pub use rows::{Anomaly, AnomalyKind, WindowMetrics};
 pub use symbol::{Symbol, SymbolError};
-pub use time::{MAX_TS, MIN_TS, Time, WatermarkReport, date_of, format_ts, ts_in_range};
+pub use time::{MAX_TS, MIN_TS, Time, WatermarkReport, date_of, format_ts, group_thousands, ts_in_range};
 pub use trade::{Conditions, Trade};
 pub use window::{WindowError, WindowSpec};

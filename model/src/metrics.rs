@@ -34,10 +34,25 @@ struct Family {
     series: BTreeMap<Labels, Series>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum Series {
     Value(Arc<AtomicU64>),
     Histogram(Arc<HistogramCore>),
+    /// A value read when rendered (a counter or gauge kept elsewhere).
+    Func(Arc<ValueFn>),
+}
+
+/// How a [`Registry::counter_fn`] or [`Registry::gauge_fn`] series reads its value.
+type ValueFn = dyn Fn() -> f64 + Send + Sync;
+
+impl std::fmt::Debug for Series {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Series::Value(v) => f.debug_tuple("Value").field(v).finish(),
+            Series::Histogram(h) => f.debug_tuple("Histogram").field(h).finish(),
+            Series::Func(_) => f.write_str("Func"),
+        }
+    }
 }
 
 /// A set of metric families.
@@ -138,6 +153,56 @@ impl Histogram {
 pub const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
+/// What every sink records, labelled `sink="<name>"` (`lake`, `postgres`).
+#[derive(Clone, Debug)]
+pub struct SinkMetrics {
+    /// `tradeflow_sink_rows_total`: rows durably written (uploaded in a lake object,
+    /// committed in a PostgreSQL transaction).
+    pub rows: Counter,
+    /// `tradeflow_sink_errors_total`: failed attempts (each retry counts; a failure the
+    /// sink gives up on counts once more).
+    pub errors: Counter,
+    /// `tradeflow_sink_commit_seconds`: how long one commit took (a lake object's
+    /// upload, a PostgreSQL transaction).
+    pub commit_seconds: Histogram,
+}
+
+impl SinkMetrics {
+    /// The series of `sink` in the process-wide registry (shared by every caller).
+    pub fn of(sink: &str) -> SinkMetrics {
+        let r = registry();
+        let labels = [("sink", sink)];
+        SinkMetrics {
+            rows: r.counter("tradeflow_sink_rows_total", "Rows durably written by the sink.", &labels),
+            errors: r.counter(
+                "tradeflow_sink_errors_total",
+                "Failed write attempts of the sink, retried or not.",
+                &labels,
+            ),
+            commit_seconds: r.histogram(
+                "tradeflow_sink_commit_seconds",
+                "Duration of one commit: a lake object's upload, a PostgreSQL transaction.",
+                &labels,
+                LATENCY_BUCKETS,
+            ),
+        }
+    }
+}
+
+/// `tradeflow_end_to_end_latency_seconds{sink}`: for each processing epoch that changed
+/// a window row, the seconds from the epoch (the wall-clock millisecond at which the
+/// trades of that epoch were read from their source) to the moment the changed row was
+/// committed by PostgreSQL (`sink="postgres"`) or published to the dashboard's clients
+/// (`sink="dashboard"`).
+pub fn end_to_end_latency(sink: &str) -> Histogram {
+    registry().histogram(
+        "tradeflow_end_to_end_latency_seconds",
+        "Seconds from the epoch a trade was read in to the commit (postgres) or publication (dashboard) of the window row it changed, per epoch.",
+        &[("sink", sink)],
+        LATENCY_BUCKETS,
+    )
+}
+
 fn labels_of(labels: &[(&str, &str)]) -> Labels {
     let mut labels: Labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     labels.sort();
@@ -167,7 +232,7 @@ impl Registry {
     pub fn counter(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Counter {
         match self.series(name, help, Kind::Counter, labels, || Series::Value(Arc::default())) {
             Series::Value(v) => Counter(v),
-            Series::Histogram(_) => Counter(Arc::default()),
+            Series::Histogram(_) | Series::Func(_) => Counter(Arc::default()),
         }
     }
 
@@ -175,8 +240,45 @@ impl Registry {
     pub fn gauge(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Gauge {
         match self.series(name, help, Kind::Gauge, labels, || Series::Value(Arc::new(AtomicU64::new(0f64.to_bits())))) {
             Series::Value(v) => Gauge(v),
-            Series::Histogram(_) => Gauge(Arc::default()),
+            Series::Histogram(_) | Series::Func(_) => Gauge(Arc::default()),
         }
+    }
+
+    /// The counter `name{labels}` whose value `read` returns when rendered: for a count
+    /// kept elsewhere (it must never decrease). Replaces an earlier series of that name
+    /// and labels. `read` runs under the registry's lock: it must not use the registry.
+    pub fn counter_fn(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) {
+        self.set_fn(name, help, Kind::Counter, labels, Arc::new(read));
+    }
+
+    /// The gauge `name{labels}` whose value `read` returns when rendered. Replaces an
+    /// earlier series of that name and labels. `read` runs under the registry's lock: it
+    /// must not use the registry.
+    pub fn gauge_fn(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) {
+        self.set_fn(name, help, Kind::Gauge, labels, Arc::new(read));
+    }
+
+    fn set_fn(&self, name: &str, help: &str, kind: Kind, labels: &[(&str, &str)], read: Arc<ValueFn>) {
+        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        let family = families.entry(name.to_owned()).or_insert_with(|| Family {
+            help: help.to_owned(),
+            kind,
+            series: BTreeMap::new(),
+        });
+        debug_assert_eq!(family.kind, kind, "metric {name} registered with two kinds");
+        family.series.insert(labels_of(labels), Series::Func(read));
     }
 
     /// The histogram `name{labels}` with upper bounds `buckets` (ascending).
@@ -191,7 +293,7 @@ impl Registry {
         };
         match self.series(name, help, Kind::Histogram, labels, make) {
             Series::Histogram(h) => Histogram(h),
-            Series::Value(_) => Histogram(Arc::new(HistogramCore {
+            Series::Value(_) | Series::Func(_) => Histogram(Arc::new(HistogramCore {
                 bounds: Vec::new(),
                 buckets: vec![AtomicU64::new(0)],
                 count: AtomicU64::new(0),
@@ -218,6 +320,9 @@ impl Registry {
                         let value = v.load(Ordering::Relaxed);
                         let value = if family.kind == Kind::Counter { value as f64 } else { f64::from_bits(value) };
                         let _ = writeln!(out, "{name}{} {}", render_labels(labels, None), number(value));
+                    }
+                    Series::Func(read) => {
+                        let _ = writeln!(out, "{name}{} {}", render_labels(labels, None), number(read()));
                     }
                     Series::Histogram(h) => {
                         let mut cumulative = 0;
@@ -303,6 +408,22 @@ mod tests {
         assert!(text.contains("tradeflow_latency_seconds_count 3\n"), "{text}");
         assert_eq!(h.quantile(0.5), 1.0);
         assert_eq!(h.quantile(1.0), f64::INFINITY);
+    }
+
+    #[test]
+    fn function_series_are_read_when_rendered() {
+        let r = Registry::default();
+        let n = Arc::new(AtomicU64::new(7));
+        let read = n.clone();
+        r.counter_fn("tradeflow_windows_finalized_total", "Windows.", &[], move || read.load(Ordering::Relaxed) as f64);
+        r.gauge_fn("tradeflow_watermark_lag_seconds", "Lag.", &[("process", "0")], || 1.5);
+        n.store(9, Ordering::Relaxed);
+        let text = r.render();
+        assert!(
+            text.contains("# TYPE tradeflow_windows_finalized_total counter\ntradeflow_windows_finalized_total 9\n"),
+            "{text}"
+        );
+        assert!(text.contains("tradeflow_watermark_lag_seconds{process=\"0\"} 1.5\n"), "{text}");
     }
 
     #[test]

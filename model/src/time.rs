@@ -69,6 +69,19 @@ pub fn date_of(ts: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// `1234567` -> `1,234,567`, for counts in progress lines and summaries.
+pub fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +92,13 @@ mod tests {
         assert!(ts_in_range(946_684_800_000));
         assert!(ts_in_range(4_102_444_799_999));
         assert!(!ts_in_range(4_102_444_800_000));
+    }
+
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(group_thousands(0), "0");
+        assert_eq!(group_thousands(999), "999");
+        assert_eq!(group_thousands(1_234_567), "1,234,567");
     }
 
     #[test]

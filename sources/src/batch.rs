@@ -32,7 +32,7 @@ static FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 /// after retrying): the run stops its sources, finishes what it has, and exits non-zero
 /// with this message.
 pub fn report_failure(message: String) {
-    eprintln!("error: {message}");
+    tracing::error!("{message}");
     let mut slot = FAILURE.lock().unwrap_or_else(|e| e.into_inner());
     slot.get_or_insert(message);
 }

@@ -29,6 +29,11 @@ pub trait Reader: 'static {
     type Item: 'static;
     /// Reads a bounded amount of input (a few milliseconds of work), pushing to `out`.
     fn read(&mut self, out: &mut Vec<Self::Item>) -> Poll;
+
+    /// Called once, before the first `read`, with a handle that schedules the reader from
+    /// any thread: a reader fed by a thread of its own activates it when input arrives
+    /// instead of polling.
+    fn set_waker(&mut self, _waker: timely::scheduling::SyncActivator) {}
 }
 
 /// A reader with nothing to read: it reports that it is done at once.
@@ -55,6 +60,9 @@ pub fn polled_source<'scope, R: Reader>(
 ) -> StreamVec<'scope, Time, R::Item> {
     let mut reader = Some(reader);
     source(scope, name, move |capability, info| {
+        if let Some(r) = reader.as_mut() {
+            r.set_waker(scope.worker().sync_activator_for(info.address.to_vec()));
+        }
         let activator = scope.activator_for(info.address);
         let mut capability = Some(capability);
         move |output| {

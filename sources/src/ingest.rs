@@ -10,13 +10,14 @@
 use crate::batch::Batch;
 use differential_dataflow::{AsCollection, VecCollection};
 use rustc_hash::FxHashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use tradeflow_model::metrics::{Counter, registry};
 use tradeflow_model::{Reject, RejectReason, Symbol, Time, Trade, WatermarkReport, WindowSpec};
 use tradeflow_operators::{Pane, WindowAgg};
 
@@ -29,9 +30,16 @@ pub struct IngestCounters {
     pub rejected: [AtomicU64; 7],
     /// Largest accepted event time.
     pub max_ts: AtomicI64,
+    /// The `source` label of each `--source`, in order (set once before the dataflow
+    /// is built; the source's index when unset).
+    pub source_names: OnceLock<Vec<String>>,
 }
 
 impl IngestCounters {
+    /// The `source` label of the source with index `source`.
+    pub fn source_name(&self, source: usize) -> String {
+        self.source_names.get().and_then(|names| names.get(source).cloned()).unwrap_or_else(|| source.to_string())
+    }
     /// Rejects of one reason.
     pub fn rejected(&self, reason: RejectReason) -> u64 {
         self.rejected[reason.index()].load(Ordering::Relaxed)
@@ -56,6 +64,45 @@ pub struct Ingested<'scope> {
 
 type Out<D> = OutputBuilder<Time, CapacityContainerBuilder<Vec<D>>>;
 
+/// The Prometheus series one source instance (one source on one worker) updates.
+struct SourceMetrics {
+    /// `tradeflow_trades_total{source, partition}`.
+    trades: Counter,
+    /// `tradeflow_rejects_total{source, reason}`, by `RejectReason::index`.
+    rejects: Vec<Counter>,
+    /// `tradeflow_late_trades_total{source}`.
+    late: Counter,
+}
+
+impl SourceMetrics {
+    fn new(source: &str, partition: usize) -> SourceMetrics {
+        let r = registry();
+        let partition = partition.to_string();
+        SourceMetrics {
+            trades: r.counter(
+                "tradeflow_trades_total",
+                "Trades accepted (valid and not late), by source and partition (the worker reading it).",
+                &[("source", source), ("partition", &partition)],
+            ),
+            rejects: RejectReason::ALL
+                .iter()
+                .map(|reason| {
+                    r.counter(
+                        "tradeflow_rejects_total",
+                        "Records rejected, by source and reason (late included).",
+                        &[("source", source), ("reason", reason.as_str())],
+                    )
+                })
+                .collect(),
+            late: r.counter(
+                "tradeflow_late_trades_total",
+                "Trades below their partition's watermark on arrival: dead-lettered, not applied.",
+                &[("source", source)],
+            ),
+        }
+    }
+}
+
 /// Splits `batches` of the source instance `reporter` into the pipeline's streams.
 pub fn ingest<'scope>(
     batches: StreamVec<'scope, Time, Batch>,
@@ -63,6 +110,10 @@ pub fn ingest<'scope>(
     windows: WindowSpec,
     counters: Arc<IngestCounters>,
 ) -> Ingested<'scope> {
+    // Reporters are numbered `source index * peers + worker index`.
+    let peers = batches.scope().peers().max(1);
+    let source = reporter as usize / peers;
+    let metrics = SourceMetrics::new(&counters.source_name(source), reporter as usize % peers);
     let mut builder = OperatorBuilder::new("Ingest".to_owned(), batches.scope());
     let mut input = builder.new_input(batches, Pipeline);
     let (trades_out, trades) = builder.new_output();
@@ -102,8 +153,13 @@ pub fn ingest<'scope>(
                     }
                     counters.accepted.fetch_add(batch.trades.len() as u64, Ordering::Relaxed);
                     counters.max_ts.fetch_max(max_ts, Ordering::Relaxed);
+                    metrics.trades.add(batch.trades.len() as u64);
                     for reject in &batch.rejects {
                         counters.rejected[reject.reason.index()].fetch_add(1, Ordering::Relaxed);
+                        metrics.rejects[reject.reason.index()].inc();
+                        if reject.reason == RejectReason::Late {
+                            metrics.late.inc();
+                        }
                     }
                     trades.give_iterator(batch.trades.drain(..));
                     rejects.give_iterator(batch.rejects.drain(..));

@@ -106,7 +106,7 @@ impl LakeReader {
                     return Err(Fetch::Unreachable(format!("{e} (retried for {RETRY_FOR:?})")));
                 }
                 Err(e) => {
-                    eprintln!("warning: {}/{}: {e}; retrying in {delay:?}", self.label, file.key);
+                    tracing::warn!("{}/{}: {e}; retrying in {delay:?}", self.label, file.key);
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
@@ -171,7 +171,7 @@ impl Reader for LakeReader {
                 return Poll::Done;
             }
             Err(Fetch::Corrupt(e)) => {
-                eprintln!("error: {}/{}: {e}", self.label, file.key);
+                tracing::error!("{}/{}: {e}", self.label, file.key);
                 batch.trades.clear();
                 batch.rejects.push(Reject {
                     reason: RejectReason::InvalidJson,

@@ -8,14 +8,18 @@
 //! * [`driver`] — the one place that holds a source's timely capability.
 //! * [`file`] — `file://` sources, parsed in parallel, sequenced in file order.
 //! * [`sim`] — the seeded market simulator, as a source and a generator.
+//! * [`finnhub`] — Finnhub's WebSocket feed (`finnhub://`), and a compatible server.
 //! * [`lake`] — replaying the lake's trades (`lake://`, `lake+s3://`).
+//! * [`kafka`] — Kafka topics (`kafka://`), live or replayed, and the producer.
 //! * [`ingest`] — batches to trades, exact pane aggregates, rejects and watermarks.
 
 pub mod batch;
 pub mod driver;
 pub mod file;
+pub mod finnhub;
 pub mod format;
 pub mod ingest;
+pub mod kafka;
 pub mod lake;
 pub mod lateness;
 pub mod sim;

@@ -11,10 +11,14 @@
 //!   and SPEC 4-5 recomputed from scratch by `tradeflow_operators::reference`.
 //! * [`python`] — the real lake readers (pyarrow, DuckDB) through `TRADEFLOW_PYTHON`.
 
+pub mod browser;
 pub mod expect;
+pub mod finnhub;
+pub mod kafka;
 pub mod lake;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod python;
 pub mod s3;
 pub mod summary;

@@ -81,7 +81,7 @@ pub fn write_changelog<'scope, R: LakeRow + Clone>(
                     ("tradeflow.run_id".to_owned(), run_id.to_owned()),
                 ];
                 match encode(R::changelog_schema(), &[R::changelog_batch(&buffer, run_id)], metadata) {
-                    Ok(bytes) => lake.publish(key, Payload::Bytes(bytes)),
+                    Ok(bytes) => lake.publish(key, Payload::Bytes(bytes), buffer.len() as u64),
                     Err(e) => lake.report_error(format!("encoding {key}: {e}")),
                 }
                 buffer.clear();

@@ -96,7 +96,7 @@ fn write(lake: &Lake, mut rows: Vec<Reject>) {
         first.segment,
     );
     match encode(dead_letter_schema(), &[dead_letter_batch(&rows)], Vec::new()) {
-        Ok(bytes) => lake.publish(key, Payload::Bytes(bytes)),
+        Ok(bytes) => lake.publish(key, Payload::Bytes(bytes), rows.len() as u64),
         Err(e) => lake.report_error(format!("encoding {key}: {e}")),
     }
 }

@@ -212,7 +212,8 @@ impl Destination {
                             if class != Class::Transient || started.elapsed() >= RETRY_FOR {
                                 return Err(PutError { permanent: class != Class::Transient, message });
                             }
-                            eprintln!("warning: {message}; retrying in {delay:?}");
+                            tracing::warn!("{message}; retrying in {delay:?}");
+                            tradeflow_model::metrics::SinkMetrics::of("lake").errors.inc();
                             tokio::time::sleep(delay).await;
                             delay = (delay * 2).min(Duration::from_secs(5));
                         }

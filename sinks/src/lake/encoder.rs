@@ -27,14 +27,16 @@ pub(crate) enum EncodeJob {
 /// Runs until every sender is gone; `publish` queues finished files for upload.
 pub(crate) fn encode_loop(
     jobs: Receiver<EncodeJob>,
-    publish: impl Fn(String, PathBuf),
+    publish: impl Fn(String, PathBuf, u64),
     errors: Arc<Mutex<Option<String>>>,
 ) {
     let fail = |message: String| {
-        eprintln!("error: {message}");
+        tracing::error!("{message}");
+        tradeflow_model::metrics::SinkMetrics::of("lake").errors.inc();
         errors.lock().expect("lake error lock").get_or_insert(message);
     };
-    let mut open: FxHashMap<u64, (PathBuf, ArrowWriter<File>)> = FxHashMap::default();
+    // Per open file: its spool path, its writer, and the rows written to it.
+    let mut open: FxHashMap<u64, (PathBuf, ArrowWriter<File>, u64)> = FxHashMap::default();
     for job in jobs {
         match job {
             EncodeJob::Open { id, spool } => {
@@ -46,22 +48,23 @@ pub(crate) fn encode_loop(
                     });
                 match writer {
                     Ok(writer) => {
-                        open.insert(id, (spool, writer));
+                        open.insert(id, (spool, writer, 0));
                     }
                     Err(e) => fail(e),
                 }
             }
             EncodeJob::Rows { id, rows } => {
-                if let Some((_, writer)) = open.get_mut(&id)
-                    && let Err(e) = writer.write(&trades_batch(&rows))
-                {
-                    fail(format!("encoding trades: {e}"));
+                if let Some((_, writer, written)) = open.get_mut(&id) {
+                    match writer.write(&trades_batch(&rows)) {
+                        Ok(()) => *written += rows.len() as u64,
+                        Err(e) => fail(format!("encoding trades: {e}")),
+                    }
                 }
             }
             EncodeJob::Close { id, key } => {
-                let Some((spool, writer)) = open.remove(&id) else { continue };
+                let Some((spool, writer, rows)) = open.remove(&id) else { continue };
                 match writer.close() {
-                    Ok(_) => publish(key, spool),
+                    Ok(_) => publish(key, spool, rows),
                     Err(e) => fail(format!("finishing {key}: {e}")),
                 }
             }

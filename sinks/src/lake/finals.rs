@@ -55,7 +55,7 @@ pub fn write_finals<'scope, R>(
             for (index, chunk) in rows.chunks(max_rows.max(1)).enumerate() {
                 let key = format!("{}/date={}/{}-{index:04}.parquet", R::DATASET, date_of(hour), hour_label(hour));
                 match encode(R::schema(), &[R::batch(chunk)], Vec::new()) {
-                    Ok(bytes) => lake.publish(key, Payload::Bytes(bytes)),
+                    Ok(bytes) => lake.publish(key, Payload::Bytes(bytes), chunk.len() as u64),
                     Err(e) => lake.report_error(format!("encoding {key}: {e}")),
                 }
             }

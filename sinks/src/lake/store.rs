@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::mpsc;
+use tradeflow_model::metrics::SinkMetrics;
 
 /// Lake errors: the location, what failed, and how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,8 @@ pub enum Payload {
 struct Job {
     key: String,
     payload: Payload,
+    /// Rows in the file (counted once it is uploaded).
+    rows: u64,
 }
 
 /// Counts of what the lake wrote.
@@ -113,8 +116,8 @@ impl Lake {
         // Bounded: a worker that outruns the encoder waits instead of piling up rows.
         let (encode_tx, encode_rx) = std::sync::mpsc::sync_channel(64);
         let (uploads, errors) = (sender.clone(), error.clone());
-        let publish = move |key: String, spool: PathBuf| {
-            let _ = uploads.send(Job { key, payload: Payload::Spooled(spool) });
+        let publish = move |key: String, spool: PathBuf, rows: u64| {
+            let _ = uploads.send(Job { key, payload: Payload::Spooled(spool), rows });
         };
         let encoder_thread = std::thread::Builder::new()
             .name("lake-encoder".into())
@@ -158,17 +161,19 @@ impl Lake {
         self.spool_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Queues a finished file for upload under `key` (relative to the lake root).
-    pub fn publish(&self, key: String, payload: Payload) {
+    /// Queues a finished file of `rows` rows for upload under `key` (relative to the
+    /// lake root).
+    pub fn publish(&self, key: String, payload: Payload, rows: u64) {
         let guard = self.sender.lock().expect("lake sender lock");
         if let Some(sender) = guard.as_ref() {
-            let _ = sender.send(Job { key, payload });
+            let _ = sender.send(Job { key, payload, rows });
         }
     }
 
     /// Records a failure of a writer; the run then ends with this error.
     pub fn report_error(&self, message: String) {
-        eprintln!("error: lake {}: {message}", self.url);
+        tracing::error!("lake {}: {message}", self.url);
+        SinkMetrics::of("lake").errors.inc();
         self.error.lock().expect("lake error lock").get_or_insert(message);
     }
 
@@ -228,19 +233,23 @@ fn upload_loop(
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    let metrics = SinkMetrics::of("lake");
     runtime.block_on(async move {
         let permits = Arc::new(tokio::sync::Semaphore::new(8));
         let mut tasks = tokio::task::JoinSet::new();
         let mut first_error: Option<String> = None;
         while let Some(job) = receiver.recv().await {
             let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
-            let (destination, staging, files, bytes) =
-                (destination.clone(), staging.clone(), files.clone(), bytes.clone());
+            let (destination, staging, files, bytes, metrics) =
+                (destination.clone(), staging.clone(), files.clone(), bytes.clone(), metrics.clone());
             tasks.spawn(async move {
+                let started = std::time::Instant::now();
                 let result = match destination.put(&job.key, job.payload, &staging).await {
                     Ok(len) => {
                         files.fetch_add(1, Ordering::Relaxed);
                         bytes.fetch_add(len, Ordering::Relaxed);
+                        metrics.rows.add(job.rows);
+                        metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
                         Ok(())
                     }
                     Err(e) => Err(if e.permanent {
@@ -266,7 +275,8 @@ fn upload_loop(
 fn record(first_error: &mut Option<String>, done: Result<Result<(), String>, tokio::task::JoinError>) {
     let outcome = done.map_err(|e| e.to_string()).and_then(|r| r);
     if let Err(e) = outcome {
-        eprintln!("error: {e}");
+        tracing::error!("{e}");
+        SinkMetrics::of("lake").errors.inc();
         first_error.get_or_insert(e);
     }
 }

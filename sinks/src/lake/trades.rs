@@ -64,7 +64,7 @@ pub fn write_trades<'scope>(
         for trade in step.data.drain(..) {
             if trade.ts < written_up_to {
                 // Sources never emit below a watermark they reported; this would be a bug.
-                eprintln!("error: trade below the watermark reached the lake writer and is not written: {trade:?}");
+                tracing::error!("a trade below the watermark reached the lake writer and is not written: {trade:?}");
                 continue;
             }
             let second = trade.ts.div_euclid(1000);

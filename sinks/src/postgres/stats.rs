@@ -109,17 +109,7 @@ impl PgStats {
     }
 }
 
-fn group(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+use tradeflow_model::group_thousands as group;
 
 #[cfg(test)]
 mod tests {

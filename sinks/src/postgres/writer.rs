@@ -27,6 +27,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tradeflow_model::Time;
+use tradeflow_model::metrics::{Histogram, SinkMetrics, end_to_end_latency};
 
 /// How often the progress row is refreshed when only the epoch moved.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -82,7 +83,7 @@ impl PgSink {
     pub fn start(target: PgTarget, options: PgOptions, stop: Arc<AtomicBool>) -> Result<PgSink, PgError> {
         let (mut client, report) = connect_with_retry(&target, options.retry_for)?;
         if !report.applied.is_empty() {
-            eprintln!(
+            tracing::info!(
                 "PostgreSQL {}: migrated the schema to version {} (applied {:?})",
                 target.name(),
                 report.version,
@@ -102,8 +103,15 @@ impl PgSink {
             stats: Mutex::new(PgStats::default()),
         });
         let statement = client.prepare(MERGE).map_err(|e| Failure::Pg(e).into_error(&target, "preparing the merge"))?;
-        let writer =
-            Writer { target: target.clone(), shared: shared.clone(), options, stop, client: Some((client, statement)) };
+        let writer = Writer {
+            target: target.clone(),
+            shared: shared.clone(),
+            options,
+            stop,
+            client: Some((client, statement)),
+            metrics: SinkMetrics::of("postgres"),
+            latency: end_to_end_latency("postgres"),
+        };
         let thread = std::thread::Builder::new()
             .name("postgres-writer".into())
             .spawn(move || writer.run())
@@ -201,6 +209,7 @@ impl Backoff {
     /// stop with (permanent, or retried for too long).
     fn next(&mut self, failure: Failure, target: &PgTarget, what: &str) -> Result<Duration, PgError> {
         let first = *self.first_failure.get_or_insert_with(Instant::now);
+        SinkMetrics::of("postgres").errors.inc();
         if failure.class() == ErrorClass::Permanent {
             return Err(failure.into_error(target, what));
         }
@@ -208,8 +217,8 @@ impl Backoff {
             let what = format!("{what} (still failing after retrying for {:?})", self.limit);
             return Err(failure.into_error(target, &what));
         }
-        eprintln!(
-            "warning: PostgreSQL {}: {what}: {}; retrying in {:?}",
+        tracing::warn!(
+            "PostgreSQL {}: {what}: {}; retrying in {:?}",
             target.name(),
             target.scrub(&failure.describe()),
             self.delay
@@ -276,6 +285,10 @@ struct Writer {
     stop: Arc<AtomicBool>,
     /// The connection and its prepared merge statement.
     client: Option<(Client, Statement)>,
+    /// Rows, errors and commit durations, for `/metrics`.
+    metrics: SinkMetrics,
+    /// Epoch to commit, for `/metrics`.
+    latency: Histogram,
 }
 
 /// One transaction's work.
@@ -368,7 +381,7 @@ impl Writer {
                 Ok(()) => {
                     self.record(&work, &batch, started.elapsed());
                     if let Some(outage) = backoff.failing_for() {
-                        eprintln!(
+                        tracing::info!(
                             "PostgreSQL {}: reconnected after {:.1}s; re-applied {} pending changes",
                             self.target.name(),
                             outage.as_secs_f64(),
@@ -392,7 +405,7 @@ impl Writer {
                             work.closing = state.closing;
                         }
                         Err(error) => {
-                            eprintln!("error: {error}");
+                            tracing::error!("{error}");
                             let mut state = lock(&self.shared.state);
                             state.failed = true;
                             state.pending = Changes::default();
@@ -429,7 +442,11 @@ impl Writer {
         stats.busy += busy;
         for &epoch in &work.changes.epochs {
             stats.delay.record(committed.saturating_sub(epoch));
+            self.latency.observe(committed.saturating_sub(epoch) as f64 / 1000.0);
         }
+        drop(stats);
+        self.metrics.rows.add(batch.upserts + batch.deletes);
+        self.metrics.commit_seconds.observe(busy.as_secs_f64());
     }
 }
 

@@ -122,7 +122,7 @@ pub fn parse_chunk(plan: &FilePlan, chunk: ChunkRef) -> std::io::Result<ParsedCh
             }),
             Item::Ping => {}
             Item::ServerError(message) => {
-                eprintln!("warning: {} at byte {position}: server error message in the file: {message}", info.label);
+                tracing::warn!("{} at byte {position}: server error message in the file: {message}", info.label);
             }
         });
         pos = line_end + 1;

@@ -32,6 +32,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Capability, CapabilitySet};
 use timely::dataflow::{Scope, StreamVec};
+use tradeflow_model::metrics::Counter;
 use tradeflow_model::{Reject, RejectReason, Time};
 
 /// Default chunk size: 4 MiB, about 58 000 trades.
@@ -69,6 +70,17 @@ pub struct ChunkReader {
     pending: Rc<Cell<usize>>,
     finished: bool,
     stop: Arc<AtomicBool>,
+    /// `tradeflow_file_bytes_read_total`: what the progress bar measures.
+    bytes_read: Counter,
+}
+
+/// The process's count of bytes parsed from `file://` sources (`tradeflow_file_bytes_read_total`).
+pub fn bytes_read() -> Counter {
+    tradeflow_model::metrics::registry().counter(
+        "tradeflow_file_bytes_read_total",
+        "Bytes of file:// sources parsed by this process.",
+        &[],
+    )
 }
 
 impl Reader for ChunkReader {
@@ -97,6 +109,7 @@ impl Reader for ChunkReader {
         }
         let chunk = self.plan.chunk(self.next);
         self.next += self.peers;
+        self.bytes_read.add(chunk.end - chunk.start);
         match parse_chunk(&self.plan, chunk) {
             Ok(parsed) => {
                 out.push(FileEvent::Summary(ChunkSummary { chunk: chunk.global, max_ts: parsed.max_ts }));
@@ -104,7 +117,7 @@ impl Reader for ChunkReader {
             }
             Err(e) => {
                 let label = &self.plan.files[chunk.file].label;
-                eprintln!("error: {label}: reading bytes {}..{} failed: {e}", chunk.start, chunk.end);
+                tracing::error!("{label}: reading bytes {}..{} failed: {e}", chunk.start, chunk.end);
                 out.push(FileEvent::Summary(ChunkSummary { chunk: chunk.global, max_ts: None }));
                 out.push(FileEvent::Failed(Reject {
                     reason: RejectReason::InvalidJson,
@@ -135,8 +148,15 @@ pub fn file_source<'scope>(
     let (index, peers) = (scope.index(), scope.peers());
     let plan = Rc::new(plan);
     let pending = Rc::new(Cell::new(0));
-    let reader =
-        ChunkReader { plan: plan.clone(), next: index, peers, pending: pending.clone(), finished: false, stop };
+    let reader = ChunkReader {
+        plan: plan.clone(),
+        next: index,
+        peers,
+        pending: pending.clone(),
+        finished: false,
+        stop,
+        bytes_read: bytes_read(),
+    };
     let events = polled_source(scope, "FileChunks", reader);
     let (summaries, local) = events.ok_err(|e| match e {
         FileEvent::Summary(s) => Ok(s),

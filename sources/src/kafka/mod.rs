@@ -1,0 +1,31 @@
+//! Kafka: the `kafka://` source (live, or replaying a bounded range of history) and the
+//! producer behind `tradeflow produce`, on librdkafka (`rdkafka`).
+//!
+//! Transport and format are kept apart: the consumer hands each record's value to the
+//! same decoders every source uses — [`crate::format::parse_line`] for JSON (a flat trade,
+//! or a Finnhub message), [`avro`] for Avro in the Confluent wire format — and decides
+//! lateness per partition with [`crate::lateness::Partitions`].
+//!
+//! * [`spec`] — the `kafka://` URL: brokers, topic, group, start, end, format.
+//! * [`plan`] — the spec resolved against the brokers once at start: partitions and
+//!   their offset ranges.
+//! * [`source`] — the consumer as a timely reader: partition `p` on worker
+//!   `p % workers`, each partition its own watermark; offsets committed to the group
+//!   when the run ends cleanly.
+//! * [`avro`] and [`registry`] — Avro values and the schema registry.
+//! * [`producer`] — trades to a topic: key = symbol, timestamp = `t`, idempotent,
+//!   batched, compressed; creates the topic.
+
+pub mod avro;
+pub mod plan;
+pub mod producer;
+pub mod registry;
+pub mod source;
+pub mod spec;
+
+pub use plan::{KafkaPlan, resolve};
+pub use source::{KafkaReader, commit_offsets};
+pub use spec::{End, KafkaSpec, Start, ValueFormat, parse_url};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,174 @@
+//! A Confluent-compatible schema registry client (`SCHEMA_REGISTRY_URL`): writer schemas
+//! fetched by id (`GET /schemas/ids/{id}`) and cached for the run; the trade schema
+//! registered under a subject (`POST /subjects/{subject}/versions`) by the producer.
+//!
+//! Unreachable is not the same as unknown: a registry that does not answer (after a few
+//! retries) stops the run, while an id it does not know dead-letters the record.
+
+use super::avro::trade_schema;
+use apache_avro::Schema;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A writer schema, as the decoder uses it.
+#[derive(Debug)]
+pub enum WriterSchema {
+    /// `schemas/trade.avsc` itself (same canonical form): the fast decoder.
+    Trade,
+    /// Any other schema: decoded generically, fields read by name.
+    Other(Schema),
+}
+
+/// A schema registry at one URL, with its cache.
+pub struct Registry {
+    url: String,
+    client: reqwest::blocking::Client,
+    cache: Mutex<HashMap<u32, Option<Arc<WriterSchema>>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("url", &self.url).finish()
+    }
+}
+
+/// Attempts per request before the registry counts as unreachable.
+const ATTEMPTS: u32 = 4;
+
+impl Registry {
+    /// A client of the registry at `url` (`http://host:8081`).
+    pub fn new(url: &str) -> Result<Registry, String> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("schema registry {url}: {e}"))?;
+        Ok(Registry { url: url.trim_end_matches('/').to_owned(), client, cache: Mutex::default() })
+    }
+
+    /// The registry's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The writer schema with this id: `Ok(None)` when the registry does not know it,
+    /// `Err` when it cannot be reached or answers nonsense.
+    pub fn schema(&self, id: u32) -> Result<Option<Arc<WriterSchema>>, String> {
+        if let Some(found) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return Ok(found.clone());
+        }
+        let url = format!("{}/schemas/ids/{id}", self.url);
+        let found = match self.request(|| self.client.get(&url))? {
+            (404, _) => None,
+            (200, body) => {
+                let text = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|json| json["schema"].as_str().map(str::to_owned))
+                    .ok_or_else(|| format!("schema registry {url}: no \"schema\" in the answer {body:?}"))?;
+                let schema = Schema::parse_str(&text)
+                    .map_err(|e| format!("schema registry {url}: schema id {id} is not a valid Avro schema: {e}"))?;
+                Some(Arc::new(if schema.canonical_form() == trade_schema().canonical_form() {
+                    WriterSchema::Trade
+                } else {
+                    WriterSchema::Other(schema)
+                }))
+            }
+            (status, body) => return Err(format!("schema registry {url}: HTTP {status}: {body}")),
+        };
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(id, found.clone());
+        Ok(found)
+    }
+
+    /// Registers `schema` under `subject` (idempotent: an identical schema gets its
+    /// existing id); returns the id.
+    pub fn register(&self, subject: &str, schema: &str) -> Result<u32, String> {
+        let url = format!("{}/subjects/{subject}/versions", self.url);
+        let body = serde_json::json!({ "schema": schema }).to_string();
+        let (status, answer) = self.request(|| {
+            self.client.post(&url).header("Content-Type", "application/vnd.schemaregistry.v1+json").body(body.clone())
+        })?;
+        if status != 200 {
+            return Err(format!("schema registry {url}: HTTP {status}: {answer}"));
+        }
+        serde_json::from_str::<serde_json::Value>(&answer)
+            .ok()
+            .and_then(|json| json["id"].as_u64())
+            .and_then(|id| u32::try_from(id).ok())
+            .ok_or_else(|| format!("schema registry {url}: no \"id\" in the answer {answer:?}"))
+    }
+
+    /// Sends a request, retrying connection failures and 5xx; (status, body).
+    fn request(&self, build: impl Fn() -> reqwest::blocking::RequestBuilder) -> Result<(u16, String), String> {
+        let mut delay = Duration::from_millis(200);
+        let mut last = String::new();
+        for attempt in 1..=ATTEMPTS {
+            match build().send() {
+                Ok(response) if !response.status().is_server_error() => {
+                    let status = response.status().as_u16();
+                    let body = response.text().map_err(|e| format!("schema registry {}: {e}", self.url))?;
+                    return Ok((status, body));
+                }
+                Ok(response) => last = format!("HTTP {}", response.status()),
+                Err(e) => last = e.to_string(),
+            }
+            if attempt < ATTEMPTS {
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+        }
+        Err(format!(
+            "schema registry {} cannot be reached ({last}; tried {ATTEMPTS} times): check SCHEMA_REGISTRY_URL, or unset it to use schemas/trade.avsc",
+            self.url
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// Answers each connection with the next canned response.
+    fn serve(responses: Vec<(u16, String)>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for (status, body) in responses {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn fetches_and_caches_schemas_by_id() {
+        let trade = serde_json::json!({ "schema": super::super::avro::TRADE_SCHEMA }).to_string();
+        let other =
+            serde_json::json!({ "schema": r#"{"type":"record","name":"X","fields":[{"name":"s","type":"string"}]}"# })
+                .to_string();
+        let url =
+            serve(vec![(200, trade), (200, other), (404, "{\"error_code\":40403}".into()), (200, "{\"id\":7}".into())]);
+        let registry = Registry::new(&url).unwrap();
+        assert!(matches!(*registry.schema(1).unwrap().unwrap(), WriterSchema::Trade));
+        assert!(matches!(*registry.schema(1).unwrap().unwrap(), WriterSchema::Trade), "cached: no second request");
+        assert!(matches!(*registry.schema(2).unwrap().unwrap(), WriterSchema::Other(_)));
+        assert!(registry.schema(3).unwrap().is_none());
+        assert_eq!(registry.register("trades-value", "{}").unwrap(), 7);
+    }
+
+    #[test]
+    fn an_unreachable_registry_is_an_error() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let registry = Registry::new(&format!("http://127.0.0.1:{port}")).unwrap();
+        let e = registry.schema(1).unwrap_err();
+        assert!(e.contains("cannot be reached") && e.contains("SCHEMA_REGISTRY_URL"), "{e}");
+    }
+}

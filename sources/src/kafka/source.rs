@@ -1,0 +1,556 @@
+//! The `kafka://` source as a timely [`Reader`]: one consumer per worker, reading the
+//! partitions that worker owns.
+//!
+//! Background: partition `p` of the topic is assigned to worker `p % workers` (of all
+//! processes) by tradeflow itself — manual assignment, no group rebalancing — so each
+//! partition is read by exactly one worker, in offset order, whatever the worker count.
+//! Each partition is one watermark partition (SPEC 6): lateness is decided per record
+//! against that partition's own `max ts − allowed lateness`.
+//!
+//! Ranges (see [`super::plan`]): records whose Kafka timestamp (set by the producer to
+//! the trade's `t`; records without one use their trades' `t`) is before `start` are
+//! skipped and touch nothing. Records at or after `end` are not emitted, but still move
+//! the partition's clock exactly as in a live run, and once the partition's watermark
+//! reaches `end` no later record could be accepted anyway, so the partition is finished.
+//! Hence a replay of `[start, end)` accepts exactly the trades with `start <= ts < end`
+//! that a live run reading the partitions from their beginning accepted, and every window
+//! inside the range is final with the live run's values — at any worker count.
+//!
+//! A bounded replay finishes a partition at its end offset (the high watermark seen at
+//! start, or the given offset); a live one never does, and a partition silent for
+//! `--idle-timeout` stops holding the watermark back. Undecodable records are
+//! dead-lettered with `source` = `kafka://brokers/topic/partition`, `position` = the
+//! offset and `segment` = the offset rounded down to 2^20.
+
+use super::avro::{AvroDecoder, AvroRecord};
+use super::plan::{KafkaPlan, PartitionRange, client_config, group_id};
+use super::registry::Registry;
+use super::spec::ValueFormat;
+use crate::batch::{Batch, report_failure, wall_ms};
+use crate::driver::{Poll, Reader};
+use crate::format::{Item, parse_line, write_flat_trade};
+use crate::lateness::{Partitions, late_detail};
+use rdkafka::Message;
+use rdkafka::Offset;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::TopicPartitionList;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use timely::scheduling::SyncActivator;
+use tradeflow_model::metrics::{Counter, Gauge, registry};
+use tradeflow_model::{Conditions, Reject, RejectReason, Symbol, Trade};
+
+/// Records handled per activation at most.
+const BUDGET: usize = 16 * 1024;
+/// Offsets per dead-letter segment of a partition.
+const SEGMENT: u64 = 1 << 20;
+/// How often a quiet live source wakes up to move the watermark along.
+const TICK: Duration = Duration::from_millis(100);
+
+/// librdkafka's callbacks: consumer lag from its statistics.
+struct LagContext {
+    topic: String,
+    lag: Vec<(i32, Gauge)>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        for (partition, gauge) in &self.lag {
+            if let Some(p) = topic.partitions.get(partition)
+                && p.consumer_lag >= 0
+            {
+                gauge.set(p.consumer_lag as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+/// One partition this worker reads.
+struct Owned {
+    range: PartitionRange,
+    /// `kafka://brokers/topic/partition`.
+    label: String,
+    /// The next offset to read (one past the last record handled).
+    next: i64,
+    finished: bool,
+}
+
+/// Offsets to commit to a group when the run ends cleanly.
+#[derive(Clone, Debug)]
+struct PendingCommit {
+    plan: Arc<KafkaPlan>,
+    offsets: Vec<(i32, i64)>,
+}
+
+static COMMITS: Mutex<Vec<PendingCommit>> = Mutex::new(Vec::new());
+
+/// Commits the positions every finished `kafka://` reader of this process reached, for
+/// the sources that name a group: called once the run has flushed everything it read.
+/// Returns how many partition offsets were committed.
+pub fn commit_offsets() -> Result<usize, String> {
+    let pending = std::mem::take(&mut *COMMITS.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut committed = 0;
+    for commit in pending {
+        let spec = &commit.plan.spec;
+        let Some(group) = &spec.group else { continue };
+        if commit.offsets.is_empty() {
+            continue;
+        }
+        let consumer: BaseConsumer = client_config(spec)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| format!("{}: cannot create a Kafka client: {e}", spec.label()))?;
+        let mut tpl = TopicPartitionList::new();
+        for &(p, offset) in &commit.offsets {
+            tpl.add_partition_offset(&spec.topic, p, Offset::Offset(offset))
+                .map_err(|e| format!("{}: {e}", spec.label()))?;
+        }
+        consumer
+            .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+            .map_err(|e| format!("{}: committing offsets for group {group:?}: {e}", spec.label()))?;
+        committed += commit.offsets.len();
+    }
+    Ok(committed)
+}
+
+/// Per-reader counters.
+struct ReaderMetrics {
+    records: Counter,
+    skipped: Counter,
+}
+
+/// Reads this worker's partitions of a topic.
+pub struct KafkaReader {
+    plan: Arc<KafkaPlan>,
+    owned: Vec<Owned>,
+    /// Local slot of each partition number (`usize::MAX` if not owned).
+    slot_of: Vec<usize>,
+    partitions: Partitions,
+    consumer: Option<BaseConsumer<LagContext>>,
+    avro: Option<AvroDecoder>,
+    lateness_ms: i64,
+    stop: Arc<AtomicBool>,
+    waker: Option<SyncActivator>,
+    woken: Arc<AtomicBool>,
+    metrics: ReaderMetrics,
+    reported: Option<i64>,
+    /// Partitions finished but not yet paused.
+    to_pause: Vec<i32>,
+    started: bool,
+    done: bool,
+}
+
+impl KafkaReader {
+    /// The reader of worker `index` of `peers`; it connects at its first read.
+    pub fn new(
+        plan: Arc<KafkaPlan>,
+        index: usize,
+        peers: usize,
+        lateness_ms: i64,
+        idle_timeout: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> KafkaReader {
+        let ranges = plan.owned_by(index, peers);
+        let max = ranges.iter().map(|r| r.partition as usize + 1).max().unwrap_or(0);
+        let mut slot_of = vec![usize::MAX; max];
+        let spec = &plan.spec;
+        let owned: Vec<Owned> = ranges
+            .into_iter()
+            .enumerate()
+            .map(|(slot, range)| {
+                slot_of[range.partition as usize] = slot;
+                let label = format!("{}/{}", spec.label(), range.partition);
+                Owned { next: range.start, range, label, finished: false }
+            })
+            .collect();
+        let live = !plan.is_bounded();
+        let mut partitions = Partitions::new(owned.len(), lateness_ms, live.then_some(idle_timeout));
+        for (slot, o) in owned.iter().enumerate() {
+            if o.range.end.is_some_and(|end| o.range.start >= end) {
+                partitions.finish(slot);
+            }
+        }
+        let mut owned = owned;
+        for o in &mut owned {
+            o.finished = o.range.end.is_some_and(|end| o.range.start >= end);
+        }
+        let r = registry();
+        let topic = spec.topic.as_str();
+        let metrics = ReaderMetrics {
+            records: r.counter(
+                "tradeflow_kafka_records_total",
+                "Kafka records read by the kafka:// source, by topic.",
+                &[("topic", topic)],
+            ),
+            skipped: r.counter(
+                "tradeflow_kafka_records_skipped_total",
+                "Kafka records outside the replay's time range (before start, or at or after end).",
+                &[("topic", topic)],
+            ),
+        };
+        KafkaReader {
+            plan,
+            owned,
+            slot_of,
+            partitions,
+            consumer: None,
+            avro: None,
+            lateness_ms,
+            stop,
+            waker: None,
+            woken: Arc::default(),
+            metrics,
+            reported: None,
+            to_pause: Vec::new(),
+            started: false,
+            done: false,
+        }
+    }
+
+    /// The partitions this reader owns.
+    pub fn partitions(&self) -> Vec<i32> {
+        self.owned.iter().map(|o| o.range.partition).collect()
+    }
+
+    fn finish(&mut self, out: &mut Vec<Batch>) -> Poll {
+        self.done = true;
+        self.consumer = None;
+        let offsets: Vec<(i32, i64)> = self.owned.iter().map(|o| (o.range.partition, o.next)).collect();
+        if self.plan.spec.group.is_some() && !offsets.is_empty() {
+            COMMITS.lock().unwrap_or_else(|e| e.into_inner()).push(PendingCommit { plan: self.plan.clone(), offsets });
+        }
+        out.push(Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX) });
+        Poll::Done
+    }
+
+    /// Creates the consumer and assigns this worker's unfinished partitions.
+    fn start(&mut self) -> Result<(), String> {
+        let spec = &self.plan.spec;
+        if spec.format == ValueFormat::Avro {
+            let registry = match std::env::var("SCHEMA_REGISTRY_URL").ok().filter(|u| !u.trim().is_empty()) {
+                Some(url) => Some(Arc::new(Registry::new(url.trim())?)),
+                None => None,
+            };
+            self.avro = Some(AvroDecoder::new(registry));
+        }
+        let r = registry();
+        let lag = self
+            .owned
+            .iter()
+            .map(|o| {
+                let partition = o.range.partition.to_string();
+                let gauge = r.gauge(
+                    "tradeflow_kafka_consumer_lag",
+                    "Records between the consumer's position and the partition's high watermark (librdkafka statistics, every second).",
+                    &[("topic", spec.topic.as_str()), ("partition", partition.as_str())],
+                );
+                (o.range.partition, gauge)
+            })
+            .collect();
+        let context = LagContext { topic: spec.topic.clone(), lag };
+        let mut consumer: BaseConsumer<LagContext> = client_config(spec)
+            .set("group.id", group_id(spec))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "100")
+            .set("max.partition.fetch.bytes", "4194304")
+            .set("queued.min.messages", "200000")
+            .set("statistics.interval.ms", "1000")
+            .create_with_context(context)
+            .map_err(|e| format!("{}: cannot create a Kafka consumer: {e}", spec.label()))?;
+        let mut tpl = TopicPartitionList::new();
+        for o in self.owned.iter().filter(|o| !o.finished) {
+            tpl.add_partition_offset(&spec.topic, o.range.partition, Offset::Offset(o.next))
+                .map_err(|e| format!("{}: {e}", o.label))?;
+        }
+        consumer.assign(&tpl).map_err(|e| format!("{}: cannot assign partitions: {e}", spec.label()))?;
+        if let Some(waker) = self.waker.clone() {
+            let woken = self.woken.clone();
+            consumer.set_nonempty_callback(move || {
+                if !woken.swap(true, Ordering::AcqRel) {
+                    let _ = waker.activate();
+                }
+            });
+        }
+        self.consumer = Some(consumer);
+        Ok(())
+    }
+
+    /// Marks the partition in `slot` finished and stops fetching it.
+    fn finish_partition(&mut self, slot: usize) {
+        let o = &mut self.owned[slot];
+        if o.finished {
+            return;
+        }
+        o.finished = true;
+        self.partitions.finish(slot);
+        self.to_pause.push(o.range.partition);
+    }
+
+    /// Stops fetching the partitions finished since the last call.
+    fn pause_finished(&mut self, consumer: &BaseConsumer<LagContext>) {
+        if self.to_pause.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for p in self.to_pause.drain(..) {
+            tpl.add_partition(&self.plan.spec.topic, p);
+        }
+        let _ = consumer.pause(&tpl);
+    }
+
+    /// Handles one record of the partition in `slot`.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        slot: usize,
+        offset: i64,
+        timestamp: Option<i64>,
+        value: Option<&[u8]>,
+        batch: &mut Batch,
+        now: Instant,
+        received_at: i64,
+    ) -> Result<(), String> {
+        let (start_ts, end_ts) = (self.plan.start_ts, self.plan.end_ts);
+        let o = &mut self.owned[slot];
+        if o.finished || offset < o.next {
+            return Ok(());
+        }
+        if o.range.end.is_some_and(|end| offset >= end) {
+            self.finish_partition(slot);
+            return Ok(());
+        }
+        o.next = offset + 1;
+        self.metrics.records.inc();
+        let before_start = |ts: i64| start_ts.is_some_and(|s| ts < s);
+        let after_end = |ts: i64| end_ts.is_some_and(|e| ts >= e);
+        if timestamp.is_some_and(before_start) {
+            self.metrics.skipped.inc();
+        } else {
+            let lateness_ms = self.lateness_ms;
+            let label = o.label.as_str();
+            let partitions = &mut self.partitions;
+            let skipped = &self.metrics.skipped;
+            let reject = |reason, detail, payload: String, element| Reject {
+                reason,
+                detail,
+                payload,
+                source: label.to_owned(),
+                position: offset as u64,
+                element,
+                segment: offset as u64 & !(SEGMENT - 1),
+                received_at,
+            };
+            // A valid trade: range, then lateness against the partition's clock.
+            let mut decide = |batch: &mut Batch, trade: Trade, element: u32, raw: &dyn Fn(&Trade) -> String| {
+                let time = timestamp.unwrap_or(trade.ts);
+                if before_start(time) {
+                    skipped.inc();
+                    return;
+                }
+                let watermark = partitions.watermark(slot);
+                let accepted = partitions.admit(slot, trade.ts, now);
+                if after_end(time) {
+                    // Moves the clock as in a live run, but is not part of the replay.
+                    skipped.inc();
+                } else if accepted {
+                    batch.trades.push(trade);
+                } else {
+                    let detail = late_detail(trade.ts, watermark, lateness_ms);
+                    batch.rejects.push(reject(RejectReason::Late, detail, raw(&trade), element));
+                }
+            };
+            match (value, self.avro.as_ref()) {
+                (None | Some([]), _) => batch.rejects.push(reject(
+                    RejectReason::InvalidJson,
+                    "the record has no value (an empty record or a tombstone)".into(),
+                    String::new(),
+                    0,
+                )),
+                (Some(value), None) => parse_line(value, &mut |item| match item {
+                    Item::Trade(t) => match Symbol::parse(&t.symbol) {
+                        Ok(symbol) => {
+                            let conditions =
+                                t.conditions.map_or_else(Conditions::none, Conditions::from_json_unchecked);
+                            let trade = Trade { symbol, ts: t.ts, price: t.price, volume: t.volume, conditions };
+                            let raw = String::from_utf8_lossy(t.raw).into_owned();
+                            decide(batch, trade, t.element, &move |_| raw.clone());
+                        }
+                        // Unreachable: the parser applies the same check.
+                        Err(e) => batch.rejects.push(reject(
+                            RejectReason::BadSymbol,
+                            format!("field \"s\": {e}"),
+                            String::from_utf8_lossy(t.raw).into_owned(),
+                            t.element,
+                        )),
+                    },
+                    Item::Reject(r) => batch.rejects.push(reject(
+                        r.reason,
+                        r.detail,
+                        String::from_utf8_lossy(r.payload).into_owned(),
+                        r.element,
+                    )),
+                    Item::Ping | Item::ServerError(_) => {}
+                }),
+                (Some(value), Some(avro)) => match avro.decode(value)? {
+                    AvroRecord::Trade(trade) => decide(batch, trade, 0, &flat_json),
+                    AvroRecord::Reject(reason, detail, payload) => {
+                        batch.rejects.push(reject(reason, detail, payload, 0))
+                    }
+                },
+            }
+        }
+        let o = &self.owned[slot];
+        let past_end = end_ts.is_some_and(|e| self.partitions.watermark(slot) >= e);
+        if past_end || o.range.end.is_some_and(|end| o.next >= end) {
+            self.finish_partition(slot);
+        }
+        Ok(())
+    }
+
+    /// A partition reported its end of log: a bounded partition whose position is at or
+    /// past its end (records below it were control records or compacted away) is done.
+    fn end_of_partition(&mut self, partition: i32, consumer: &BaseConsumer<LagContext>) {
+        let Some(&slot) = self.slot_of.get(partition as usize) else { return };
+        if slot == usize::MAX || self.owned[slot].finished {
+            return;
+        }
+        let Some(end) = self.owned[slot].range.end else { return };
+        let position = consumer.position().ok().and_then(|tpl| {
+            match tpl.find_partition(&self.plan.spec.topic, partition).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            }
+        });
+        if position.is_some_and(|p| p >= end) {
+            self.owned[slot].next = self.owned[slot].next.max(end);
+            self.finish_partition(slot);
+        }
+    }
+}
+
+/// A trade as a flat JSON line (for the payload of a late Avro record).
+fn flat_json(trade: &Trade) -> String {
+    let mut line = Vec::with_capacity(96);
+    write_flat_trade(&mut line, trade.symbol.as_str(), trade.price, trade.volume, trade.ts, trade.conditions.as_json());
+    line.pop();
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+impl Reader for KafkaReader {
+    type Item = Batch;
+
+    fn set_waker(&mut self, waker: SyncActivator) {
+        self.waker = Some(waker);
+    }
+
+    fn read(&mut self, out: &mut Vec<Batch>) -> Poll {
+        if self.done {
+            return Poll::Done;
+        }
+        self.woken.store(false, Ordering::Release);
+        if self.stop.load(Ordering::Relaxed) || self.partitions.all_done() {
+            return self.finish(out);
+        }
+        if !self.started {
+            self.started = true;
+            if let Err(e) = self.start() {
+                report_failure(e);
+                self.stop.store(true, Ordering::Relaxed);
+                return self.finish(out);
+            }
+        }
+        let now = Instant::now();
+        let received_at = wall_ms();
+        let mut batch = Batch::default();
+        let mut handled = 0;
+        let mut failure = None;
+        // Taken out for the loop: messages borrow the consumer while `record` updates
+        // the reader.
+        let consumer = self.consumer.take();
+        while let Some(consumer) = consumer.as_ref()
+            && handled < BUDGET
+        {
+            let message = match consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(message)) => message,
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    self.end_of_partition(partition, consumer);
+                    continue;
+                }
+                Some(Err(e)) => {
+                    if is_fatal(&e) {
+                        failure = Some(format!("{}: {e}", self.plan.spec.label()));
+                        break;
+                    }
+                    tracing::warn!("{}: {e} (retrying)", self.plan.spec.label());
+                    continue;
+                }
+            };
+            handled += 1;
+            let partition = message.partition();
+            let Some(&slot) = self.slot_of.get(partition as usize).filter(|s| **s != usize::MAX) else { continue };
+            let timestamp = message.timestamp().to_millis();
+            let result =
+                self.record(slot, message.offset(), timestamp, message.payload(), &mut batch, now, received_at);
+            if let Err(e) = result {
+                failure = Some(e);
+                break;
+            }
+        }
+        if let Some(consumer) = consumer {
+            self.pause_finished(&consumer);
+            self.consumer = Some(consumer);
+        }
+        if let Some(e) = failure {
+            report_failure(e);
+            self.stop.store(true, Ordering::Relaxed);
+            out.push(batch);
+            return self.finish(out);
+        }
+        if self.partitions.all_done() {
+            out.push(batch);
+            return self.finish(out);
+        }
+        let low = self.partitions.low(now, wall_ms());
+        if self.reported != Some(low) || !batch.trades.is_empty() || !batch.rejects.is_empty() {
+            self.reported = Some(low);
+            batch.low = Some(low);
+            out.push(batch);
+        }
+        if handled == BUDGET {
+            Poll::Ready
+        } else if self.waker.is_some() {
+            Poll::Wait(TICK)
+        } else {
+            Poll::Wait(Duration::from_millis(2))
+        }
+    }
+}
+
+/// Errors that retrying cannot fix: the topic or partition is gone, or access is denied.
+fn is_fatal(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::UnknownTopicOrPartition
+                | C::UnknownTopic
+                | C::UnknownPartition
+                | C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::Fatal
+        )
+    )
+}

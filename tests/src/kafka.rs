@@ -1,0 +1,256 @@
+//! A real Kafka-protocol broker for the Kafka tests, and an outside client to fill and
+//! read topics.
+//!
+//! The broker is `tansu` (crates.io; CI runs `cargo install tansu --features dynostore
+//! --locked` once and reuses the binary), with in-memory storage. It is found through
+//! `TRADEFLOW_TANSU`, else `tansu` on `PATH`, else `~/.cargo/bin/tansu`. When it is
+//! missing, Kafka tests fail if `TRADEFLOW_REQUIRE_KAFKA=1` and otherwise say why and
+//! pass without checking. Each [`Broker`] runs on its own free port of 127.0.0.1 and is
+//! killed when dropped. Topics are not created automatically.
+//!
+//! The outside client is the `confluent-kafka` Python package (librdkafka's binding,
+//! which the project did not write) in the Python of `TRADEFLOW_PYTHON`, driven through
+//! `tests/python/kafka_client.py`.
+
+use crate::process::{Running, free_port};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn required() -> bool {
+    std::env::var("TRADEFLOW_REQUIRE_KAFKA").is_ok_and(|v| v == "1")
+}
+
+/// The `tansu` binary, or `None` (after printing why) when it is missing and not required.
+pub fn tansu() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("TRADEFLOW_TANSU") {
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "TRADEFLOW_TANSU={} is not a file", path.display());
+        return Some(path);
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("tansu"));
+    let in_cargo_home = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo/bin/tansu"));
+    if let Some(found) = on_path.chain(in_cargo_home).find(|p| p.is_file()) {
+        return Some(found);
+    }
+    let problem = "tansu is not in TRADEFLOW_TANSU, on PATH or in ~/.cargo/bin";
+    let install = "cargo install tansu --features dynostore --locked";
+    assert!(!required(), "TRADEFLOW_REQUIRE_KAFKA=1 but {problem}; install it with `{install}`");
+    eprintln!("skipping the Kafka checks: {problem}; install it with `{install}`");
+    None
+}
+
+/// A Python with `confluent_kafka`, or `None` (after printing why) when there is none and
+/// Kafka tests are not required.
+pub fn python() -> Option<PathBuf> {
+    let problem = match std::env::var_os("TRADEFLOW_PYTHON") {
+        None => "TRADEFLOW_PYTHON is not set".to_owned(),
+        Some(python) => match Command::new(&python).args(["-c", "import confluent_kafka"]).output() {
+            Ok(out) if out.status.success() => return Some(PathBuf::from(python)),
+            Ok(out) => format!(
+                "TRADEFLOW_PYTHON={} cannot import confluent_kafka: {}",
+                python.to_string_lossy(),
+                String::from_utf8_lossy(&out.stderr).trim().lines().last().unwrap_or_default()
+            ),
+            Err(e) => format!("TRADEFLOW_PYTHON={} cannot be run: {e}", python.to_string_lossy()),
+        },
+    };
+    assert!(!required(), "TRADEFLOW_REQUIRE_KAFKA=1 but {problem} (.ci/run installs confluent-kafka)");
+    eprintln!("skipping the Kafka checks: {problem}; pip install confluent-kafka into it");
+    None
+}
+
+/// A `tansu` broker on 127.0.0.1 with in-memory storage, killed when dropped.
+pub struct Broker {
+    port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    python: Option<PathBuf>,
+}
+
+impl Broker {
+    /// Starts a broker; `None` when `tansu` or the outside client is missing and not
+    /// required.
+    pub fn start() -> Option<Broker> {
+        let binary = tansu()?;
+        let python = python()?;
+        Some(Broker::spawn(&binary, Some(python)))
+    }
+
+    /// Starts a broker without the outside client (for benchmarks); `None` when `tansu`
+    /// is missing and not required.
+    pub fn start_bare() -> Option<Broker> {
+        Some(Broker::spawn(&tansu()?, None))
+    }
+
+    fn spawn(binary: &Path, python: Option<PathBuf>) -> Broker {
+        let dir = tempfile::Builder::new().prefix("tradeflow-kafka-").tempdir().expect("a temporary directory");
+        for _ in 0..5 {
+            let port = free_port();
+            let log = std::fs::File::create(dir.path().join("broker.log")).expect("creating the broker log");
+            let url = format!("tcp://127.0.0.1:{port}");
+            let mut child = Command::new(binary)
+                .arg("broker")
+                .args(["--listener-url", &url, "--advertised-listener-url", &url])
+                .args(["--storage-engine", "memory://tansu/"])
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("cloning the log handle"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+            let address = SocketAddr::from(([127, 0, 0, 1], port));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+                    return Broker { port, child: Some(child), dir, python };
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!(
+            "tansu did not start; its log:\n{}",
+            std::fs::read_to_string(dir.path().join("broker.log")).unwrap_or_default()
+        );
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `kafka://127.0.0.1:PORT/TOPIC?QUERY` (no `?` when the query is empty).
+    pub fn url(&self, topic: &str, query: &str) -> String {
+        if query.is_empty() {
+            format!("kafka://{}/{topic}", self.address())
+        } else {
+            format!("kafka://{}/{topic}?{query}", self.address())
+        }
+    }
+
+    /// The broker's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+
+    /// Runs `kafka_client.py BROKERS ARGS`; returns its stdout.
+    fn client(&self, args: &[&str]) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join("kafka_client.py");
+        let python = self.python.as_ref().expect("a broker started with Broker::start has the outside client");
+        let mut command = Command::new(python);
+        command.arg(&script).arg(self.address()).args(args);
+        let out = Running::spawn(command).finish(Duration::from_secs(180));
+        assert!(
+            out.success(),
+            "kafka_client.py {args:?} failed with {}:\n{}\nbroker log:\n{}",
+            out.status,
+            out.stderr,
+            self.log()
+        );
+        out.stdout
+    }
+
+    /// Creates `topic` with `partitions` partitions through the outside client.
+    pub fn create_topic(&self, topic: &str, partitions: usize) {
+        self.client(&["create", topic, &partitions.to_string()]);
+    }
+
+    /// Produces each line of a flat-trade NDJSON file to `topic` with the outside client
+    /// (key = symbol, timestamp = `t`); where each line landed, as (partition, offset).
+    pub fn produce_lines(&self, topic: &str, file: &Path) -> Vec<(i32, i64)> {
+        let out = self.client(&["produce", topic, file.to_str().expect("a UTF-8 path")]);
+        let json: serde_json::Value = serde_json::from_str(&out).expect("produce prints JSON");
+        json.as_array()
+            .expect("a list")
+            .iter()
+            .map(|w| (w[0].as_i64().expect("a partition") as i32, w[1].as_i64().expect("an offset")))
+            .collect()
+    }
+
+    /// Every record of `topic`, read from the beginning by the outside client.
+    pub fn consume(&self, topic: &str) -> Topic {
+        let out = self.client(&["consume", topic]);
+        let json: serde_json::Value = serde_json::from_str(&out).expect("consume prints JSON");
+        let records = json["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .map(|r| Record {
+                partition: r["partition"].as_i64().expect("partition") as i32,
+                offset: r["offset"].as_i64().expect("offset"),
+                key: r["key"].as_str().expect("key").to_owned(),
+                timestamp: r["timestamp"].as_i64().expect("timestamp"),
+                value: match (r["text"].as_str(), r["hex"].as_str()) {
+                    (Some(text), _) => text.as_bytes().to_vec(),
+                    (None, Some(hex)) => (0..hex.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                        .collect(),
+                    _ => panic!("a record without a value: {r}"),
+                },
+            })
+            .collect();
+        Topic { partitions: json["partitions"].as_u64().expect("partitions") as usize, records }
+    }
+}
+
+impl Broker {
+    /// The broker's own answers about `topic` (ListOffsets, through the outside client):
+    /// by partition, (low watermark, high watermark, offset for `ts`; -1 for none).
+    pub fn offsets(&self, topic: &str, ts: i64) -> BTreeMap<i32, (i64, i64, i64)> {
+        let out = self.client(&["offsets", topic, &ts.to_string()]);
+        let json: serde_json::Value = serde_json::from_str(&out).expect("offsets prints JSON");
+        let int = |v: &serde_json::Value| v.as_i64().expect("an offset");
+        json.as_object()
+            .expect("an object")
+            .iter()
+            .map(|(p, v)| (p.parse().expect("a partition"), (int(&v[0]), int(&v[1]), int(&v[2]))))
+            .collect()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A topic as the outside client read it.
+#[derive(Debug)]
+pub struct Topic {
+    /// Its partition count.
+    pub partitions: usize,
+    /// Its records, partition by partition in offset order.
+    pub records: Vec<Record>,
+}
+
+/// One record.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key (the symbol).
+    pub key: String,
+    /// Record timestamp, ms.
+    pub timestamp: i64,
+    /// Value bytes.
+    pub value: Vec<u8>,
+}
