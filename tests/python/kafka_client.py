@@ -5,6 +5,12 @@ binding), which the project did not write.
     kafka_client.py BROKERS produce TOPIC NDJSON_FILE   -> JSON [[partition, offset], ...] per line
     kafka_client.py BROKERS consume TOPIC               -> JSON {"partitions": N, "records": [...]}
     kafka_client.py BROKERS offsets TOPIC TIME_MS       -> JSON {"P": [low, high, offset_for_time], ...}
+    kafka_client.py BROKERS produce-avro TOPIC NDJSON_FILE REGISTRY_URL -> like produce
+
+`produce-avro` is an outside Avro producer with a writer schema of its own (`p` and `v`
+as doubles, `t` a timestamp-millis long): it registers that schema under `TOPIC-value`
+with the registry, as Confluent's serializers do, and writes each trade in the Confluent
+wire format (magic 0, the schema id, Avro binary encoded here by hand).
 
 `produce` sends each line of a flat-trade NDJSON file as one record, key = the trade's
 symbol, timestamp = its `t` (as an ingestion producer would), one at a time in file
@@ -14,8 +20,10 @@ beginning to its end and prints each record's partition, offset, key, timestamp 
 """
 
 import json
+import struct
 import sys
 import time
+import urllib.request
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -37,7 +45,68 @@ def create(brokers, topic, partitions):
     raise SystemExit(f"topic {topic} did not appear with {partitions} partitions")
 
 
-def produce(brokers, topic, path):
+DOUBLES_SCHEMA = json.dumps({
+    "type": "record",
+    "name": "Trade",
+    "namespace": "tests.outside",
+    "fields": [
+        {"name": "s", "type": "string"},
+        {"name": "p", "type": "double"},
+        {"name": "t", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "v", "type": "double"},
+        {"name": "c", "type": ["null", {"type": "array", "items": "string"}], "default": None},
+    ],
+})
+
+
+def avro_long(n):
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def avro_string(text):
+    data = text.encode("utf-8")
+    return avro_long(len(data)) + data
+
+
+def avro_doubles(schema_id, trade):
+    """One trade in the wire format with DOUBLES_SCHEMA."""
+    out = b"\x00" + struct.pack(">I", schema_id)
+    out += avro_string(trade["s"]) + struct.pack("<d", float(trade["p"]))
+    out += avro_long(int(trade["t"])) + struct.pack("<d", float(trade["v"]))
+    conditions = trade.get("c")
+    if conditions is None:
+        out += avro_long(0)
+    else:
+        out += avro_long(1)
+        if conditions:
+            out += avro_long(len(conditions)) + b"".join(avro_string(c) for c in conditions)
+        out += avro_long(0)
+    return out
+
+
+def register(registry, subject, schema):
+    request = urllib.request.Request(
+        f"{registry}/subjects/{subject}/versions",
+        data=json.dumps({"schema": schema}).encode(),
+        headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["id"]
+
+
+def produce_avro(brokers, topic, path, registry):
+    schema_id = register(registry.rstrip("/"), f"{topic}-value", DOUBLES_SCHEMA)
+    produce(brokers, topic, path, encode=lambda line: avro_doubles(schema_id, json.loads(line)))
+
+
+def produce(brokers, topic, path, encode=lambda line: line):
     producer = Producer({
         "bootstrap.servers": brokers,
         "enable.idempotence": True,
@@ -61,7 +130,7 @@ def produce(brokers, topic, path):
         trade = json.loads(line)
         while True:
             try:
-                producer.produce(topic, value=line, key=trade["s"].encode(), timestamp=trade["t"],
+                producer.produce(topic, value=encode(line), key=trade["s"].encode(), timestamp=trade["t"],
                                  on_delivery=delivered(index))
                 break
             except BufferError:
@@ -131,7 +200,9 @@ def offsets(brokers, topic, ts):
 
 def main():
     brokers, command, *args = sys.argv[1:]
-    {"create": create, "produce": produce, "consume": consume, "offsets": offsets}[command](brokers, *args)
+    commands = {"create": create, "produce": produce, "produce-avro": produce_avro, "consume": consume,
+                "offsets": offsets}
+    commands[command](brokers, *args)
 
 
 if __name__ == "__main__":

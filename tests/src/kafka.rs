@@ -172,12 +172,15 @@ impl Broker {
     /// (key = symbol, timestamp = `t`); where each line landed, as (partition, offset).
     pub fn produce_lines(&self, topic: &str, file: &Path) -> Vec<(i32, i64)> {
         let out = self.client(&["produce", topic, file.to_str().expect("a UTF-8 path")]);
-        let json: serde_json::Value = serde_json::from_str(&out).expect("produce prints JSON");
-        json.as_array()
-            .expect("a list")
-            .iter()
-            .map(|w| (w[0].as_i64().expect("a partition") as i32, w[1].as_i64().expect("an offset")))
-            .collect()
+        landed(&out)
+    }
+
+    /// Like [`Broker::produce_lines`], but each value is Avro in the Confluent wire format
+    /// with the outside client's own writer schema (`p` and `v` as doubles), registered
+    /// under `TOPIC-value` with the schema registry at `registry`.
+    pub fn produce_avro_lines(&self, topic: &str, file: &Path, registry: &str) -> Vec<(i32, i64)> {
+        let out = self.client(&["produce-avro", topic, file.to_str().expect("a UTF-8 path"), registry]);
+        landed(&out)
     }
 
     /// Every record of `topic`, read from the beginning by the outside client.
@@ -219,6 +222,55 @@ impl Broker {
             .iter()
             .map(|(p, v)| (p.parse().expect("a partition"), (int(&v[0]), int(&v[1]), int(&v[2]))))
             .collect()
+    }
+}
+
+/// `produce`'s answer: where each line landed.
+fn landed(out: &str) -> Vec<(i32, i64)> {
+    let json: serde_json::Value = serde_json::from_str(out).expect("produce prints JSON");
+    json.as_array()
+        .expect("a list")
+        .iter()
+        .map(|w| (w[0].as_i64().expect("a partition") as i32, w[1].as_i64().expect("an offset")))
+        .collect()
+}
+
+/// The schema registry of `tests/python/schema_registry.py` on a free port of 127.0.0.1,
+/// stopped when dropped (as every [`Running`] process is).
+pub struct SchemaRegistry {
+    url: String,
+    running: Running,
+}
+
+impl SchemaRegistry {
+    /// Starts it with `python`.
+    pub fn start(python: &Path) -> SchemaRegistry {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join("schema_registry.py");
+        let mut command = Command::new(python);
+        command.arg(script);
+        let mut running = Running::spawn(command);
+        let up = running.wait_for_stderr(Duration::from_secs(20), |e| e.contains("listening on "));
+        let stderr = running.stderr_so_far();
+        assert!(up, "the schema registry did not start:\n{stderr}");
+        let port = stderr.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()).expect("a port");
+        SchemaRegistry { url: format!("http://127.0.0.1:{port}"), running }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The requests answered so far, one `METHOD PATH -> STATUS` each.
+    pub fn requests(&self) -> Vec<String> {
+        self.running.stderr_so_far().lines().filter(|l| l.contains(" -> ")).map(str::to_owned).collect()
+    }
+}
+
+impl Broker {
+    /// The Python with the outside client.
+    pub fn python(&self) -> &Path {
+        self.python.as_deref().expect("a broker started with Broker::start has the outside client")
     }
 }
 

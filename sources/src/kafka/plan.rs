@@ -194,6 +194,68 @@ pub fn resolve(spec: &KafkaSpec) -> Result<KafkaPlan, String> {
     Ok(KafkaPlan { spec: spec.clone(), partitions, start_ts, end_ts })
 }
 
+/// Where to fetch partition `partition` from so that the broker returns the record at
+/// `offset`.
+///
+/// Kafka answers a fetch from the middle of a record batch with the whole batch (the
+/// client drops the records before the offset), so that is `offset` itself, found by one
+/// fetch. tansu answers it with an empty message set, again and again, so a replay from
+/// such an offset would wait for ever. Then a batch start before `offset` is found by
+/// fetching from earlier offsets — `offset − 1`, `− 8`, `− 64`, … down to the low
+/// watermark, a few quarter-second probes — and the reader skips the records before
+/// `offset` (skipping is cheap next to a probe). A broker that is merely slow to answer
+/// costs some records read and skipped, never a wrong result.
+pub fn fetch_start(spec: &KafkaSpec, partition: i32, offset: i64) -> Result<i64, String> {
+    let consumer: BaseConsumer = client_config(spec)
+        .set("group.id", group_id(spec))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10")
+        .set("max.partition.fetch.bytes", "1024")
+        .create()
+        .map_err(|e| fail(spec, "cannot create a Kafka client", e))?;
+    let label = format!("{}/{partition}", spec.label());
+    let (low, _) = consumer
+        .fetch_watermarks(&spec.topic, partition, QUERY_TIMEOUT)
+        .map_err(|e| fail(spec, &format!("partition {partition}: cannot read its watermarks"), e))?;
+    let low = low.max(0);
+    let (mut candidate, mut step) = (offset, 1);
+    // The watermark query connected to the partition's leader; the first fetch may still
+    // include the client's fetch set-up.
+    let mut wait = Duration::from_millis(500);
+    loop {
+        if candidate <= low || answers(&consumer, &spec.topic, partition, candidate, wait)? {
+            let from = candidate.max(low).min(offset);
+            if from < offset {
+                tracing::info!(
+                    "{label}: the broker returns nothing from offset {offset} (the middle of a record batch); fetching from {from} and skipping the {} records before it",
+                    offset - from
+                );
+            }
+            return Ok(from);
+        }
+        candidate = (offset - step).max(low);
+        step = step.saturating_mul(8);
+        wait = Duration::from_millis(250);
+    }
+}
+
+/// True when a fetch of `partition` from `at` returns a record (or reports the end of the
+/// partition) within `wait`.
+fn answers(consumer: &BaseConsumer, topic: &str, partition: i32, at: i64, wait: Duration) -> Result<bool, String> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(at)).map_err(|e| e.to_string())?;
+    consumer.assign(&tpl).map_err(|e| format!("{topic}/{partition}: cannot assign the partition: {e}"))?;
+    let deadline = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(10)) {
+            Some(Ok(_)) | Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(true),
+            _ => {}
+        }
+    }
+    Ok(false)
+}
+
 /// Collects the high watermarks librdkafka's statistics report from fetch responses.
 struct FetchedWatermarks {
     topic: String,

@@ -16,6 +16,11 @@
 //! that a live run reading the partitions from their beginning accepted, and every window
 //! inside the range is final with the live run's values — at any worker count.
 //!
+//! Each reader logs the partitions and offset ranges it owns when it starts. A start
+//! given as offsets, or the group's committed offsets, may lie inside a record batch,
+//! which some brokers (tansu) do not serve a fetch from: [`super::plan::fetch_start`]
+//! finds where to fetch from, and the records before the start are skipped.
+//!
 //! A bounded replay finishes a partition at its end offset (the high watermark seen at
 //! start, or the given offset); a live one never does, and a partition silent for
 //! `--idle-timeout` stops holding the watermark back. Undecodable records are
@@ -23,9 +28,9 @@
 //! offset and `segment` = the offset rounded down to 2^20.
 
 use super::avro::{AvroDecoder, AvroRecord};
-use super::plan::{KafkaPlan, PartitionRange, client_config, group_id};
+use super::plan::{KafkaPlan, PartitionRange, client_config, fetch_start, group_id};
 use super::registry::Registry;
-use super::spec::ValueFormat;
+use super::spec::{Start, ValueFormat};
 use crate::batch::{Batch, report_failure, wall_ms};
 use crate::driver::{Poll, Reader};
 use crate::format::{Item, parse_line, write_flat_trade};
@@ -141,6 +146,8 @@ pub struct KafkaReader {
     waker: Option<SyncActivator>,
     woken: Arc<AtomicBool>,
     metrics: ReaderMetrics,
+    /// (this worker's index, workers in the run), for the log line at start.
+    worker: (usize, usize),
     reported: Option<i64>,
     /// Partitions finished but not yet paused.
     to_pause: Vec<i32>,
@@ -208,6 +215,7 @@ impl KafkaReader {
             waker: None,
             woken: Arc::default(),
             metrics,
+            worker: (index, peers),
             reported: None,
             to_pause: Vec::new(),
             started: false,
@@ -218,6 +226,27 @@ impl KafkaReader {
     /// The partitions this reader owns.
     pub fn partitions(&self) -> Vec<i32> {
         self.owned.iter().map(|o| o.range.partition).collect()
+    }
+
+    /// What this reader reads, as logged when it starts:
+    /// `kafka://b/t: worker 1 of 2 reads partition 1 (offsets 0..7520), 3 (offsets 12..)`.
+    pub fn describe(&self) -> String {
+        let (index, peers) = self.worker;
+        let label = self.plan.spec.label();
+        if self.owned.is_empty() {
+            let total = self.plan.partitions.len();
+            return format!("{label}: worker {index} of {peers} reads no partition (the topic has {total})");
+        }
+        let ranges: Vec<String> = self
+            .owned
+            .iter()
+            .map(|o| {
+                let end = o.range.end.map(|e| e.to_string()).unwrap_or_default();
+                format!("{} (offsets {}..{end})", o.range.partition, o.range.start)
+            })
+            .collect();
+        let noun = if ranges.len() == 1 { "partition" } else { "partitions" };
+        format!("{label}: worker {index} of {peers} reads {noun} {}", ranges.join(", "))
     }
 
     fn finish(&mut self, out: &mut Vec<Batch>) -> Poll {
@@ -234,6 +263,7 @@ impl KafkaReader {
     /// Creates the consumer and assigns this worker's unfinished partitions.
     fn start(&mut self) -> Result<(), String> {
         let spec = &self.plan.spec;
+        tracing::info!("{}", self.describe());
         if spec.format == ValueFormat::Avro {
             let registry = match std::env::var("SCHEMA_REGISTRY_URL").ok().filter(|u| !u.trim().is_empty()) {
                 Some(url) => Some(Arc::new(Registry::new(url.trim())?)),
@@ -268,9 +298,13 @@ impl KafkaReader {
             .set("statistics.interval.ms", "1000")
             .create_with_context(context)
             .map_err(|e| format!("{}: cannot create a Kafka consumer: {e}", spec.label()))?;
+        // Offsets given or committed may lie inside a record batch, which some brokers
+        // do not serve from (see `fetch_start`); the other starts are batch starts.
+        let probe = matches!(spec.start, Start::Offsets(_) | Start::Committed);
         let mut tpl = TopicPartitionList::new();
         for o in self.owned.iter().filter(|o| !o.finished) {
-            tpl.add_partition_offset(&spec.topic, o.range.partition, Offset::Offset(o.next))
+            let from = if probe { fetch_start(spec, o.range.partition, o.next)? } else { o.next };
+            tpl.add_partition_offset(&spec.topic, o.range.partition, Offset::Offset(from))
                 .map_err(|e| format!("{}: {e}", o.label))?;
         }
         consumer.assign(&tpl).map_err(|e| format!("{}: cannot assign partitions: {e}", spec.label()))?;

@@ -1,6 +1,6 @@
 //! Unit tests of the producer and the Kafka source against librdkafka's in-process mock
 //! cluster (`rdkafka::mocking::MockCluster`): real protocol, no broker process. (The
-//! end-to-end tests against a real broker are in `tests/tests/kafka.rs`.)
+//! end-to-end tests against a real broker are in `tests/tests/kafka/`.)
 
 use super::producer::{ProducerOptions, TradeProducer};
 use super::spec::{ValueFormat, parse_url};
@@ -173,4 +173,22 @@ fn a_live_source_with_no_data_releases_its_partitions_after_the_idle_timeout() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(low > 1_700_000_000_000, "the watermark follows the wall clock once both partitions are idle: {low}");
+}
+
+/// Partition `p` is read by worker `p % workers` only, and each reader says which (with
+/// its offset range) when it starts.
+#[test]
+fn each_reader_describes_the_partitions_it_owns() {
+    use super::plan::{KafkaPlan, PartitionRange};
+    let spec = parse_url("kafka://h:1/t?end=latest").unwrap();
+    let partitions = (0..3).map(|p| PartitionRange { partition: p, start: 10 * p as i64, end: Some(100) }).collect();
+    let plan = Arc::new(KafkaPlan { spec, partitions, start_ts: None, end_ts: None });
+    let reader = |index, peers| KafkaReader::new(plan.clone(), index, peers, 0, Duration::ZERO, Arc::default());
+    assert_eq!(
+        reader(0, 2).describe(),
+        "kafka://h:1/t: worker 0 of 2 reads partitions 0 (offsets 0..100), 2 (offsets 20..100)"
+    );
+    assert_eq!(reader(1, 2).describe(), "kafka://h:1/t: worker 1 of 2 reads partition 1 (offsets 10..100)");
+    assert_eq!(reader(3, 4).describe(), "kafka://h:1/t: worker 3 of 4 reads no partition (the topic has 3)");
+    assert_eq!(reader(1, 2).partitions(), vec![1]);
 }
