@@ -9,7 +9,12 @@
 //! dropped for being late here.
 //!
 //! A progress line goes to stderr every `--progress-interval`, and a summary at the end;
-//! the exit status is non-zero if any trade could not be delivered.
+//! the exit status is non-zero if any trade could not be delivered, or if the input
+//! failed (Finnhub refusing the key). An unbounded input (`finnhub://`, `sim://` without
+//! `count`) runs until Ctrl-C, which stops reading, sends what was already received,
+//! waits for every delivery and prints the summary. From Finnhub, the connection
+//! reconnects and resubscribes as for `tradeflow run` ([`tradeflow_sources::finnhub`]),
+//! and the server's `error` messages are logged as warnings naming the cause.
 
 use crate::config::seed_variable;
 use crate::stats::group;
@@ -164,28 +169,35 @@ pub fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
                     if line.last() == Some(&b'\n') {
                         line.pop();
                     }
-                    for trade in trades_of(&line, &mut pump.read) {
+                    for trade in trades_of(&line, &mut pump.read, &mut |_| {}) {
                         pump.send(&trade)?;
                     }
                 }
             }
         }
         Input::Finnhub(config) => {
-            let feed = tradeflow_sources::finnhub::client::spawn(config, stop.clone(), Box::new(|| {}))
+            use tokio::sync::mpsc::error::TryRecvError;
+            let feed = tradeflow_sources::finnhub::client::spawn(config.clone(), stop.clone(), Box::new(|| {}))
                 .context("starting the Finnhub connection thread")?;
             let mut frames = feed.frames;
-            while !stop.load(Ordering::Relaxed) {
+            // After Ctrl-C the connection closes; the frames already received are still sent.
+            let mut stopping = false;
+            loop {
+                stopping = stopping || stop.load(Ordering::Relaxed);
                 match frames.try_recv() {
                     Ok(frame) => {
-                        for trade in trades_of(&frame.bytes, &mut pump.read) {
+                        let mut warn = |message: &str| {
+                            tradeflow_sources::finnhub::warn_server_error(&config, message, frame.connection);
+                        };
+                        for trade in trades_of(&frame.bytes, &mut pump.read, &mut warn) {
                             pump.send(&trade)?;
                         }
                     }
-                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                    Err(TryRecvError::Empty) if !stopping => {
                         pump.idle()?;
                         std::thread::sleep(Duration::from_millis(5));
                     }
-                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
         }
@@ -214,6 +226,10 @@ pub fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
         eprintln!("  input rejected   {:>12}", 0);
     }
     flushed.map_err(|e| anyhow::anyhow!(e))?;
+    // A source that gave up (Finnhub refusing the key) already logged why.
+    if let Some(failure) = tradeflow_sources::batch::failure() {
+        anyhow::bail!("the input failed: {failure}");
+    }
     if failed > 0 {
         anyhow::bail!(
             "{} of {} trades were not delivered (first error: {})",
@@ -251,8 +267,9 @@ impl Pump {
     }
 }
 
-/// Valid trades of one NDJSON line or frame; rejects counted by reason.
-fn trades_of(line: &[u8], read: &mut Read) -> Vec<Trade> {
+/// Valid trades of one NDJSON line or frame; rejects counted by reason, a server's
+/// `{"type":"error"}` message passed to `server_error`.
+fn trades_of(line: &[u8], read: &mut Read, server_error: &mut dyn FnMut(&str)) -> Vec<Trade> {
     let mut trades = Vec::new();
     parse_line(line, &mut |item| match item {
         Item::Trade(t) => match Symbol::parse(&t.symbol) {
@@ -266,7 +283,8 @@ fn trades_of(line: &[u8], read: &mut Read) -> Vec<Trade> {
             Err(_) => *read.rejected.entry("bad_symbol").or_default() += 1,
         },
         Item::Reject(r) => *read.rejected.entry(r.reason.as_str()).or_default() += 1,
-        Item::Ping | Item::ServerError(_) => {}
+        Item::Ping => {}
+        Item::ServerError(message) => server_error(&message),
     });
     trades
 }

@@ -1,11 +1,11 @@
 """A scripted Finnhub-compatible WebSocket server, written with another library
 (`websockets`), for tradeflow's end-to-end tests.
 
-Usage: ws_finnhub.py SENT_JSON SYMBOLS
+Usage: ws_finnhub.py SENT_JSON SYMBOLS [quiet]
 
-SYMBOLS is the comma-separated list the client must subscribe to. The script listens on
-127.0.0.1 (a free port, printed on stderr as "listening on PORT"), then plays one scripted
-sequence per connection, in order:
+SYMBOLS is the comma-separated list (three symbols) the client must subscribe to. The
+script listens on 127.0.0.1 (a free port, printed on stderr as "listening on PORT"), then
+plays one scripted sequence per connection, in order:
 
   1. waits for a subscribe message per symbol; sends a ping, trade messages (several
      trades and symbols per message, `c` missing or empty, `v` 0), malformed frames, an
@@ -15,6 +15,10 @@ sequence per connection, in order:
      nothing at all until the client gives up on the silent connection and leaves;
   3. waits for the resubscriptions; sends trades for about a second; writes SENT_JSON
      and prints "scenario done" on stderr; then only pings until the client leaves.
+
+With `quiet`, the only scenario is one connection that waits for the subscriptions, sends
+trades for about 1.5 s, writes SENT_JSON and prints "scenario done", then sends nothing at
+all (no trade, no ping, no WebSocket ping) until the client leaves: a market gone quiet.
 
 Before dropping a connection or declaring the scenario done, it pings the client at the
 WebSocket level and waits for the pong, so every frame it sent has been read. Trade
@@ -35,6 +39,7 @@ from websockets.asyncio.server import serve
 
 SENT_PATH = sys.argv[1]
 SYMBOLS = sys.argv[2].split(",")
+QUIET = sys.argv[3:4] == ["quiet"]
 
 frames = []
 subscriptions = []
@@ -117,13 +122,27 @@ async def third(ws):
         await trades(ws, trade(a, 187.4 + i / 100, i), trade(b, 37010 + i, round(0.01 * (i + 1), 2), 50), trade(m, 403 + i / 10, i + 1, 20, []))
         await asyncio.sleep(0.1)
     await synced(ws)
+    write_sent()
+    while True:
+        await asyncio.sleep(0.3)
+        await send(ws, {"type": "ping"})
+
+
+def write_sent():
     with open(SENT_PATH, "w") as out:
         json.dump({"frames": frames, "subscriptions": subscriptions, "tokens": tokens, "silence_closed": state["silence_closed"]}, out)
     print("scenario done", file=sys.stderr, flush=True)
     done.set()
-    while True:
-        await asyncio.sleep(0.3)
-        await send(ws, {"type": "ping"})
+
+
+async def quiet(ws):
+    a, m, b = SYMBOLS
+    for i in range(15):
+        await trades(ws, trade(a, 187.4 + i / 100, i + 1), trade(b, 37010 + i, round(0.01 * (i + 1), 2), 30), trade(m, 403 + i / 10, 0, 10, ["T"]))
+        await asyncio.sleep(0.1)
+    await synced(ws)
+    write_sent()
+    await ws.wait_closed()  # not a byte more: the client must not take the quiet for a failure
 
 
 async def handler(ws):
@@ -133,7 +152,11 @@ async def handler(ws):
     print(f"connection {number} opened", file=sys.stderr, flush=True)
     try:
         await expect_subscriptions(ws)
-        if number == 1:
+        if QUIET and number == 1:
+            await quiet(ws)
+        elif QUIET:
+            await asyncio.sleep(3600)
+        elif number == 1:
             await first(ws)
         elif number == 2:
             await second(ws)

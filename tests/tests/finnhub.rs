@@ -2,19 +2,24 @@
 //! protocol: a scripted one written with another library (Python's `websockets`,
 //! `tests/python/ws_finnhub.py`) whose every frame is known, and the built-in
 //! `tradeflow simulate --serve`, itself checked by an independent client
-//! (`tests/python/ws_client.py`). The API key, set to a distinctive secret, must never
-//! appear in stdout, stderr, the lake or `/metrics`.
+//! (`tests/python/ws_client.py`); and `tradeflow produce` from the feed into a real
+//! Kafka-protocol broker (`tansu`, see `tradeflow_tests::kafka`). The API key, set to a
+//! distinctive secret, must never appear in stdout, stderr, the lake, Kafka records or
+//! `/metrics`.
 //!
-//! Without a Python that has `websockets` the Python-based checks say why and pass,
-//! unless `TRADEFLOW_REQUIRE_READERS=1` (as `.ci/run` sets).
+//! Without a Python that has `websockets` (or without tansu) those checks say why and
+//! pass, unless `TRADEFLOW_REQUIRE_READERS=1` (`TRADEFLOW_REQUIRE_KAFKA=1`), as `.ci/run`
+//! sets.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tradeflow_model::RejectReason;
 use tradeflow_tests::expect::Knobs;
 use tradeflow_tests::finnhub::{
     assert_no_secret, expected_from_frames, file_names, get_metrics, sample, script, serve, ws_python,
 };
+use tradeflow_tests::kafka::Broker;
 use tradeflow_tests::lake::{read_dead_letters, read_metrics_changelog, read_trades, read_window_metrics};
 use tradeflow_tests::process::Running;
 use tradeflow_tests::{file_url, free_port, free_ports, run_tradeflow, simulate, temp_dir, tradeflow_command};
@@ -45,7 +50,8 @@ struct Sent {
     frames: Vec<String>,
     subscriptions: Vec<Vec<serde_json::Value>>,
     tokens: Vec<Option<String>>,
-    silence_closed: f64,
+    /// Seconds the client waited on the silent connection (not in the quiet scenario).
+    silence_closed: Option<f64>,
 }
 
 fn read_sent(path: &std::path::Path) -> Sent {
@@ -61,8 +67,39 @@ fn read_sent(path: &std::path::Path) -> Sent {
             .map(|s| s.as_array().expect("a list").clone())
             .collect(),
         tokens: json["tokens"].as_array().expect("tokens").iter().map(strings).collect(),
-        silence_closed: json["silence_closed"].as_f64().expect("the client left the silent connection"),
+        silence_closed: json["silence_closed"].as_f64(),
     }
+}
+
+/// `ws_finnhub.py SENT SYMBOLS [quiet]`, listening; the process and its port.
+fn scripted_server(python: &std::path::Path, sent: &std::path::Path, symbols: &[&str], quiet: bool) -> (Running, u16) {
+    let mut command = Command::new(python);
+    command.arg(script("ws_finnhub.py")).arg(sent).arg(symbols.join(","));
+    if quiet {
+        command.arg("quiet");
+    }
+    let mut server = Running::spawn(command);
+    assert!(
+        server.wait_for_stderr(TIMEOUT, |s| s.contains("listening on ")),
+        "the scripted server did not start:\n{}",
+        server.stderr_so_far()
+    );
+    let port: u16 = server
+        .stderr_so_far()
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.trim().lines().next()?.parse().ok())
+        .expect("a port");
+    (server, port)
+}
+
+/// The log lines holding `text`; each must be a warning.
+fn warnings_with<'a>(stderr: &'a str, text: &str) -> Vec<&'a str> {
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(text)).collect();
+    for line in &lines {
+        assert!(line.contains(" WARN "), "not logged as a warning: {line}");
+    }
+    lines
 }
 
 /// Subscriptions honoured on every connection, pings ignored, an error surfaced, a drop
@@ -76,20 +113,7 @@ fn a_scripted_feed_reaches_the_lake_exactly_once_through_drops_silence_and_bad_f
     let dir = temp_dir();
     let sent_path = dir.path().join("sent.json");
     let symbols = ["AAPL", "MSFT", "BINANCE:BTCUSDT"];
-    let mut command = Command::new(&python);
-    command.arg(script("ws_finnhub.py")).arg(&sent_path).arg(symbols.join(","));
-    let mut server = Running::spawn(command);
-    assert!(
-        server.wait_for_stderr(TIMEOUT, |s| s.contains("listening on ")),
-        "the scripted server did not start:\n{}",
-        server.stderr_so_far()
-    );
-    let port: u16 = server
-        .stderr_so_far()
-        .split("listening on ")
-        .nth(1)
-        .and_then(|r| r.trim().lines().next()?.parse().ok())
-        .expect("a port");
+    let (mut server, port) = scripted_server(&python, &sent_path, &symbols, false);
 
     let key = secret();
     let knobs = Knobs { window_ms: 1_000, lateness_ms: 2_000, ..Knobs::default() };
@@ -133,17 +157,15 @@ fn a_scripted_feed_reaches_the_lake_exactly_once_through_drops_silence_and_bad_f
         want.sort();
         assert_eq!(got, want, "subscriptions on connection {}", i + 1);
     }
-    assert!(
-        sent.silence_closed > 1.0 && sent.silence_closed < 10.0,
-        "left a silent connection after {}s",
-        sent.silence_closed
-    );
+    let waited = sent.silence_closed.expect("the client left the silent connection");
+    assert!(waited > 1.0 && waited < 10.0, "left a silent connection after {waited}s");
 
-    // Logs: the error names its cause; both gaps are logged; the silence is named.
+    // Logs: the error is a warning naming its cause; both gaps are logged; the silence is named.
     let stderr = &out.stderr;
+    let warned = warnings_with(stderr, "Subscribing to too many symbols");
     assert!(
-        stderr.contains("Subscribing to too many symbols") && stderr.contains("free tier"),
-        "the server's error is not surfaced:\n{stderr}"
+        warned.len() == 1 && warned[0].contains("free tier") && warned[0].contains("connection 1"),
+        "the server's error is not surfaced once as a warning naming the free tier:\n{stderr}"
     );
     assert!(stderr.contains("reconnected (connection 2)") && stderr.contains("reconnected (connection 3)"), "{stderr}");
     assert!(stderr.contains("silence timeout"), "{stderr}");
@@ -185,11 +207,16 @@ fn a_scripted_feed_reaches_the_lake_exactly_once_through_drops_silence_and_bad_f
     );
 
     // Two gaps, in the metrics too; and the key nowhere.
-    let metrics = metrics.unwrap_or_default();
-    if !metrics.is_empty() {
-        let series = format!("{{source=\"{label}\"}}");
-        assert_eq!(sample(&metrics, &format!("tradeflow_websocket_reconnects_total{series}")), Some(2.0), "{metrics}");
-        assert_eq!(sample(&metrics, &format!("tradeflow_websocket_gap_seconds_count{series}")), Some(2.0), "{metrics}");
+    let metrics = metrics.expect("/metrics answered while the run was going");
+    let series = format!("{{source=\"{label}\"}}");
+    assert_eq!(sample(&metrics, &format!("tradeflow_websocket_reconnects_total{series}")), Some(2.0), "{metrics}");
+    assert_eq!(sample(&metrics, &format!("tradeflow_websocket_gap_seconds_count{series}")), Some(2.0), "{metrics}");
+    // The silent connection's gap runs from its last frame: at least `silence`.
+    let total = sample(&metrics, &format!("tradeflow_websocket_gap_seconds_sum{series}")).unwrap_or_default();
+    assert!((1.5..30.0).contains(&total), "gaps lasting {total}s in all:\n{metrics}");
+    for reason in ["error", "silence"] {
+        let lost = format!("tradeflow_websocket_disconnects_total{{reason=\"{reason}\",source=\"{label}\"}}");
+        assert_eq!(sample(&metrics, &lost), Some(1.0), "{metrics}");
     }
     let letters: String = read_dead_letters(&lake).iter().map(|d| format!("{d:?}\n")).collect();
     assert_no_secret(
@@ -204,8 +231,10 @@ fn a_scripted_feed_reaches_the_lake_exactly_once_through_drops_silence_and_bad_f
     );
 }
 
-/// The built-in server drops every connection after 2 s; a two-worker run reconnects and
-/// resubscribes each time, receives only its symbols, and loses nothing it accepted.
+/// The built-in server drops every connection after 2 s and takes two symbols per
+/// connection; a two-worker run asking for three reconnects and resubscribes each time,
+/// warns each time that the third was refused (naming the free tier's limit), receives
+/// only the two symbols the server accepted, and loses nothing it accepted.
 #[test]
 fn the_built_in_server_drops_connections_and_the_source_reconnects() {
     let [port, metrics_port] = free_ports(2)[..] else { unreachable!() };
@@ -220,22 +249,26 @@ fn the_built_in_server_drops_connections_and_the_source_reconnects() {
             "2s",
             "--ping-interval",
             "500ms",
+            "--max-symbols",
+            "2",
         ],
     );
     let dir = temp_dir();
     let lake = dir.path().join("lake");
     let key = secret();
     let source = format!(
-        "finnhub://?symbols=AAPL,BINANCE:BTCUSDT&endpoint=ws://127.0.0.1:{port}&backoff=100ms&max_backoff=500ms"
+        "finnhub://?symbols=AAPL,BINANCE:BTCUSDT,MSFT&endpoint=ws://127.0.0.1:{port}&backoff=100ms&max_backoff=500ms"
     );
     let mut command = tradeflow_command();
     command.env("FINNHUB_API_KEY", &key).args(["run", "-w", "2", "--source", &source, "--window", "1s"]);
     command.args(["--allowed-lateness", "2s", "--idle-timeout", "1s", "--lake", &file_url(&lake)]);
     command.args(["--progress-interval", "500ms", "--metrics-addr", &format!("127.0.0.1:{metrics_port}")]);
     let mut run = Running::spawn(command);
-    let reconnected = run.wait_for_stderr(TIMEOUT, |s| s.contains("reconnected (connection 3)"));
-    assert!(reconnected, "no second reconnect:\n{}", run.stderr_so_far());
-    let metrics = get_metrics(metrics_port).unwrap_or_default();
+    let reconnected = run.wait_for_stderr(TIMEOUT, |s| {
+        s.contains("reconnected (connection 3)") && s.matches("Subscribing to too many symbols").count() >= 3
+    });
+    assert!(reconnected, "no second reconnect, or no error on each connection:\n{}", run.stderr_so_far());
+    let metrics = get_metrics(metrics_port).expect("/metrics answered while the run was going");
     run.interrupt();
     let out = run.finish(TIMEOUT);
     let server_log = server.stderr_so_far();
@@ -252,6 +285,22 @@ fn the_built_in_server_drops_connections_and_the_source_reconnects() {
     let others: Vec<_> = subscriptions.iter().filter(|s| !["\"AAPL\"", "\"BINANCE:BTCUSDT\""].contains(s)).collect();
     assert!(others.is_empty(), "subscribed to {others:?}");
     assert!(server_log.contains("dropped on purpose"), "{server_log}");
+    // One socket for the run, not one per worker: the server saw exactly its connections.
+    let opened = server_log.matches(" connected from ").count() as u64;
+    let last = out
+        .stderr
+        .lines()
+        .filter_map(|l| l.split("reconnected (connection ").nth(1)?.split(')').next()?.parse::<u64>().ok())
+        .max();
+    assert_eq!(Some(opened), last, "connections the server saw vs the run's last:\n{server_log}\n{}", out.stderr);
+    // The third symbol, refused on every connection: a warning naming the cause each time.
+    let refused = server_log.matches("refused \"MSFT\"").count();
+    assert!(refused >= 3, "MSFT refused {refused} times:\n{server_log}");
+    let warned = warnings_with(&out.stderr, "\"Subscribing to too many symbols\"");
+    assert!(warned.len() >= 3 && warned.len() <= refused, "one warning per refusal:\n{}", out.stderr);
+    for line in warned {
+        assert!(line.contains("free tier") && line.contains("subscribes to 3"), "{line}");
+    }
 
     let summary = out.summary();
     assert!(summary.accepted > 200, "{}", out.stderr);
@@ -267,10 +316,8 @@ fn the_built_in_server_drops_connections_and_the_source_reconnects() {
     // Only late trades (the simulator's disorder) may be dead-lettered.
     let dead = read_dead_letters(&lake);
     assert!(dead.iter().all(|d| d.reason == "late"), "{dead:?}");
-    if !metrics.is_empty() {
-        let series = format!("tradeflow_websocket_reconnects_total{{source=\"ws://127.0.0.1:{port}/?token=***\"}}");
-        assert!(sample(&metrics, &series).is_some_and(|n| n >= 2.0), "{metrics}");
-    }
+    let series = format!("tradeflow_websocket_reconnects_total{{source=\"ws://127.0.0.1:{port}/?token=***\"}}");
+    assert!(sample(&metrics, &series).is_some_and(|n| n >= 2.0), "{metrics}");
     let letters: String = dead.iter().map(|d| format!("{d:?}\n")).collect();
     assert_no_secret(
         &key,
@@ -311,6 +358,251 @@ fn the_built_in_server_speaks_finnhubs_protocol_to_another_client() {
     let out = Running::spawn(command).finish(TIMEOUT);
     assert!(out.success(), "ws_client.py failed:\n{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("all checks passed"), "{}", out.stdout);
+}
+
+/// A market gone quiet: the scripted server sends trades for 1.5 s, then nothing at all
+/// (no trade, no ping, no WebSocket ping). With the default silence timeout (90 s) the
+/// connection is kept, and the watermark follows the wall clock: every window, the last
+/// ones included, becomes final in the lake while the run is still going, as the
+/// reference computes it.
+#[test]
+fn windows_close_on_the_wall_clock_while_the_feed_says_nothing() {
+    let Some(python) = ws_python() else { return };
+    let dir = temp_dir();
+    let sent_path = dir.path().join("sent.json");
+    let symbols = ["AAPL", "MSFT", "BINANCE:BTCUSDT"];
+    let (mut server, port) = scripted_server(&python, &sent_path, &symbols, true);
+    let key = secret();
+    let knobs = Knobs { window_ms: 1_000, lateness_ms: 1_000, ..Knobs::default() };
+    let lake = dir.path().join("lake");
+    let source = format!("finnhub://?symbols={}&endpoint=ws://127.0.0.1:{port}", symbols.join(","));
+    let mut command = tradeflow_command();
+    command.env("FINNHUB_API_KEY", &key).args(["run", "--source", &source, "--idle-timeout", "1s"]);
+    command.args(knobs.args()).args(["--progress-interval", "200ms", "--lake", &file_url(&lake)]);
+    let mut run = Running::spawn(command);
+
+    let done = server.wait_for_stderr(TIMEOUT, |s| s.contains("scenario done"));
+    assert!(done, "the scenario did not finish.\nserver:\n{}\nrun:\n{}", server.stderr_so_far(), run.stderr_so_far());
+    let sent = read_sent(&sent_path);
+    let expected = expected_from_frames(&sent.frames, knobs.lateness_ms, &format!("ws://127.0.0.1:{port}/?token=***"));
+    let (windows, anomalies) = expected.results(&knobs);
+    let last_trade = expected.accepted.iter().map(|t| t.ts).max().expect("trades were sent");
+    assert!(windows.len() >= 2 * symbols.len(), "only {} windows", windows.len());
+
+    // Nothing arrives any more; the last windows can only close on the wall clock.
+    let closed = run.wait_for_stderr(Duration::from_secs(20), |s| final_windows(s) >= windows.len() as u64);
+    assert!(closed, "windows did not close on a silent feed ({} expected):\n{}", windows.len(), run.stderr_so_far());
+    let stopped_at = wall_ms();
+    run.interrupt();
+    let out = run.finish(TIMEOUT);
+    let server_log = server.stderr_so_far();
+    drop(server);
+    out.assert_success("tradeflow run from a quiet server");
+
+    // The quiet was not taken for a dead connection.
+    assert_eq!(sent.tokens, vec![Some(key.clone())]);
+    assert!(!server_log.contains("connection 2 opened"), "the client reconnected:\n{server_log}");
+    assert!(!out.stderr.contains("lost after"), "{}", out.stderr);
+
+    let summary = out.summary();
+    assert_eq!(summary.accepted, expected.accepted.len() as u64, "{}", out.stderr);
+    assert_eq!(summary.by_reason, expected.reject_counts(), "{}", out.stderr);
+    let mut trades = read_trades(&lake);
+    trades.sort();
+    assert_eq!(trades, expected.lake_trades(), "the lake's trades");
+    let mut lake_windows = read_window_metrics(&lake);
+    lake_windows.sort();
+    assert_eq!(lake_windows, windows, "the lake's window metrics");
+    assert_eq!(summary.anomalies_final, anomalies.len() as u64);
+    // Final before Ctrl-C, and the last of them past the last trade: the wall clock did it.
+    let finals: Vec<_> = read_metrics_changelog(&lake).into_iter().filter(|u| u.row.is_final).collect();
+    let at_stop: Vec<_> = finals.iter().filter(|u| u.time >= stopped_at).collect();
+    assert!(at_stop.is_empty(), "windows final only at Ctrl-C: {at_stop:?}");
+    let latest = finals.iter().map(|u| u.time).max().expect("final windows in the changelog");
+    assert!(latest > last_trade, "the last window became final at {latest}, before the last trade ({last_trade})");
+    assert_no_secret(
+        &key,
+        &[("stdout", &out.stdout), ("stderr", &out.stderr), ("the lake's file names", &file_names(&lake))],
+    );
+}
+
+/// `tradeflow produce --from finnhub://... --to kafka://...` (the original design's
+/// producer) through the scripted feed's drops, silence, malformed frames and error
+/// message: interrupted once the feed has said everything, it sends every trade received,
+/// waits for the deliveries and prints its summary (malformed input counted by reason,
+/// not sent); a bounded replay of the topic then holds every trade the server sent exactly
+/// once, in the reference's windows. The key appears in no output, record or file.
+#[test]
+fn produce_sends_a_live_feed_to_kafka_and_a_replay_holds_every_trade_once() {
+    let Some(python) = ws_python() else { return };
+    let Some(broker) = Broker::start() else { return };
+    let dir = temp_dir();
+    let sent_path = dir.path().join("sent.json");
+    let symbols = ["AAPL", "MSFT", "BINANCE:BTCUSDT"];
+    let (mut server, port) = scripted_server(&python, &sent_path, &symbols, false);
+    let key = secret();
+    let source = format!(
+        "finnhub://?symbols={}&endpoint=ws://127.0.0.1:{port}&silence=1500ms&backoff=100ms&max_backoff=400ms",
+        symbols.join(",")
+    );
+    let mut command = tradeflow_command();
+    command.env("FINNHUB_API_KEY", &key).args(["produce", "--from", &source, "--to", &broker.url("live", "")]);
+    command.args(["--partitions", "2", "--progress-interval", "0"]);
+    let produce = Running::spawn(command);
+    let done = server.wait_for_stderr(TIMEOUT, |s| s.contains("scenario done"));
+    assert!(
+        done,
+        "the scenario did not finish.\nserver:\n{}\nproduce:\n{}",
+        server.stderr_so_far(),
+        produce.stderr_so_far()
+    );
+    // The server has seen the client read every frame: Ctrl-C now must lose none of them.
+    produce.interrupt();
+    let out = produce.finish(TIMEOUT);
+    drop(server);
+    out.assert_success("tradeflow produce from the scripted server");
+    let sent = read_sent(&sent_path);
+    // Nothing is late for a producer: every valid trade is sent.
+    let lateness_ms = 60_000;
+    let label = format!("ws://127.0.0.1:{port}/?token=***");
+    let expected = expected_from_frames(&sent.frames, lateness_ms, &label);
+    assert!(expected.rejects.iter().all(|r| r.reason != RejectReason::Late));
+
+    // Three connections, each subscribing to every symbol with the key; both gaps logged;
+    // the server's error a warning naming its cause.
+    let stderr = &out.stderr;
+    assert_eq!(sent.tokens, vec![Some(key.clone()); 3]);
+    assert!(sent.subscriptions.iter().all(|s| s.len() == symbols.len()), "{:?}", sent.subscriptions);
+    assert!(stderr.contains("reconnected (connection 2)") && stderr.contains("reconnected (connection 3)"), "{stderr}");
+    assert!(stderr.contains("silence timeout"), "{stderr}");
+    let warned = warnings_with(stderr, "Subscribing to too many symbols");
+    assert!(warned.len() == 1 && warned[0].contains("free tier"), "the server's error is not surfaced:\n{stderr}");
+
+    // The summary: everything received sent and delivered; malformed input counted.
+    assert!(stderr.contains("Ctrl-C: stopping"), "{stderr}");
+    let summary = ProduceSummary::parse(stderr);
+    assert_eq!(summary.sent, expected.accepted.len() as u64, "{stderr}");
+    assert_eq!((summary.delivered, summary.failed), (summary.sent, 0), "{stderr}");
+    assert_eq!(summary.rejected, expected.reject_counts(), "{stderr}");
+
+    // The topic, read by the outside client: each trade once, keyed by its symbol.
+    let topic = broker.consume("live");
+    assert_eq!(topic.records.len(), expected.accepted.len());
+    for record in &topic.records {
+        let value = String::from_utf8_lossy(&record.value);
+        assert!(value.contains(&format!("\"s\":{}", serde_json::to_string(&record.key).unwrap())), "{value}");
+    }
+    let records: String =
+        topic.records.iter().map(|r| format!("{} {}\n", r.key, String::from_utf8_lossy(&r.value))).collect();
+
+    // A bounded replay of the topic: every trade the server sent, exactly once.
+    let knobs = Knobs { window_ms: 1_000, lateness_ms, ..Knobs::default() };
+    let lake = dir.path().join("lake");
+    let mut command = tradeflow_command();
+    command.args(["run", "--source", &broker.url("live", "end=latest"), "--lake", &file_url(&lake)]);
+    command.args(knobs.args()).args(["--progress-interval", "0"]);
+    let replay = Running::spawn(command).finish(TIMEOUT);
+    replay.assert_success("tradeflow run replaying the topic");
+    let replayed = replay.summary();
+    assert_eq!((replayed.accepted, replayed.rejected), (expected.accepted.len() as u64, 0), "{}", replay.stderr);
+    let mut trades = read_trades(&lake);
+    trades.sort();
+    assert_eq!(trades, expected.lake_trades(), "the lake's trades");
+    let (windows, anomalies) = expected.results(&knobs);
+    let mut lake_windows = read_window_metrics(&lake);
+    lake_windows.sort();
+    assert_eq!(lake_windows, windows, "the lake's window metrics");
+    assert_eq!(replayed.windows_final, windows.len() as u64);
+    assert_eq!(replayed.anomalies_final, anomalies.len() as u64);
+
+    assert_no_secret(
+        &key,
+        &[
+            ("produce's stdout", &out.stdout),
+            ("produce's stderr", stderr),
+            ("the topic's records", &records),
+            ("the replay's stdout", &replay.stdout),
+            ("the replay's stderr", &replay.stderr),
+            ("the lake's file names", &file_names(&lake)),
+        ],
+    );
+}
+
+/// A server refusing the key (HTTP 401 on the WebSocket handshake, as Finnhub answers a
+/// bad token) is not retried: `run` and `produce` each stop after one attempt with an
+/// error that says to check FINNHUB_API_KEY, and neither shows the key.
+#[test]
+fn a_refused_key_stops_run_and_produce_with_an_error() {
+    let Some(broker) = Broker::start() else { return };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    let port = listener.local_addr().expect("an address").port();
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = attempts.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && std::io::Read::read(&mut stream, &mut byte).is_ok_and(|n| n == 1) {
+                request.push(byte[0]);
+            }
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let reply = "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            let _ = std::io::Write::write_all(&mut stream, reply.as_bytes());
+        }
+    });
+    let key = secret();
+    let source = format!("finnhub://?symbols=AAPL&endpoint=ws://127.0.0.1:{port}&backoff=100ms");
+    let commands: [&[&str]; 2] = [
+        &["run", "--no-lake", "--source", &source],
+        &["produce", "--from", &source, "--to", &broker.url("refused", ""), "--progress-interval", "0"],
+    ];
+    for (i, args) in commands.into_iter().enumerate() {
+        let mut command = tradeflow_command();
+        command.env("FINNHUB_API_KEY", &key).args(args);
+        let out = Running::spawn(command).finish(TIMEOUT);
+        assert!(!out.success(), "{} went on with a refused key:\n{}", args[0], out.stderr);
+        assert!(
+            out.stderr.contains("refused the API key") && out.stderr.contains("check FINNHUB_API_KEY"),
+            "{}: {}",
+            args[0],
+            out.stderr
+        );
+        assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), i + 1, "{}: retried a refused key", args[0]);
+        assert_no_secret(&key, &[("stdout", &out.stdout), ("stderr", &out.stderr)]);
+    }
+}
+
+/// The numbers of `tradeflow produce`'s summary.
+struct ProduceSummary {
+    sent: u64,
+    delivered: u64,
+    failed: u64,
+    /// Input rejected, by reason.
+    rejected: BTreeMap<String, u64>,
+}
+
+impl ProduceSummary {
+    fn parse(stderr: &str) -> ProduceSummary {
+        let start = stderr.rfind("tradeflow produce finished").unwrap_or_else(|| panic!("no summary:\n{stderr}"));
+        let line = |label: &str| -> &str {
+            stderr[start..]
+                .lines()
+                .map(str::trim_start)
+                .find_map(|l| l.strip_prefix(label))
+                .unwrap_or_else(|| panic!("no {label:?} line in\n{stderr}"))
+                .trim()
+        };
+        let number = |text: &str| -> u64 { text.replace(',', "").parse().unwrap_or_else(|_| panic!("{text:?}")) };
+        let first = |label: &str| number(line(label).split_whitespace().next().unwrap_or_default());
+        let mut rejected = BTreeMap::new();
+        if let Some((_, reasons)) = line("input rejected").split_once('(') {
+            for reason in reasons.trim_end_matches(')').trim_end_matches("; not sent").split(", ") {
+                let (name, n) = reason.split_once(' ').unwrap_or_else(|| panic!("{reason:?}"));
+                rejected.insert(name.to_owned(), number(n));
+            }
+        }
+        ProduceSummary { sent: first("trades sent"), delivered: first("delivered"), failed: first("failed"), rejected }
+    }
 }
 
 /// Configuration errors stop the run at once and say what would fix them.

@@ -222,6 +222,26 @@ impl FinnhubConfig {
     }
 }
 
+/// Logs a `{"type":"error","msg":..}` message the server sent on `connection` as a
+/// warning naming the cause (the message scrubbed of the key). For "Subscribing to too
+/// many symbols" it explains Finnhub's free-tier limits: about [`FREE_TIER_SYMBOLS`]
+/// symbols per connection, one connection per key. Shared by `tradeflow run`'s source and
+/// `tradeflow produce`.
+pub fn warn_server_error(config: &FinnhubConfig, message: &str, connection: u64) {
+    let label = config.label();
+    let message = config.scrub(message);
+    if message.to_ascii_lowercase().contains("too many symbols") {
+        tracing::warn!(
+            "finnhub {label}: the server sent an error on connection {connection}: {message:?}: Finnhub's free tier \
+             takes about {FREE_TIER_SYMBOLS} symbols per connection and one connection per API key; this source \
+             subscribes to {}: subscribe to fewer (or use another key for the rest)",
+            config.symbols.len()
+        );
+    } else {
+        tracing::warn!("finnhub {label}: the server sent an error on connection {connection}: {message:?}");
+    }
+}
+
 /// `text` with the value of every `token=` query parameter replaced by `***` (for a URL
 /// typed with a key in it, shown in an error).
 pub fn redact_token(text: &str) -> String {

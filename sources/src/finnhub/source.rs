@@ -154,21 +154,7 @@ impl FinnhubReader {
             Item::Ping => {}
             Item::ServerError(message) => {
                 self.metrics.server_errors.inc();
-                let message = self.config.scrub(&message);
-                let count = self.config.symbols.len();
-                if message.to_ascii_lowercase().contains("too many symbols") {
-                    tracing::warn!(
-                        "finnhub {label}: the server sent an error: {message:?}: Finnhub's free tier takes about {} \
-                         symbols per connection and one connection per API key; this source subscribes to {count}: \
-                         subscribe to fewer (or use another key for the rest)",
-                        super::FREE_TIER_SYMBOLS
-                    );
-                } else {
-                    tracing::warn!(
-                        "finnhub {label}: the server sent an error on connection {}: {message:?}",
-                        frame.connection
-                    );
-                }
+                super::warn_server_error(&self.config, &message, frame.connection);
             }
         });
     }
