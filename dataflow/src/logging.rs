@@ -5,11 +5,13 @@
 //!   default: time, level, message; colours on a terminal) or `--log-format json` (one
 //!   JSON object a line, for log shippers).
 //! * Progress: a bounded run on a terminal shows a progress bar with an ETA, measured in
-//!   bytes for file sources (this process's share of [`FilePlan::total_bytes`]) or in
-//!   trades for a bounded simulator, or a spinner when neither is known (lake replays,
-//!   mixed sources, a simulator split over processes). Otherwise (stderr not a terminal,
-//!   or an unbounded run) a plain progress line every `--progress-interval`, as before;
-//!   tests and log collectors read those.
+//!   bytes for file sources (this process's share of their files) and lake replays (the
+//!   bytes of the trades files its workers read, known as they start), in records for
+//!   bounded Kafka replays (this process's partitions' offset ranges, resolved at start)
+//!   or in trades for a bounded simulator; a spinner when none is known (sources of
+//!   different kinds, a simulator split over processes). Otherwise (stderr not a
+//!   terminal, or an unbounded run) a plain progress line every `--progress-interval`,
+//!   as before; tests and log collectors read those.
 //! * The end-of-run summary stays plain text on stderr (see [`crate::stats`]).
 //!
 //! A log line written while the bar is drawn hides the bar for that line, so the two
@@ -26,6 +28,8 @@ use std::time::{Duration, Instant};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tradeflow_model::format_ts;
+use tradeflow_model::metrics::Counter;
+use tradeflow_sources::lake::ReplayProgress;
 
 /// `--log-format`.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -94,40 +98,76 @@ impl Drop for Event {
 }
 
 /// What a progress bar counts.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Measure {
-    /// Bytes of file sources parsed, of this many.
-    Bytes(u64),
+    /// Bytes: of file sources, `files` of them (known now), plus with `lake` those of the
+    /// lake replays (their total is known once the workers start reading).
+    Bytes {
+        /// This process's bytes of file sources.
+        files: u64,
+        /// True when lake replays count too.
+        lake: bool,
+    },
+    /// Records of bounded Kafka replays: this many offsets of these topics.
+    Records {
+        /// Offsets in this process's partitions' ranges.
+        total: u64,
+        /// The topics read (records read are counted by topic).
+        topics: Vec<String>,
+    },
     /// Records (trades accepted or rejected) of this many.
     Trades(u64),
     /// Nothing known in advance: a spinner.
     Unknown,
 }
 
-/// What this process's bar can measure.
+/// What this process's bar can measure: every source must be measured in the same unit.
 fn measure(config: &RunConfig) -> Measure {
     let peers = config.threads * config.processes;
     let workers = config.process * config.threads..(config.process + 1) * config.threads;
     let mut bytes = Some(0);
+    let mut lake = false;
     let mut trades = Some(0);
+    let mut records = Some((0, Vec::new()));
     for source in &config.sources {
         match source {
             Source::File(plan) => {
                 let mine: u64 = workers.clone().flat_map(|w| plan.owned(w, peers)).map(|c| c.end - c.start).sum();
                 bytes = bytes.map(|b| b + mine);
-                trades = None;
+                (trades, records) = (None, None);
+            }
+            Source::Lake { .. } => {
+                lake = true;
+                (trades, records) = (None, None);
             }
             // One process simulates every symbol; with several, its share is unknown.
             Source::Sim(sim) if config.processes == 1 && sim.count.is_some() => {
                 trades = trades.map(|t| t + sim.count.unwrap_or(0));
-                bytes = None;
+                (bytes, records) = (None, None);
             }
-            _ => (bytes, trades) = (None, None),
+            Source::Kafka(plan) if plan.is_bounded() => {
+                let mine: u64 = workers
+                    .clone()
+                    .flat_map(|w| plan.owned_by(w, peers))
+                    .map(|r| r.end.map_or(0, |end| end.saturating_sub(r.start).max(0) as u64))
+                    .sum();
+                if let Some((total, topics)) = &mut records {
+                    *total += mine;
+                    topics.push(plan.spec.topic.clone());
+                }
+                (bytes, trades) = (None, None);
+            }
+            _ => (bytes, trades, records) = (None, None, None),
         }
     }
-    match (bytes, trades) {
-        (Some(b), _) if b > 0 => Measure::Bytes(b),
-        (_, Some(t)) if t > 0 => Measure::Trades(t),
+    match (bytes, trades, records) {
+        (Some(files), _, _) if files > 0 || lake => Measure::Bytes { files, lake },
+        (_, Some(t), _) if t > 0 => Measure::Trades(t),
+        (_, _, Some((total, mut topics))) if total > 0 => {
+            topics.sort();
+            topics.dedup();
+            Measure::Records { total, topics }
+        }
         _ => Measure::Unknown,
     }
 }
@@ -154,13 +194,18 @@ pub fn progress(config: &RunConfig, stats: Arc<RunStats>, done: Arc<AtomicBool>)
 }
 
 fn draw_bar(measure: Measure, stats: &RunStats, done: &AtomicBool) {
-    let (bar, template) = match measure {
-        Measure::Bytes(total) => (
-            ProgressBar::new(total),
+    let (bar, template) = match &measure {
+        // A lake replay's total is known once its readers start: no length until then.
+        Measure::Bytes { files, lake } => (
+            if *lake { ProgressBar::no_length() } else { ProgressBar::new(*files) },
             "{spinner} {elapsed_precise} [{bar:30}] {binary_bytes}/{binary_total_bytes} {percent:>3}% ETA {eta} | {wide_msg}",
         ),
+        Measure::Records { total, .. } => (
+            ProgressBar::new(*total),
+            "{spinner} {elapsed_precise} [{bar:30}] {human_pos}/{human_len} records {percent:>3}% ETA {eta} | {wide_msg}",
+        ),
         Measure::Trades(total) => (
-            ProgressBar::new(total),
+            ProgressBar::new(*total),
             "{spinner} {elapsed_precise} [{bar:30}] {human_pos}/{human_len} trades {percent:>3}% ETA {eta} | {wide_msg}",
         ),
         Measure::Unknown => (ProgressBar::new_spinner(), "{spinner} {elapsed_precise} {wide_msg}"),
@@ -170,16 +215,22 @@ fn draw_bar(measure: Measure, stats: &RunStats, done: &AtomicBool) {
         bar.set_style(style.progress_chars("=> "));
     }
     *BAR.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
-    let bytes = tradeflow_sources::file::bytes_read();
-    let start_bytes = bytes.get();
+    let position = Position::new(&measure);
     let mut last = (Instant::now(), 0);
     let mut message_due = Instant::now();
     while !done.load(Ordering::Relaxed) {
-        let ingest = &stats.ingest;
-        let accepted = ingest.accepted.load(Ordering::Relaxed);
-        match measure {
-            Measure::Bytes(_) => bar.set_position(bytes.get() - start_bytes),
-            Measure::Trades(_) => bar.set_position(accepted + ingest.rejected_total()),
+        match &measure {
+            Measure::Bytes { files, lake } => {
+                let lake_total = position.lake.total.get() as u64;
+                if *lake && files + lake_total > 0 {
+                    bar.set_length(files + lake_total);
+                }
+                bar.set_position(position.bytes());
+            }
+            Measure::Records { .. } => bar.set_position(position.records()),
+            Measure::Trades(_) => {
+                bar.set_position(stats.ingest.accepted.load(Ordering::Relaxed) + stats.ingest.rejected_total())
+            }
             Measure::Unknown => bar.tick(),
         }
         if Instant::now() >= message_due {
@@ -190,6 +241,57 @@ fn draw_bar(measure: Measure, stats: &RunStats, done: &AtomicBool) {
     }
     *BAR.lock().unwrap_or_else(|e| e.into_inner()) = None;
     bar.finish_and_clear();
+}
+
+/// `tradeflow_kafka_records_total{topic}`, which the `kafka://` readers count (see
+/// `sources/src/kafka/source.rs`; the same name and help, so whichever registers it
+/// first makes no difference).
+fn kafka_records_read(topic: &str) -> Counter {
+    tradeflow_model::metrics::registry().counter(
+        "tradeflow_kafka_records_total",
+        "Kafka records read by the kafka:// source, by topic.",
+        &[("topic", topic)],
+    )
+}
+
+/// Where a bar's counts come from: process-wide counters, read relative to their
+/// values when the bar started.
+struct Position {
+    files: Counter,
+    files_start: u64,
+    lake: ReplayProgress,
+    lake_start: u64,
+    kafka: Vec<Counter>,
+    kafka_start: u64,
+}
+
+impl Position {
+    fn new(measure: &Measure) -> Position {
+        let files = tradeflow_sources::file::bytes_read();
+        let lake = tradeflow_sources::lake::replay_progress();
+        let kafka: Vec<Counter> = match measure {
+            Measure::Records { topics, .. } => topics.iter().map(|t| kafka_records_read(t)).collect(),
+            _ => Vec::new(),
+        };
+        Position {
+            files_start: files.get(),
+            files,
+            lake_start: lake.read.get(),
+            lake,
+            kafka_start: kafka.iter().map(Counter::get).sum(),
+            kafka,
+        }
+    }
+
+    /// Bytes of files and lake replays read since the bar started.
+    fn bytes(&self) -> u64 {
+        (self.files.get() - self.files_start) + (self.lake.read.get() - self.lake_start)
+    }
+
+    /// Kafka records read since the bar started.
+    fn records(&self) -> u64 {
+        self.kafka.iter().map(Counter::get).sum::<u64>() - self.kafka_start
+    }
 }
 
 /// The bar's message: throughput, windows, watermark.
@@ -235,11 +337,124 @@ mod tests {
         let line = "{\"s\":\"A\",\"p\":1,\"t\":1700000000000,\"v\":1}\n";
         std::fs::write(&file, line).unwrap();
         let url = format!("file://{}", file.display());
-        assert_eq!(measure(&config(&["--source", &url, "--no-lake", "-w", "2"])), Measure::Bytes(line.len() as u64));
+        assert_eq!(
+            measure(&config(&["--source", &url, "--no-lake", "-w", "2"])),
+            Measure::Bytes { files: line.len() as u64, lake: false }
+        );
         assert_eq!(
             measure(&config(&["--source", &url, "--source", "sim://?count=5&rate=0", "--no-lake"])),
             Measure::Unknown
         );
+        // A lake replay is measured in the bytes of its trades files, alone or with files.
+        std::fs::create_dir_all(dir.join("lake")).unwrap();
+        let lake = format!("lake://{}", dir.join("lake").display());
+        assert_eq!(measure(&config(&["--source", &lake, "--no-lake"])), Measure::Bytes { files: 0, lake: true });
+        assert_eq!(
+            measure(&config(&["--source", &lake, "--source", &url, "--no-lake"])),
+            Measure::Bytes { files: line.len() as u64, lake: true }
+        );
+        assert_eq!(
+            measure(&config(&["--source", &lake, "--source", "sim://?count=5&rate=0", "--no-lake"])),
+            Measure::Unknown
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A bounded Kafka replay is measured in the offsets of this process's partitions;
+    /// a live one, or one mixed with other kinds of source, is not.
+    #[test]
+    fn kafka_replays_count_their_offset_ranges() {
+        use tradeflow_sources::kafka::plan::PartitionRange;
+        use tradeflow_sources::kafka::{KafkaPlan, parse_url};
+
+        let plan = |url: &str, topic_ranges: &[(i32, i64, Option<i64>)]| {
+            Source::Kafka(Arc::new(KafkaPlan {
+                spec: parse_url(url).unwrap(),
+                partitions: topic_ranges
+                    .iter()
+                    .map(|&(partition, start, end)| PartitionRange { partition, start, end })
+                    .collect(),
+                start_ts: None,
+                end_ts: None,
+            }))
+        };
+        let ranges = [(0, 100, Some(350)), (1, 0, Some(40)), (2, 70, Some(70)), (3, 5, Some(1005))];
+        let bounded = plan("kafka://127.0.0.1:9092/trades?end=latest", &ranges);
+        let with = |sources: Vec<Source>, args: &[&str]| {
+            let mut c = config(&[&["--source", "sim://?rate=10", "--no-lake"], args].concat());
+            c.sources = sources;
+            measure(&c)
+        };
+        let records = |total| Measure::Records { total, topics: vec!["trades".to_owned()] };
+        assert_eq!(with(vec![bounded.clone()], &[]), records(250 + 40 + 1000));
+        assert_eq!(with(vec![bounded.clone()], &["-w", "2"]), records(250 + 40 + 1000));
+        // Over two processes of one worker, partition p goes to process p % 2.
+        let mut two = config(&["--source", "sim://?rate=10", "--no-lake", "-w", "1"]);
+        (two.sources, two.processes) = (vec![bounded.clone()], 2);
+        assert_eq!(measure(&two), records(250));
+        two.process = 1;
+        assert_eq!(measure(&two), records(40 + 1000));
+        let live = plan("kafka://127.0.0.1:9092/trades", &[(0, 100, None)]);
+        assert_eq!(with(vec![live], &[]), Measure::Unknown);
+        let sim = config(&["--source", "sim://?count=5&rate=0", "--no-lake"]).sources;
+        assert_eq!(with([vec![bounded], sim].concat(), &[]), Measure::Unknown);
+    }
+
+    /// A lake's trades files (Parquet as the lake sink writes them, two symbols over two
+    /// hours) replayed by two readers: the measure's total becomes the bytes of its trades
+    /// files once they start, and reading every file brings the position to it.
+    #[test]
+    fn lake_replays_count_the_bytes_of_their_files() {
+        use std::sync::atomic::AtomicBool;
+        use tradeflow_model::{Conditions, Price, Qty, Symbol, Trade};
+        use tradeflow_sinks::lake::parquet::{encode, trades_batch, trades_schema};
+        use tradeflow_sources::driver::{Poll, Reader};
+        use tradeflow_sources::lake::{LakeReader, replay_progress};
+
+        let dir = std::env::temp_dir().join(format!("tradeflow-logging-lake-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut sizes = 0;
+        for (symbol, hour, n) in [("AAPL", 22, 300), ("AAPL", 23, 500), ("MSFT", 22, 200), ("MSFT", 23, 700)] {
+            let start = 1_700_000_000_000 / 86_400_000 * 86_400_000 + hour * 3_600_000;
+            let trades: Vec<Trade> = (0..n)
+                .map(|i| Trade {
+                    symbol: Symbol::parse(symbol).unwrap(),
+                    ts: start + i * 1000,
+                    price: Price::from_f64(100.0 + i as f64 / 100.0),
+                    volume: Qty::from_f64(1.0 + i as f64),
+                    conditions: Conditions::default(),
+                })
+                .collect();
+            let bytes = encode(trades_schema(), &[trades_batch(&trades)], Vec::new()).unwrap();
+            let file = dir.join(format!("trades/date=2023-11-14/symbol={symbol}/20231114T{hour}-0000.parquet"));
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(&file, &bytes).unwrap();
+            sizes += bytes.len() as u64;
+        }
+
+        let progress = replay_progress();
+        let (total0, read0) = (progress.total.get(), progress.read.get());
+        let url = format!("file://{}", dir.display());
+        let stop = Arc::new(AtomicBool::new(false));
+        // The listing the configuration checks counts nothing.
+        assert!(LakeReader::open(&url, None, None, 0, 1, stop.clone()).unwrap().files() > 0);
+        assert_eq!(progress.total.get(), total0);
+        let mut readers: Vec<LakeReader> =
+            (0..2).map(|i| LakeReader::open(&url, None, None, i, 2, stop.clone()).unwrap()).collect();
+        assert_eq!(progress.total.get(), total0, "counted before reading");
+        let mut out = Vec::new();
+        for reader in &mut readers {
+            assert_eq!(reader.read(&mut out), Poll::Ready);
+        }
+        // Both have started, each with one of its two files read: the total is known.
+        assert_eq!(progress.total.get() - total0, sizes as f64);
+        let read = progress.read.get() - read0;
+        assert!(read > 0 && read < sizes, "{read} of {sizes}");
+        for reader in &mut readers {
+            while reader.read(&mut out) != Poll::Done {}
+        }
+        assert_eq!(progress.read.get() - read0, sizes);
+        assert_eq!(out.iter().map(|b| b.trades.len()).sum::<usize>(), 1700);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

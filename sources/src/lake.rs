@@ -8,6 +8,11 @@
 //! original run accepted and its final results are the original's. A worker's watermark
 //! report is the hour of its next file (nothing it reads later is earlier). Optional
 //! `from`/`to` bounds (RFC 3339 or ms) keep the trades with `from <= ts < to`.
+//!
+//! Progress: each worker adds the bytes of the files it will read to
+//! `tradeflow_lake_replay_bytes` as it starts reading, and each file's bytes to
+//! `tradeflow_lake_replay_read_bytes_total` once read, so a replay's progress bar knows
+//! its total up front and has an ETA ([`replay_progress`]).
 
 use crate::batch::{Batch, report_failure, wall_ms};
 use crate::driver::{Poll, Reader};
@@ -18,6 +23,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tradeflow_model::metrics::{Counter, Gauge, registry};
 use tradeflow_model::{Reject, RejectReason, Symbol};
 use tradeflow_sinks::lake::Destination;
 use tradeflow_sinks::lake::parquet::trades_from_batch;
@@ -34,12 +40,44 @@ enum Fetch {
     Corrupt(String),
 }
 
+/// How far this process's lake replays have come: what their progress bar measures.
+#[derive(Clone, Debug)]
+pub struct ReplayProgress {
+    /// `tradeflow_lake_replay_bytes`: bytes of the trades files this process's replays
+    /// read in all (known once every worker has started reading, as the run starts).
+    pub total: Gauge,
+    /// `tradeflow_lake_replay_read_bytes_total`: bytes of those files read so far.
+    pub read: Counter,
+}
+
+/// The process's [`ReplayProgress`] (series in the process-wide registry).
+pub fn replay_progress() -> ReplayProgress {
+    let r = registry();
+    ReplayProgress {
+        total: r.gauge(
+            "tradeflow_lake_replay_bytes",
+            "Bytes of lake trades files this process's lake:// replays read in all.",
+            &[],
+        ),
+        read: r.counter(
+            "tradeflow_lake_replay_read_bytes_total",
+            "Bytes of lake trades files read so far by this process's lake:// replays.",
+            &[],
+        ),
+    }
+}
+
 /// Reads this worker's share of a lake's trades.
 pub struct LakeReader {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     label: String,
-    files: Vec<TradesFile>,
+    /// This worker's files, in reading order, with their sizes in bytes.
+    files: Vec<(TradesFile, u64)>,
+    progress: ReplayProgress,
+    /// True once this reader's bytes are in `progress.total` (when it starts reading, so
+    /// that the listing the configuration checks does not count).
+    counted: bool,
     next: usize,
     from: i64,
     to: i64,
@@ -64,14 +102,17 @@ impl LakeReader {
         let (store, prefix) = destination.store().map_err(|e| e.to_string())?;
         let (from, to) = (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
         let mut files = list_trades(&runtime, &*store, &prefix)?;
-        files.retain(|f| f.hour + 3_600_000 > from && f.hour < to);
-        files.sort_by(|a, b| (a.hour, &a.symbol, a.index).cmp(&(b.hour, &b.symbol, b.index)));
-        let files = files.into_iter().enumerate().filter(|(i, _)| i % peers.max(1) == index).map(|(_, f)| f).collect();
+        files.retain(|(f, _)| f.hour + 3_600_000 > from && f.hour < to);
+        files.sort_by(|(a, _), (b, _)| (a.hour, &a.symbol, a.index).cmp(&(b.hour, &b.symbol, b.index)));
+        let files: Vec<(TradesFile, u64)> =
+            files.into_iter().enumerate().filter(|(i, _)| i % peers.max(1) == index).map(|(_, f)| f).collect();
         Ok(LakeReader {
             store,
             prefix,
             label: format!("lake+{}", destination.display()),
             files,
+            progress: replay_progress(),
+            counted: false,
             next: 0,
             from,
             to,
@@ -133,16 +174,20 @@ impl LakeReader {
     }
 }
 
+/// The trades files under `prefix`, with their sizes in bytes.
 fn list_trades(
     runtime: &tokio::runtime::Runtime,
     store: &dyn ObjectStore,
     prefix: &Path,
-) -> Result<Vec<TradesFile>, String> {
+) -> Result<Vec<(TradesFile, u64)>, String> {
     let root = if prefix.as_ref().is_empty() { Path::from("trades") } else { prefix.clone().join("trades") };
     let objects: Vec<_> =
         runtime.block_on(store.list(Some(&root)).try_collect()).map_err(|e| format!("listing {root}: {e}"))?;
     let strip = if prefix.as_ref().is_empty() { String::new() } else { format!("{prefix}/") };
-    Ok(objects.iter().filter_map(|o| parse_trades_key(o.location.as_ref().strip_prefix(&strip)?)).collect())
+    Ok(objects
+        .iter()
+        .filter_map(|o| Some((parse_trades_key(o.location.as_ref().strip_prefix(&strip)?)?, o.size)))
+        .collect())
 }
 
 impl Reader for LakeReader {
@@ -152,15 +197,21 @@ impl Reader for LakeReader {
         if self.done {
             return Poll::Done;
         }
+        if !self.counted {
+            self.counted = true;
+            self.progress.total.add(self.files.iter().map(|(_, size)| *size as f64).sum());
+        }
         if self.stop.load(Ordering::Relaxed) || self.next >= self.files.len() {
             self.done = true;
             out.push(Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX) });
             return Poll::Done;
         }
-        let file = self.files[self.next].clone();
+        let (file, size) = self.files[self.next].clone();
         self.next += 1;
         let mut batch = Batch::default();
-        match self.read_file(&file, &mut batch) {
+        let result = self.read_file(&file, &mut batch);
+        self.progress.read.add(size);
+        match result {
             Ok(()) => {}
             Err(Fetch::Unreachable(e)) => {
                 // Not bad input: the lake could not be read. The run must not pretend it replayed it.
@@ -186,7 +237,7 @@ impl Reader for LakeReader {
             }
         }
         // Everything still to come is in later files, whose hours are no earlier.
-        batch.low = Some(self.files.get(self.next).map_or(i64::MAX, |f| f.hour.max(self.from)));
+        batch.low = Some(self.files.get(self.next).map_or(i64::MAX, |(f, _)| f.hour.max(self.from)));
         out.push(batch);
         Poll::Ready
     }

@@ -7,7 +7,9 @@
 //   node dashboard.mjs http://127.0.0.1:8501/ /tmp/dashboard.png
 //
 // Prints one JSON object with what it saw on stdout; exits 1 (with the reason on
-// stderr) when a check fails. CHROMIUM overrides /usr/bin/chromium.
+// stderr) when a check fails. CHROMIUM overrides /usr/bin/chromium; DASHBOARD_POINTS
+// (default 3) is how many windows the chart must show before the checks start (more
+// for a fuller screenshot, as for the README's docs/dashboard.png).
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,6 +21,7 @@ if (!url || !screenshot) {
   process.exit(2);
 }
 const WAIT = Number(process.env.DASHBOARD_WAIT_MS || 30000);
+const POINTS = Number(process.env.DASHBOARD_POINTS || 3);
 
 const profile = mkdtempSync(join(tmpdir(), "tradeflow-chromium-"));
 const context = await chromium.launchPersistentContext(profile, {
@@ -67,7 +70,9 @@ try {
     page.$$eval("#health tr", (rows) => Object.fromEntries(rows.map((r) => [r.dataset.key, r.cells[1].textContent])));
 
   // It fills: windows on the chart, rows in the anomaly table.
-  await page.waitForFunction(() => Number(document.querySelector("#price-chart").dataset.points) >= 3, null, { timeout: WAIT });
+  await page.waitForFunction((n) => Number(document.querySelector("#price-chart").dataset.points) >= n, POINTS, {
+    timeout: Math.max(WAIT, POINTS * 1500),
+  });
   await page.waitForFunction(() => document.querySelectorAll("#anomalies tbody tr").length >= 1, null, { timeout: WAIT });
   result.first = await chart();
   result.firstAnomalies = await table();

@@ -1,18 +1,25 @@
-//! Issue 7: `deploy/`. The Grafana dashboard parses as a dashboard whose panels all
-//! query the provisioned Prometheus data source, and every metric it queries exists on
-//! `/metrics` of a running pipeline with every sink (simulator -> lake, PostgreSQL,
-//! dashboard), but for the Kafka and WebSocket sources' series, which exist only while
-//! such a source runs: those must be registered under that name in the sources' code.
-//! The Prometheus scrape config passes `promtool check config`, and docker-compose.yml
-//! mounts and builds from files that exist.
+//! Issue 7: `deploy/` and the metrics' documentation. The Grafana dashboard parses as a
+//! dashboard whose panels all query the provisioned Prometheus data source, and every
+//! metric it queries exists on `/metrics` of a running pipeline that has every kind of
+//! source (simulator, NDJSON file, lake replay, a Finnhub-compatible WebSocket server
+//! that drops each connection every second, a Kafka topic of two partitions on a real
+//! broker) and every sink (lake, PostgreSQL, dashboard). The same page serves exactly
+//! the families the README's metrics table lists, with the types it gives, and holds no
+//! secret. The Prometheus scrape config passes `promtool check config`, and
+//! docker-compose.yml mounts and builds from files that exist.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tradeflow_tests::postgres::PgCluster;
+use tradeflow_tests::finnhub::serve;
+use tradeflow_tests::kafka::Broker;
+use tradeflow_tests::postgres::{PASSWORD, PgCluster};
 use tradeflow_tests::process::Running;
 use tradeflow_tests::prometheus::{Exposition, http_get, metric_names, promtool};
-use tradeflow_tests::{file_url, free_ports, temp_dir, tradeflow_command};
+use tradeflow_tests::{file_url, free_ports, run_tradeflow, simulate, temp_dir, tradeflow_command};
+
+/// The Finnhub key the run gets: it must appear nowhere.
+const FINNHUB_KEY: &str = "grafana-test-key-5b1e0c";
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repository").to_path_buf()
@@ -62,22 +69,27 @@ fn queried_metrics(dashboard: &serde_json::Value) -> BTreeMap<String, BTreeSet<S
     names
 }
 
-/// True when some file under `sources/src` registers the metric family `name`.
-fn registered_in_sources(name: &str) -> bool {
-    let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
-    let quoted = format!("\"{family}\"");
-    let mut stack = vec![repository().join("sources/src")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if std::fs::read_to_string(&path).is_ok_and(|text| text.contains(&quoted)) {
-                return true;
-            }
-        }
-    }
-    false
+/// The README's metrics table: family name -> type.
+fn readme_metrics() -> BTreeMap<String, String> {
+    let readme = read("README.md");
+    let start = readme.find("\n## Metrics, dashboard and logs\n").expect("the README's metrics section");
+    let section = &readme[start + 1..];
+    let section = &section[..section[1..].find("\n## ").map_or(section.len(), |e| e + 1)];
+    section
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            let kind = cells.get(2)?;
+            (name.starts_with("tradeflow_") || name.starts_with("process_"))
+                .then(|| (name.to_owned(), (*kind).to_owned()))
+        })
+        .collect()
+}
+
+/// True for the families only a Kafka source serves.
+fn kafka_only(name: &str) -> bool {
+    name.starts_with("tradeflow_kafka_")
 }
 
 #[test]
@@ -106,17 +118,40 @@ fn the_grafana_dashboard_queries_only_metrics_a_pipeline_serves() {
         assert!(queried.contains_key(family), "the dashboard does not show {family}");
     }
 
-    // A running pipeline with every sink.
+    // A running pipeline with every kind of source and every sink.
     let Some(cluster) = PgCluster::shared() else { return };
     let db = cluster.database("grafana");
     let dir = temp_dir();
-    let ports = free_ports(2);
-    let metrics = format!("127.0.0.1:{}", ports[0]);
+    let ports = free_ports(3);
+    let (metrics, dashboard) = (format!("127.0.0.1:{}", ports[0]), format!("127.0.0.1:{}", ports[1]));
+    let server = serve(ports[2], &["--symbols", "AAPL,MSFT", "--rate", "100", "--disconnect-every", "1s"]);
+    let file = dir.path().join("market.ndjson");
+    simulate(&file, &["--count", "2000", "--rate", "200", "--seed", "3"]);
+    let old = dir.path().join("old-lake");
+    let args = ["run", "--progress-interval", "0", "--source", "sim://?count=2000&rate=0", "--lake", &file_url(&old)];
+    run_tradeflow(&args, Duration::from_secs(60)).assert_success("writing a lake to replay");
+    // Without a broker (and TRADEFLOW_REQUIRE_KAFKA unset) the Kafka families go unchecked.
+    let broker = Broker::start();
+    let mut sources = vec![
+        "sim://?rate=2000&symbols=AAPL,MSFT".to_owned(),
+        file_url(&file),
+        format!("lake://{}", old.display()),
+        format!("finnhub://?symbols=AAPL,MSFT&endpoint=ws://127.0.0.1:{}&backoff=100ms&max_backoff=200ms", ports[2]),
+    ];
+    if let Some(broker) = &broker {
+        broker.create_topic("grafana", 2);
+        let landed = broker.produce_lines("grafana", &file);
+        assert_eq!(landed.iter().map(|(p, _)| *p).collect::<BTreeSet<_>>(), [0, 1].into(), "both partitions");
+        sources.push(broker.url("grafana", "start=earliest"));
+    } else {
+        eprintln!("no Kafka broker: the dashboard's tradeflow_kafka_* series are not checked");
+    }
     let mut command = tradeflow_command();
+    command.env("FINNHUB_API_KEY", FINNHUB_KEY).arg("run");
+    for source in &sources {
+        command.args(["--source", source]);
+    }
     command.args([
-        "run",
-        "--source",
-        "sim://?rate=2000&symbols=AAPL,MSFT",
         "--window",
         "1s",
         "--allowed-lateness",
@@ -128,7 +163,7 @@ fn the_grafana_dashboard_queries_only_metrics_a_pipeline_serves() {
         "--metrics-addr",
         &metrics,
         "--dashboard-addr",
-        &format!("127.0.0.1:{}", ports[1]),
+        &dashboard,
         "--progress-interval",
         "0",
     ]);
@@ -138,30 +173,79 @@ fn the_grafana_dashboard_queries_only_metrics_a_pipeline_serves() {
         "{}",
         run.stderr_so_far()
     );
-    // Once PostgreSQL has committed rows, every sink and latency series has moved.
-    let deadline = Instant::now() + Duration::from_secs(45);
-    let served = loop {
-        let page = Exposition::parse(&http_get(&metrics, "/metrics").expect("GET /metrics").body);
-        if page.sum("tradeflow_sink_rows_total", &[("sink", "postgres")]) > 0.0
-            && page.sum("tradeflow_end_to_end_latency_seconds_count", &[("sink", "postgres")]) > 0.0
-        {
-            break page;
+    // Once every source and sink has moved, every series has been created.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (page, served) = loop {
+        let page = http_get(&metrics, "/metrics").expect("GET /metrics").body;
+        let m = Exposition::parse(&page);
+        let moved = [
+            m.sum("tradeflow_sink_rows_total", &[("sink", "postgres")]),
+            m.sum("tradeflow_end_to_end_latency_seconds_count", &[("sink", "postgres")]),
+            m.sum("tradeflow_end_to_end_latency_seconds_count", &[("sink", "dashboard")]),
+            m.sum("tradeflow_websocket_reconnects_total", &[]),
+            m.sum("tradeflow_websocket_gap_seconds_count", &[]),
+            m.sum("tradeflow_trades_total", &[("source", "file")]),
+            m.sum("tradeflow_trades_total", &[("source", "lake")]),
+            m.sum("tradeflow_lake_replay_read_bytes_total", &[]),
+            m.sum("tradeflow_file_bytes_read_total", &[]),
+            if broker.is_some() { m.sum("tradeflow_trades_total", &[("source", "kafka")]) } else { 1.0 },
+        ];
+        let lag_partitions: BTreeSet<&str> = m
+            .matching("tradeflow_kafka_consumer_lag", &[("topic", "grafana")])
+            .map(|s| s.labels["partition"].as_str())
+            .collect();
+        if moved.iter().all(|v| *v > 0.0) && (broker.is_none() || lag_partitions == ["0", "1"].into()) {
+            break (page.clone(), m);
         }
-        assert!(Instant::now() < deadline, "no PostgreSQL commit within 45 s:\n{}", run.stderr_so_far());
+        assert!(
+            Instant::now() < deadline,
+            "not every series moved within 60 s ({moved:?}):\n{page}\n{}",
+            run.stderr_so_far()
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     let names = served.series_names();
     let mut missing = Vec::new();
     for (name, panels) in &queried {
-        let source_specific = name.starts_with("tradeflow_kafka_") || name.starts_with("tradeflow_websocket_");
-        let exists = names.contains(name) || name == "up" || (source_specific && registered_in_sources(name));
-        if !exists {
+        if !(names.contains(name) || name == "up" || (broker.is_none() && kafka_only(name))) {
             missing.push(format!("{name} (in {panels:?})"));
         }
     }
     assert!(missing.is_empty(), "the dashboard queries metrics tradeflow does not serve: {missing:#?}");
+
+    // The README lists exactly the families served, with their types.
+    let documented = readme_metrics();
+    assert!(documented.len() >= 30, "{documented:?}");
+    for (name, kind) in &documented {
+        if broker.is_none() && kafka_only(name) {
+            continue;
+        }
+        assert_eq!(served.types.get(name), Some(kind), "the README's {name} ({kind}) on /metrics:\n{page}");
+    }
+    let undocumented: Vec<&String> = served.types.keys().filter(|n| !documented.contains_key(*n)).collect();
+    assert!(undocumented.is_empty(), "families on /metrics missing from the README's table: {undocumented:?}");
+    for sample in served.matching("tradeflow_kafka_consumer_lag", &[]) {
+        assert!(sample.value >= 0.0, "{sample:?}");
+    }
+
+    // No secret on /metrics, the dashboard or stderr.
+    let snapshot = http_get(&dashboard, "/api/snapshot").expect("GET /api/snapshot").body;
+    let events =
+        tradeflow_tests::prometheus::http_get_limited(&dashboard, "/api/events", 64 << 10, Duration::from_secs(1))
+            .expect("GET /api/events")
+            .body;
+    assert!(snapshot.contains("postgres") && snapshot.contains("\"lake\""), "{snapshot}");
     run.interrupt();
-    run.finish(Duration::from_secs(60)).assert_success("tradeflow run with every sink");
+    let out = run.finish(Duration::from_secs(60));
+    drop(server);
+    out.assert_success("tradeflow run with every source and sink");
+    for (what, text) in
+        [("/metrics", &page), ("/api/snapshot", &snapshot), ("/api/events", &events), ("stderr", &out.stderr)]
+    {
+        for secret in [PASSWORD, FINNHUB_KEY] {
+            assert!(!text.contains(secret), "{what} shows the secret {secret:?}");
+        }
+    }
 }
 
 #[test]

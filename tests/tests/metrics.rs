@@ -3,8 +3,9 @@
 //! HTTP API answers with the run's trades by source and partition, their rate, the
 //! watermark lag, finalised windows and memory, in line with what the run reports. The
 //! page follows the text format and Prometheus's conventions (`promtool check
-//! metrics`), carries every family the README lists, and a busy or bad address stops
-//! the run before it starts, naming the flag.
+//! metrics`), carries the families of a simulator run into the lake (`grafana.rs` checks
+//! the README's whole table against a run with every kind of source and sink), and a
+//! busy or bad address stops the run before it starts, naming the flag.
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -95,7 +96,7 @@ fn prometheus_scrapes_a_running_pipeline() {
     assert!(scraped <= accepted && accepted - scraped <= 10.0 * RATE, "Prometheus {scraped} vs the summary {accepted}");
 }
 
-/// Every family the README's metrics table lists, with its type.
+/// The families of a simulator run into the lake, with their types.
 const FAMILIES: &[(&str, &str)] = &[
     ("tradeflow_trades_total", "counter"),
     ("tradeflow_rejects_total", "counter"),
