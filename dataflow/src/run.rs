@@ -7,8 +7,9 @@ use crate::stats::{RunStats, Totals, summary};
 use anyhow::Context;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
+use timely::worker::Worker;
 use tradeflow_model::Time;
 use tradeflow_sinks::lake::Lake;
 use tradeflow_sinks::postgres::{PgOptions, PgSink, PgStats, migrate_database};
@@ -57,10 +58,8 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
         let (stats, lake, postgres, pg_stats, stop, total, failed, dashboard) = shared.clone();
         let handles = Shared { stats: stats.clone(), lake: lake.clone(), postgres: postgres.clone(), stop, dashboard };
         let probe = worker.dataflow::<Time, _, _>(|scope| build(scope, &config, &handles));
-        worker.step_while(|| !probe.done());
-        while worker.has_dataflows() {
-            worker.step();
-        }
+        step_until(worker, |_| probe.done());
+        step_until(worker, |w| !w.has_dataflows());
         // Every worker of every process is past the pipeline once epoch 0 of this small
         // dataflow completes; then each process commits what its PostgreSQL sink holds,
         // finishes its lake uploads and sends its counters to worker 0 for the summary.
@@ -71,7 +70,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
             (input, probe)
         });
         input.advance_to(1);
-        worker.step_while(|| probe.less_than(&1));
+        step_until(worker, |_| !probe.less_than(&1));
         if first_of_process {
             if let Some(postgres) = &postgres {
                 match postgres.finish() {
@@ -94,9 +93,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
             input.send(mine);
         }
         drop(input);
-        while worker.has_dataflows() {
-            worker.step();
-        }
+        step_until(worker, |w| !w.has_dataflows());
     })
     .map_err(|e| anyhow::anyhow!("starting timely: {e}"))?;
     let results = guards.join();
@@ -141,6 +138,20 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
         eprintln!("stopped by Ctrl-C after flushing everything read");
     }
     Ok(())
+}
+
+/// Longest a worker with nothing to do sleeps before looking again. Activations from
+/// other threads (a source's waker, data or progress from another worker or process)
+/// wake it at once, so this only bounds the cost of a missed wake-up.
+const PARK: Duration = Duration::from_millis(20);
+
+/// Steps `worker` until `done`, parking whenever no operator has work: an idle pipeline
+/// (a quiet feed, a slow simulator, a broker with nothing new) then uses no CPU, where
+/// timely's `step_while` would spin on a core.
+fn step_until(worker: &mut Worker, mut done: impl FnMut(&Worker) -> bool) {
+    while !done(worker) {
+        worker.step_or_park(Some(PARK));
+    }
 }
 
 /// `tradeflow migrate`: brings the PostgreSQL schema up to date.

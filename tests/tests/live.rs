@@ -94,3 +94,34 @@ fn run_without_flags_simulates_into_a_local_lake() {
     assert!(symbols.len() > 10 && symbols.contains("BINANCE:BTCUSDT"), "{symbols:?}");
     assert!(!read_window_metrics(&lake).is_empty());
 }
+
+/// CPU time (user + system) of process `pid` so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading /proc/<pid>/stat");
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let hz = 100.0; // USER_HZ on Linux
+    ticks as f64 / hz
+}
+
+/// A live run with almost nothing to do parks its workers instead of spinning: over a
+/// few seconds of a 10 trades/s simulator on two workers it uses a small fraction of one
+/// core (a worker that spins uses all of one, each).
+#[test]
+fn an_idle_pipeline_does_not_spin() {
+    let mut command = tradeflow_command();
+    command.args(["run", "--source", "sim://?rate=10&symbols=AAPL", "--no-lake", "-w", "2"]);
+    let mut run = Running::spawn(command);
+    let started = run.wait_for_stderr(Duration::from_secs(60), |stderr| stderr.lines().any(|l| l.starts_with('[')));
+    assert!(started, "no progress line within 60 s:\n{}", run.stderr_so_far());
+    let (cpu0, wall0) = (cpu_seconds(run.pid()), std::time::Instant::now());
+    std::thread::sleep(Duration::from_secs(4));
+    let (cpu, wall) = (cpu_seconds(run.pid()) - cpu0, wall0.elapsed().as_secs_f64());
+    run.interrupt();
+    let out = run.finish(Duration::from_secs(60));
+    out.assert_success("tradeflow run stopped by SIGINT");
+    assert!(out.summary().accepted > 0, "{}", out.stderr);
+    assert!(cpu < 0.25 * wall, "an idle run used {cpu:.2} s of CPU in {wall:.2} s: its workers spin");
+}
