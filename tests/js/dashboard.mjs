@@ -111,6 +111,15 @@ try {
     );
     result.picked = await chart();
   }
+
+  // The range picker: the last 10 windows only, then everything kept again.
+  await page.waitForFunction((n) => Number(document.querySelector("#price-chart").dataset.points) > n, 10, { timeout: WAIT });
+  await page.selectOption("#range", "10");
+  await page.waitForFunction(() => Number(document.querySelector("#price-chart").dataset.points) === 10, null, { timeout: WAIT });
+  result.ranged = await chart();
+  await page.selectOption("#range", "0");
+  await page.waitForFunction(() => Number(document.querySelector("#price-chart").dataset.points) > 10, null, { timeout: WAIT });
+  result.unranged = await chart();
   result.external = external;
 } catch (e) {
   failure = e;

@@ -2,8 +2,8 @@
 //! serves its page and embedded assets, a JSON snapshot and an event stream (a snapshot,
 //! then coalesced updates), and `/metrics`. In a real headless Chromium the page's
 //! charts and anomaly table fill and then update, the health panel shows the
-//! throughput, picking another symbol redraws the charts, nothing is fetched from
-//! outside, and a screenshot is saved (`TRADEFLOW_SCREENSHOT=path` keeps it, as for the
+//! throughput, picking another symbol redraws the charts, the range picker trims them to
+//! the last N windows, nothing is fetched from outside, and a screenshot is saved (`TRADEFLOW_SCREENSHOT=path` keeps it, as for the
 //! README's `docs/dashboard.png`).
 
 use std::time::{Duration, Instant};
@@ -145,6 +145,10 @@ fn a_real_browser_sees_the_dashboard_fill_and_update() {
     assert!(seen["sinks"][0].as_str().unwrap().starts_with("lake"), "{seen}");
     assert_ne!(seen["picked"]["symbol"], later["symbol"], "{seen}");
     assert!(seen["picked"]["title"].as_str().unwrap().starts_with(seen["picked"]["symbol"].as_str().unwrap()));
+    // The range picker trims the charts to the last N windows and back.
+    assert_eq!(seen["ranged"]["points"], 10, "{seen}");
+    assert_eq!(seen["ranged"]["volumePoints"], 10, "{seen}");
+    assert!(seen["unranged"]["points"].as_u64().unwrap() > 10, "{seen}");
     assert_eq!(seen["errors"], serde_json::json!([]), "errors in the page");
     assert_eq!(seen["external"], serde_json::json!([]), "the page fetched something from outside");
 
