@@ -1,7 +1,8 @@
 //! SPEC 7 (PostgreSQL) and issue 3, against a real PostgreSQL server that the harness
 //! starts and removes (`tradeflow_tests::postgres`): after a run the tables equal the
 //! lake's final rows row for row and the seed's two queries, run verbatim, answer
-//! correctly; late trades create and then retract an anomaly and the tables follow; a
+//! correctly; late trades create and then retract an anomaly and the tables follow (also
+//! step by step in one live run from Kafka); a
 //! server restart in the middle of a run loses nothing; replays and two processes
 //! converge to the same rows; bad credentials stop the run with a message that names the
 //! server and never the password; `tradeflow migrate` is idempotent.
@@ -339,6 +340,66 @@ fn a_provisional_anomaly_appears_in_postgres_and_is_deleted_when_late_trades_ret
     assert!(spike(&anomalies, "X").is_none() && spike(&anomalies, "Y").is_some_and(|a| a.is_final));
     let left = db.window_metrics_where("symbol = 'HOLD'");
     assert!(left.iter().all(|m| !m.is_final), "run 1 never finalised HOLD: {left:#?}");
+}
+
+/// The same story in one live run, step by step: a live `kafka://` source reads X's and
+/// Y's first six windows (an outside client writes them to a one-partition topic), and
+/// PostgreSQL shows both spikes as provisional rows; then the late X trade is written to
+/// the topic, and while the run is still live the table loses X's spike and X's window 0
+/// shows the late volume. Ctrl-C then finalises everything, and the tables equal the
+/// lake's final rows. (Nothing closes the windows early: `--idle-timeout` is longer than
+/// the test, so a quiet partition keeps holding the watermark.)
+#[test]
+fn a_live_run_inserts_a_provisional_anomaly_and_deletes_it_when_a_late_trade_arrives() {
+    let Some(cluster) = PgCluster::shared() else { return };
+    let Some(broker) = tradeflow_tests::kafka::Broker::start() else { return };
+    let db = cluster.database("live_retraction");
+    let dir = temp_dir();
+    let (early, late) = (dir.path().join("early.ndjson"), dir.path().join("late.ndjson"));
+    late_input(&early, false, false);
+    std::fs::write(&late, format!("{{\"s\":\"X\",\"p\":100,\"t\":{},\"v\":1000}}\n", T0 + 500))
+        .expect("the late trade");
+    broker.create_topic("late", 1);
+    broker.produce_lines("late", &early);
+
+    let lake = dir.path().join("lake");
+    let mut command = tradeflow_command();
+    command.args(["run", "--source", &broker.url("late", ""), "--lake", &file_url(&lake), "--postgres", &db.url()]);
+    command.args(["--idle-timeout", "10m", "--progress-interval", "0"]).args(late_knobs().args());
+    let live = Running::spawn(command);
+    let x_window0 = |db: &TestDb| {
+        db.window_metrics_where(&format!("symbol = 'X' AND window_start = to_timestamp({T0} / 1000.0)")).pop()
+    };
+    let provisional = |db: &TestDb| {
+        if db.try_query("SELECT 1 FROM anomalies LIMIT 0").is_err() {
+            return false; // not migrated yet
+        }
+        let rows = db.anomalies_where("symbol IN ('X', 'Y')");
+        spike(&rows, "X").is_some_and(|a| !a.is_final)
+            && spike(&rows, "Y").is_some_and(|a| !a.is_final)
+            && x_window0(db).is_some_and(|m| !m.is_final && m.volume == 1_000_000_000)
+    };
+    let seen = db.wait_until(Duration::from_secs(60), provisional);
+    assert!(seen, "the provisional spikes never appeared in PostgreSQL:\n{}", live.stderr_so_far());
+
+    broker.produce_lines("late", &late);
+    let retracted = |db: &TestDb| {
+        let rows = db.anomalies_where("symbol IN ('X', 'Y')");
+        spike(&rows, "X").is_none()
+            && spike(&rows, "Y").is_some_and(|a| !a.is_final)
+            && x_window0(db).is_some_and(|m| !m.is_final && m.volume == 101_000_000_000)
+    };
+    let followed = db.wait_until(Duration::from_secs(60), retracted);
+    assert!(followed, "the late trade did not retract X's spike in PostgreSQL:\n{}", live.stderr_so_far());
+
+    live.interrupt();
+    let out = live.finish(TIMEOUT);
+    out.assert_success("a live kafka:// run stopped with Ctrl-C");
+    assert_eq!(out.summary().rejected, 0, "nothing is late:\n{}", out.stderr);
+    let (metrics, anomalies) = assert_tables_equal_lake(&db, &lake);
+    assert!(spike(&anomalies, "X").is_none() && spike(&anomalies, "Y").is_some_and(|a| a.is_final));
+    assert!(metrics.iter().all(|m| m.is_final));
+    assert_eq!(x_window0(&db).map(|m| (m.volume, m.is_final)), Some((101_000_000_000, true)));
 }
 
 /// `pg_ctl restart -m fast` while a paced simulator run is writing: the sink retries
