@@ -28,7 +28,9 @@ const AMBIENT_VARIABLES: &[&str] = &[
 ];
 
 /// The `tradeflow` binary: `TRADEFLOW_BIN` if set, else `target/<profile>/tradeflow`
-/// next to the test executables (built once with `cargo build -p tradeflow` if missing).
+/// next to the test executables, brought up to date once per test executable with
+/// `cargo build -p tradeflow` (a no-op when it is fresh), so that a test never runs a
+/// binary older than the sources it tests.
 pub fn tradeflow_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(locate).clone()
@@ -47,9 +49,7 @@ fn locate() -> PathBuf {
         .and_then(Path::parent)
         .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps/", exe.display()));
     let bin = profile_dir.join(format!("tradeflow{}", std::env::consts::EXE_SUFFIX));
-    if !bin.is_file() {
-        build(profile_dir);
-    }
+    build(profile_dir);
     assert!(bin.is_file(), "{} is missing even after `cargo build -p tradeflow`", bin.display());
     bin
 }
@@ -68,9 +68,13 @@ fn build(profile_dir: &Path) {
             command.args(["--profile", profile]);
         }
     }
-    eprintln!("building the tradeflow binary: {command:?}");
-    let status = command.status().expect("running cargo build");
-    assert!(status.success(), "`cargo build -p tradeflow` failed: {status}");
+    let out = command.arg("--quiet").output().expect("running cargo build");
+    assert!(
+        out.status.success(),
+        "`cargo build -p tradeflow` failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A `tradeflow` command with the ambient configuration variables removed.
