@@ -64,10 +64,15 @@ pub struct TimelyArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Input, repeatable: file:///abs/path (NDJSON file or directory),
-    /// sim://?symbols=AAPL,MSFT&rate=50000&count=1000000&seed=42&start=now.
+    /// sim://?symbols=AAPL,MSFT&rate=50000&count=1000000&seed=42&start=now,
+    /// lake:///abs/dir or lake+s3://bucket/prefix (?from=..&to=..: replay a lake's trades),
+    /// kafka://host:port/topic?start=..&end=..&group=..&format=json|avro,
+    /// finnhub://?symbols=AAPL,MSFT (FINNHUB_API_KEY; endpoint=ws://.. for another server).
     #[arg(long = "source", value_name = "URL", default_value = "sim://")]
     pub sources: Vec<String>,
-    /// Parquet lake root: file:///abs/dir (or file://relative/dir).
+    /// Parquet lake root: file:///abs/dir (or file://relative/dir), or s3://bucket/prefix
+    /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL,
+    /// AWS_ALLOW_HTTP; s3:///prefix takes the bucket from S3_BUCKET).
     #[arg(long, value_name = "URL", default_value = "file://./data/lake")]
     pub lake: String,
     /// Do not write the lake.
@@ -203,6 +208,7 @@ pub enum LineFormat {
 
 /// Runs the command line; the process exit code.
 pub fn main() -> ExitCode {
+    crate::config::load_dotenv();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -25,7 +25,7 @@ use tradeflow_tests::lake::{
 };
 use tradeflow_tests::process::{Running, assert_no_panic};
 use tradeflow_tests::python::python;
-use tradeflow_tests::s3::{S3Server, SECRET_KEY, lake_files};
+use tradeflow_tests::s3::{ACCESS_KEY, REGION, S3Server, SECRET_KEY, lake_files};
 use tradeflow_tests::{Finished, Summary, file_url, free_port, simulate, temp_dir, tradeflow_command};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -675,4 +675,41 @@ fn a_replay_from_s3_survives_the_server_going_away() {
     } else {
         assert!(out.stderr.contains(&format!("s3://{BUCKET}/src")), "an unclear failure:\n{}", out.stderr);
     }
+}
+
+/// SPEC 8: the S3 settings may come from a `.env` file in the working directory instead
+/// of the environment — credentials, endpoint and `S3_BUCKET` for `s3:///prefix` — and
+/// the run writes the lake there; the secret appears in no output.
+#[test]
+fn s3_settings_can_come_from_a_dotenv_file() {
+    let Some(server) = S3Server::start() else { return };
+    server.create_bucket("from-dotenv");
+    let dir = temp_dir();
+    let input = dir.path().join("input.ndjson");
+    write_input(&input);
+    let dotenv = format!(
+        "# S3 for tradeflow\nexport AWS_ACCESS_KEY_ID={ACCESS_KEY}\nAWS_SECRET_ACCESS_KEY=\"{SECRET_KEY}\"\n\
+         AWS_REGION={REGION}\nAWS_ENDPOINT_URL={}\nAWS_ALLOW_HTTP=true\nS3_BUCKET=from-dotenv\n",
+        server.endpoint()
+    );
+    std::fs::write(dir.path().join(".env"), dotenv).expect("writing .env");
+    let mut command = tradeflow_command();
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_") {
+            command.env_remove(name);
+        }
+    }
+    command.current_dir(dir.path()).args(run_args(&file_url(&input), "s3:///configured", &[]));
+    let (out, _) = finish(command, "tradeflow run configured by .env");
+    assert!(out.summary().accepted > 0, "{}", out.stderr);
+    let trades = server.data_dir().join("from-dotenv").join("configured").join("trades");
+    let files = walk(&trades);
+    assert!(!files.is_empty(), "no trades objects under {}:\n{}", trades.display(), out.stderr);
+    assert!(!out.stderr.contains(SECRET_KEY) && !out.stdout.contains(SECRET_KEY));
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
 }
