@@ -139,8 +139,13 @@ pub struct RunArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SimulateArgs {
     /// Output NDJSON file.
-    #[arg(long, value_name = "PATH", required_unless_present = "serve", conflicts_with = "serve")]
+    #[arg(long, value_name = "PATH", required_unless_present_any = ["serve", "to"], conflicts_with_all = ["serve", "to"])]
     pub out: Option<PathBuf>,
+    /// Send the market to a Kafka topic instead (kafka://host:port/topic): the same as
+    /// `tradeflow produce --from sim://...` with these --symbols, --rate (paced; 0 = as
+    /// fast as possible), --count (absent: until Ctrl-C), --seed and --start.
+    #[arg(long, value_name = "URL", conflicts_with = "serve")]
+    pub to: Option<String>,
     /// Serve a Finnhub-compatible WebSocket feed at ADDR (e.g. 127.0.0.1:8765) instead:
     /// the market (or --from) in real time with current timestamps, until stopped.
     #[arg(long, value_name = "ADDR")]

@@ -65,6 +65,19 @@ pub struct ProduceArgs {
     pub progress_interval: String,
 }
 
+impl ProduceArgs {
+    /// `tradeflow produce --from FROM --to TO` with every other option at its default.
+    pub fn defaults(from: String, to: String) -> ProduceArgs {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: ProduceArgs,
+        }
+        use clap::Parser;
+        Wrapper::parse_from(["produce", "--from", &from, "--to", &to]).args
+    }
+}
+
 /// Where trades come from.
 enum Input {
     Sim(Box<Market>, u64, i64),

@@ -22,7 +22,10 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     if let Some(addr) = &args.serve {
         return serve(args, addr);
     }
-    let path = args.out.as_ref().context("give --out PATH (or --serve ADDR)")?;
+    if let Some(to) = &args.to {
+        return crate::produce::produce(&crate::produce::ProduceArgs::defaults(sim_url(args), to.clone()));
+    }
+    let path = args.out.as_ref().context("give --out PATH (or --serve ADDR, or --to kafka://...)")?;
     let count = args.count.unwrap_or(DEFAULT_COUNT);
     let start_ms = parse_time(&args.start).map_err(|e| anyhow::anyhow!("--start {:?}: {e}", args.start))?;
     let config =
@@ -152,4 +155,16 @@ fn flush_message(pending: &mut Pending, line: &mut Vec<u8>) {
 fn next_random(state: &mut u64) -> u64 {
     *state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
     *state >> 33
+}
+
+/// The `sim://` URL of the market `args` describe (for `--to`).
+fn sim_url(args: &SimulateArgs) -> String {
+    let mut url = format!("sim://?rate={}&seed={}&start={}", args.rate, args.seed, args.start);
+    if !args.symbols.is_empty() {
+        url.push_str(&format!("&symbols={}", args.symbols.join(",").replace(' ', "%20")));
+    }
+    if let Some(count) = args.count {
+        url.push_str(&format!("&count={count}"));
+    }
+    url
 }

@@ -7,7 +7,8 @@
 //! outside client's producer says each line landed): read as a directory, each file is
 //! one partition with the same lateness decisions, late trades included.
 //!
-//! Here: bounded replays (worker and process counts, time and offset bounds), `produce`,
+//! Here: bounded replays (worker and process counts, time and offset bounds), `produce`
+//! and `simulate --to`,
 //! dead letters and groups, tansu's quirks. [`live`]: an unbounded run stopped with
 //! Ctrl-C. [`registry`]: Avro through a schema registry. [`errors`]: bad URLs and
 //! brokers that do not answer.
@@ -524,4 +525,50 @@ fn summary_number(stderr: &str, label: &str) -> u64 {
         .find(|l| l.starts_with(label))
         .unwrap_or_else(|| panic!("no {label:?} line in\n{stderr}"));
     line[label.len()..].split_whitespace().next().unwrap().replace(',', "").parse().unwrap()
+}
+
+/// SPEC 8: `tradeflow simulate --to kafka://...` sends the simulated market to a topic
+/// (what `produce --from sim://...` does): every trade once, key = its symbol, exactly the
+/// trades `simulate --out` writes to a file for the same market; a bounded replay reads
+/// them all.
+#[test]
+fn simulate_sends_its_market_to_kafka() {
+    let Some(broker) = Broker::start() else { return };
+    let dir = temp_dir();
+    let market = ["--count", "3000", "--rate", "2000", "--seed", "5", "--symbols", "AAPL,IC MARKETS:1,KRAKEN:XBT/USD"];
+    let mut command = tradeflow_command();
+    command.args(["simulate", "--to", &broker.url("simulated", "")]).args(market);
+    let out = Running::spawn(command).finish(TIMEOUT);
+    out.assert_success("tradeflow simulate --to kafka://");
+    assert_eq!(summary_number(&out.stderr, "delivered"), 3000, "{}", out.stderr);
+
+    // (symbol, ts, price, volume) of a flat trade line.
+    let trade = |line: &[u8]| {
+        let mut found = None;
+        parse_line(line, &mut |item| {
+            if let Item::Trade(t) = item {
+                found = Some((t.symbol.to_string(), t.ts, format!("{:?}", t.price), format!("{:?}", t.volume)));
+            }
+        });
+        found.unwrap_or_else(|| panic!("not a trade: {}", String::from_utf8_lossy(line)))
+    };
+    let topic = broker.consume("simulated");
+    let mut sent = Vec::new();
+    for record in &topic.records {
+        let t = trade(&record.value);
+        assert_eq!(t.0, record.key, "the key is the trade's symbol");
+        sent.push(t);
+    }
+    let file = dir.path().join("market.ndjson");
+    simulate(&file, &market);
+    let text = std::fs::read_to_string(&file).expect("the simulated file");
+    let mut written: Vec<_> = text.lines().map(|l| trade(l.as_bytes())).collect();
+    assert_eq!(written.len(), 3000);
+    sent.sort();
+    written.sort();
+    assert!(sent == written, "the topic's trades differ from simulate --out's");
+
+    let replay = run(&broker.url("simulated", "end=latest"), &dir.path().join("lake"), &[]);
+    let summary = replay.summary();
+    assert_eq!(summary.accepted + summary.rejected, 3000, "every record read once:\n{}", replay.stderr);
 }
