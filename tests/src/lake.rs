@@ -44,6 +44,25 @@ pub fn dataset_bytes(root: &Path, dataset: &str) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// The objects a rerun or replay must reproduce byte for byte: the `trades`,
+/// `window_metrics` and `anomalies` datasets, keyed by path relative to the lake root.
+pub fn results_tree(lake: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut tree = BTreeMap::new();
+    for dataset in ["trades", "window_metrics", "anomalies"] {
+        tree.extend(dataset_bytes(lake, dataset));
+    }
+    tree
+}
+
+/// Asserts two [`results_tree`]s hold the same object names with the same bytes.
+pub fn assert_same_tree(what: &str, actual: &BTreeMap<String, Vec<u8>>, expected: &BTreeMap<String, Vec<u8>>) {
+    let names = |t: &BTreeMap<String, Vec<u8>>| t.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(actual), names(expected), "{what}: the object names differ");
+    for (name, bytes) in expected {
+        assert!(&actual[name] == bytes, "{what}: {name} differs");
+    }
+}
+
 /// All record batches of one Parquet file; panics if it is not a complete Parquet file.
 pub fn read_batches(path: &Path) -> Vec<RecordBatch> {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));

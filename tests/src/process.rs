@@ -248,6 +248,26 @@ impl Drop for Running {
     }
 }
 
+/// `tradeflow ARGS` on `-n 2` processes at once (one worker each, two local ports in a
+/// host file written to `dir`), each run to a successful end within `timeout`;
+/// (process 0, process 1).
+pub fn run_two_processes<S: AsRef<OsStr>>(args: &[S], dir: &Path, timeout: Duration) -> (Finished, Finished) {
+    let hosts = dir.join("hosts.txt");
+    let ports = free_ports(2);
+    std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).expect("writing the host file");
+    let spawn = |process: &str| {
+        let mut command = tradeflow_command();
+        command.args(args).args(["-n", "2", "-p", process, "-h"]).arg(&hosts);
+        Running::spawn(command)
+    };
+    let (first, second) = (spawn("0"), spawn("1"));
+    let second = second.finish(timeout);
+    let first = first.finish(timeout);
+    second.assert_success("tradeflow run -n 2 -p 1");
+    first.assert_success("tradeflow run -n 2 -p 0");
+    (first, second)
+}
+
 /// `n` distinct TCP ports on 127.0.0.1 that were free a moment ago.
 pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> =

@@ -10,9 +10,11 @@ use std::time::Duration;
 use tradeflow_model::AnomalyKind;
 use tradeflow_sources::format::{Item, parse_line};
 use tradeflow_tests::expect::{Expected, Knobs};
-use tradeflow_tests::lake::{consolidate, dataset_bytes, read_anomalies, read_metrics_changelog, read_window_metrics};
+use tradeflow_tests::lake::{
+    assert_same_tree, consolidate, read_anomalies, read_metrics_changelog, read_window_metrics, results_tree,
+};
 use tradeflow_tests::process::Running;
-use tradeflow_tests::{Finished, Summary, file_url, free_ports, simulate, temp_dir, tradeflow_command};
+use tradeflow_tests::{Finished, Summary, file_url, run_two_processes, simulate, temp_dir, tradeflow_command};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -98,41 +100,6 @@ fn run_with(input: &Path, lake: &Path, timely: &[&str]) -> Finished {
     out
 }
 
-/// `-n 2`: processes 0 and 1 at once, on two local ports, writing the same lake.
-fn run_two_processes(input: &Path, lake: &Path, dir: &Path) -> Finished {
-    let hosts = dir.join("hosts.txt");
-    let ports = free_ports(2);
-    std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).expect("writing the host file");
-    let hosts = hosts.to_str().expect("a UTF-8 path").to_owned();
-    let spawn = |process: &str| {
-        let mut command = tradeflow_command();
-        command.args(run_args(input, lake)).args(["-n", "2", "-p", process, "-h", &hosts]);
-        Running::spawn(command)
-    };
-    let (first, second) = (spawn("0"), spawn("1"));
-    let second = second.finish(TIMEOUT);
-    let first = first.finish(TIMEOUT);
-    second.assert_success("tradeflow run -n 2 -p 1");
-    first.assert_success("tradeflow run -n 2 -p 0");
-    first
-}
-
-fn results_tree(lake: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut tree = BTreeMap::new();
-    for dataset in ["window_metrics", "anomalies", "trades"] {
-        tree.extend(dataset_bytes(lake, dataset));
-    }
-    tree
-}
-
-fn assert_same_tree(what: &str, actual: &BTreeMap<String, Vec<u8>>, expected: &BTreeMap<String, Vec<u8>>) {
-    let names = |t: &BTreeMap<String, Vec<u8>>| t.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(names(actual), names(expected), "{what}: the object names differ from -w 1");
-    for (name, bytes) in expected {
-        assert!(&actual[name] == bytes, "{what}: {name} differs from -w 1");
-    }
-}
-
 fn counts(s: &Summary) -> (u64, u64, BTreeMap<String, u64>, u64, u64) {
     (s.accepted, s.rejected, s.by_reason.clone(), s.windows_final, s.anomalies_final)
 }
@@ -146,15 +113,15 @@ fn final_results_are_bit_identical_across_workers_and_processes() {
 
     let one = run_with(&input, &lakes[0], &["-w", "1"]);
     let two = run_with(&input, &lakes[1], &["-w", "2"]);
-    let processes = run_two_processes(&input, &lakes[2], dir.path());
+    let (processes, _) = run_two_processes(&run_args(&input, &lakes[2]), dir.path(), TIMEOUT);
 
     // The runs agree with each other...
     let summary = one.summary();
     assert_eq!(counts(&two.summary()), counts(&summary), "-w 2 summary vs -w 1");
     assert_eq!(counts(&processes.summary()), counts(&summary), "-n 2 summary vs -w 1");
     let reference = results_tree(&lakes[0]);
-    assert_same_tree("-w 2", &results_tree(&lakes[1]), &reference);
-    assert_same_tree("-n 2", &results_tree(&lakes[2]), &reference);
+    assert_same_tree("-w 2 vs -w 1", &results_tree(&lakes[1]), &reference);
+    assert_same_tree("-n 2 vs -w 1", &results_tree(&lakes[2]), &reference);
 
     // ...on a non-trivial output...
     let metrics = read_window_metrics(&lakes[0]);
@@ -218,5 +185,5 @@ fn a_bounded_simulator_gives_the_same_lake_on_any_worker_count() {
     assert_eq!(accepted + rejected, 40_000, "count=40000 is the number of records");
     assert!(summaries[0].4 > 0, "no anomaly: {:?}", summaries[0]);
     assert_eq!(summaries[1], summaries[0], "-w 3 summary vs -w 1");
-    assert_same_tree("-w 3", &trees[1], &trees[0]);
+    assert_same_tree("-w 3 vs -w 1", &trees[1], &trees[0]);
 }

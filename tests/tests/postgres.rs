@@ -16,7 +16,7 @@ use tradeflow_tests::expect::Knobs;
 use tradeflow_tests::lake::{read_anomalies, read_metrics_changelog, read_window_metrics};
 use tradeflow_tests::postgres::{PASSWORD, PgCluster, TestDb, USER, read_anomaly_changelog, units};
 use tradeflow_tests::process::Running;
-use tradeflow_tests::{Finished, file_url, free_ports, simulate, temp_dir, tradeflow_command};
+use tradeflow_tests::{Finished, file_url, run_two_processes, simulate, temp_dir, tradeflow_command};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -474,25 +474,8 @@ fn replays_and_two_processes_converge_to_the_same_rows() {
     assert_eq!(once.snapshot("anomalies"), anomalies, "a replay changed anomalies");
 
     let twice = cluster.database("two_processes");
-    let hosts = dir.path().join("hosts.txt");
-    let ports = free_ports(2);
-    std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).expect("the host file");
     let lake = dir.path().join("lake3");
-    let spawn = |process: &str| {
-        let mut command = tradeflow_command();
-        command.args(run_args(&input, &lake, &twice, &knobs())).args([
-            "-n",
-            "2",
-            "-p",
-            process,
-            "-h",
-            hosts.to_str().expect("UTF-8"),
-        ]);
-        Running::spawn(command)
-    };
-    let (first, second) = (spawn("0"), spawn("1"));
-    second.finish(TIMEOUT).assert_success("tradeflow run -n 2 -p 1");
-    first.finish(TIMEOUT).assert_success("tradeflow run -n 2 -p 0");
+    run_two_processes(&run_args(&input, &lake, &twice, &knobs()), dir.path(), TIMEOUT);
     assert_eq!(twice.window_metrics(), once.window_metrics());
     assert_eq!(twice.anomalies(), once.anomalies());
     assert_tables_equal_lake(&twice, &lake);

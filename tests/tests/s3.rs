@@ -20,8 +20,8 @@ use tradeflow_model::date_of;
 use tradeflow_sources::format::{Item, parse_line};
 use tradeflow_tests::expect::{Expected, Knobs};
 use tradeflow_tests::lake::{
-    LakeTrade, dataset_bytes, files_under, read_anomalies, read_batches, read_trades, read_window_metrics,
-    unescape_partition_value,
+    LakeTrade, assert_same_tree, dataset_bytes, files_under, read_anomalies, read_batches, read_trades,
+    read_window_metrics, results_tree, unescape_partition_value,
 };
 use tradeflow_tests::process::{Running, assert_no_panic};
 use tradeflow_tests::python::python;
@@ -134,23 +134,6 @@ fn run_s3(server: &S3Server, source: &str, lake: &str, extra: &[&str]) -> (Finis
 
 fn counts(s: &Summary) -> (u64, u64, u64) {
     (s.accepted, s.windows_final, s.anomalies_final)
-}
-
-/// The trees a replay must reproduce byte for byte.
-fn results_tree(lake: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut tree = BTreeMap::new();
-    for dataset in ["trades", "window_metrics", "anomalies"] {
-        tree.extend(dataset_bytes(lake, dataset));
-    }
-    tree
-}
-
-fn assert_same_tree(what: &str, actual: &BTreeMap<String, Vec<u8>>, expected: &BTreeMap<String, Vec<u8>>) {
-    let names = |t: &BTreeMap<String, Vec<u8>>| t.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(names(actual), names(expected), "{what}: the object names differ");
-    for (name, bytes) in expected {
-        assert!(&actual[name] == bytes, "{what}: {name} differs");
-    }
 }
 
 /// Checks that no spool directory of process `pid` is left in the temp dir.

@@ -23,9 +23,9 @@ use std::time::Duration;
 use tradeflow_sources::format::{Item, parse_line};
 use tradeflow_tests::expect::{Expected, Knobs};
 use tradeflow_tests::kafka::Broker;
-use tradeflow_tests::lake::{LakeTrade, dataset_bytes, read_trades, read_window_metrics};
+use tradeflow_tests::lake::{LakeTrade, assert_same_tree, read_trades, read_window_metrics, results_tree};
 use tradeflow_tests::process::Running;
-use tradeflow_tests::{Finished, Summary, file_url, free_ports, simulate, temp_dir, tradeflow_command};
+use tradeflow_tests::{Finished, Summary, file_url, run_two_processes, simulate, temp_dir, tradeflow_command};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -44,34 +44,20 @@ fn knobs() -> Knobs {
 }
 
 /// `tradeflow run --source SOURCE --lake LAKE` with the knobs and `extra` flags.
+/// `run --source SOURCE --lake LAKE` with the test's knobs.
+fn run_args(source: &str, lake: &Path) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["run", "--source", source, "--lake", &file_url(lake), "--progress-interval", "0"].map(str::to_owned).into();
+    args.extend(knobs().args());
+    args
+}
+
 fn run(source: &str, lake: &Path, extra: &[&str]) -> Finished {
     let mut command = tradeflow_command();
-    command.args(["run", "--source", source, "--lake", &file_url(lake), "--progress-interval", "0"]);
-    command.args(knobs().args()).args(extra);
+    command.args(run_args(source, lake)).args(extra);
     let out = Running::spawn(command).finish(TIMEOUT);
     out.assert_success(&format!("tradeflow run --source {source} {extra:?}"));
     out
-}
-
-/// The same run on `-n 2` processes (one worker each) on two local ports, writing one
-/// lake; (process 0, process 1).
-fn run_two_processes(source: &str, lake: &Path, dir: &Path) -> (Finished, Finished) {
-    let hosts = dir.join("hosts.txt");
-    let ports = free_ports(2);
-    std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).expect("writing the host file");
-    let hosts = hosts.to_str().expect("a UTF-8 path").to_owned();
-    let spawn = |process: &str| {
-        let mut command = tradeflow_command();
-        command.args(["run", "--source", source, "--lake", &file_url(lake), "--progress-interval", "0"]);
-        command.args(knobs().args()).args(["-n", "2", "-p", process, "-h", &hosts]);
-        Running::spawn(command)
-    };
-    let (first, second) = (spawn("0"), spawn("1"));
-    let second = second.finish(TIMEOUT);
-    let first = first.finish(TIMEOUT);
-    second.assert_success("tradeflow run -n 2 -p 1");
-    first.assert_success("tradeflow run -n 2 -p 0");
-    (first, second)
 }
 
 /// The end of each partition (one past its last offset) from where the lines landed.
@@ -99,23 +85,6 @@ fn produce(args: &[&str]) -> Finished {
     let out = Running::spawn(command).finish(TIMEOUT);
     out.assert_success(&format!("tradeflow produce {args:?}"));
     out
-}
-
-/// The final results and the trades of a lake, as bytes by object name.
-fn results_tree(lake: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut tree = BTreeMap::new();
-    for dataset in ["window_metrics", "anomalies", "trades"] {
-        tree.extend(dataset_bytes(lake, dataset));
-    }
-    tree
-}
-
-fn assert_same_tree(what: &str, actual: &BTreeMap<String, Vec<u8>>, expected: &BTreeMap<String, Vec<u8>>) {
-    let names = |t: &BTreeMap<String, Vec<u8>>| t.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(names(actual), names(expected), "{what}: the object names differ");
-    for (name, bytes) in expected {
-        assert!(&actual[name] == bytes, "{what}: {name} differs");
-    }
 }
 
 fn counts(s: &Summary) -> (u64, u64, BTreeMap<String, u64>, u64, u64) {
@@ -193,7 +162,7 @@ fn a_topic_filled_by_another_client_replays_to_the_results_of_the_same_data_from
     let source = broker.url("market", "end=latest");
     let kafka_w1 = run(&source, &dir.path().join("w1"), &["-w", "1"]);
     let kafka_w2 = run(&source, &dir.path().join("w2"), &["-w", "2"]);
-    let (n2_first, n2_second) = run_two_processes(&source, &dir.path().join("n2"), dir.path());
+    let (n2_first, n2_second) = run_two_processes(&run_args(&source, &dir.path().join("n2")), dir.path(), TIMEOUT);
     let from_files = run(&file_url(&dir.path().join("partitions")), &dir.path().join("files"), &[]);
 
     let reference = results_tree(&dir.path().join("files"));
