@@ -15,6 +15,23 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The last batch of a finished source instance: nothing, and a watermark report of
+    /// `i64::MAX`.
+    pub fn end() -> Batch {
+        Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX) }
+    }
+
+    /// Pushes this batch to `out` with the watermark report `low`, unless it carries no
+    /// trades or rejects and `low` is what `reported` says was reported last (updated):
+    /// a live reader woken with nothing new sends nothing.
+    pub fn push_with_low(mut self, out: &mut Vec<Batch>, low: i64, reported: &mut Option<i64>) {
+        if *reported != Some(low) || !self.trades.is_empty() || !self.rejects.is_empty() {
+            *reported = Some(low);
+            self.low = Some(low);
+            out.push(self);
+        }
+    }
+
     /// True when the batch carries nothing.
     pub fn is_empty(&self) -> bool {
         self.trades.is_empty() && self.rejects.is_empty() && self.low.is_none()

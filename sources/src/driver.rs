@@ -42,8 +42,26 @@ pub struct Finished;
 impl Reader for Finished {
     type Item = crate::batch::Batch;
     fn read(&mut self, out: &mut Vec<crate::batch::Batch>) -> Poll {
-        out.push(crate::batch::Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX) });
+        out.push(crate::batch::Batch::end());
         Poll::Done
+    }
+}
+
+/// How often a live reader that a waker wakes on input still runs when nothing arrives,
+/// to move its watermark along with the wall clock.
+const LIVE_TICK: Duration = Duration::from_millis(100);
+
+/// What a live reader (one fed by a broker or a socket) wants after an activation that
+/// handled `handled` records of its `budget`: at once if it stopped at its budget; else
+/// after [`LIVE_TICK`] when it `has_waker` (input wakes it sooner), or after 2 ms when it
+/// must poll.
+pub fn live_poll(handled: usize, budget: usize, has_waker: bool) -> Poll {
+    if handled == budget {
+        Poll::Ready
+    } else if has_waker {
+        Poll::Wait(LIVE_TICK)
+    } else {
+        Poll::Wait(Duration::from_millis(2))
     }
 }
 

@@ -203,7 +203,7 @@ impl Reader for LakeReader {
         }
         if self.stop.load(Ordering::Relaxed) || self.next >= self.files.len() {
             self.done = true;
-            out.push(Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX) });
+            out.push(Batch::end());
             return Poll::Done;
         }
         let (file, size) = self.files[self.next].clone();
@@ -218,7 +218,7 @@ impl Reader for LakeReader {
                 report_failure(format!("{}/{}: could not be read: {e}", self.label, file.key));
                 self.stop.store(true, Ordering::Relaxed);
                 self.done = true;
-                out.push(Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX) });
+                out.push(Batch::end());
                 return Poll::Done;
             }
             Err(Fetch::Corrupt(e)) => {

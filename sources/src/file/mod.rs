@@ -235,7 +235,7 @@ fn sequence<'scope>(
             if pending.is_empty()
                 && let Some(cap) = finished.take()
             {
-                output.session(&cap).give(Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX) });
+                output.session(&cap).give(Batch::end());
             }
         }
     })

@@ -23,7 +23,7 @@
 use super::FinnhubConfig;
 use super::client::{ConnectionMetrics, Feed, Frame, spawn};
 use crate::batch::{Batch, report_failure, wall_ms};
-use crate::driver::{Poll, Reader};
+use crate::driver::{Poll, Reader, live_poll};
 use crate::format::{Item, parse_line};
 use crate::lateness::{Partitions, late_detail};
 use rustc_hash::FxHashMap;
@@ -36,8 +36,6 @@ use tradeflow_model::{Conditions, Reject, RejectReason, Symbol, Trade};
 
 /// Frames decoded per activation at most.
 const BUDGET: usize = 4096;
-/// How often a quiet source wakes up to move the watermark along.
-const TICK: Duration = Duration::from_millis(100);
 /// Dead letters are grouped in segments of one minute of arrival time.
 const SEGMENT_MS: i64 = 60_000;
 
@@ -86,7 +84,7 @@ impl FinnhubReader {
         self.done = true;
         // Dropping the receiver ends the connection thread.
         self.feed = None;
-        out.push(Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX) });
+        out.push(Batch::end());
         Poll::Done
     }
 
@@ -205,18 +203,7 @@ impl Reader for FinnhubReader {
             out.push(batch);
             return self.finish(out);
         }
-        let low = self.partitions.low(now, wall_ms());
-        if self.reported != Some(low) || !batch.trades.is_empty() || !batch.rejects.is_empty() {
-            self.reported = Some(low);
-            batch.low = Some(low);
-            out.push(batch);
-        }
-        if decoded == BUDGET {
-            Poll::Ready
-        } else if self.waker.is_some() {
-            Poll::Wait(TICK)
-        } else {
-            Poll::Wait(Duration::from_millis(2))
-        }
+        batch.push_with_low(out, self.partitions.low(now, wall_ms()), &mut self.reported);
+        live_poll(decoded, BUDGET, self.waker.is_some())
     }
 }

@@ -32,7 +32,7 @@ use super::plan::{KafkaPlan, PartitionRange, client_config, fetch_start, group_i
 use super::registry::Registry;
 use super::spec::{Start, ValueFormat};
 use crate::batch::{Batch, report_failure, wall_ms};
-use crate::driver::{Poll, Reader};
+use crate::driver::{Poll, Reader, live_poll};
 use crate::format::{Item, parse_line, write_flat_trade};
 use crate::lateness::{Partitions, late_detail};
 use rdkafka::Message;
@@ -53,9 +53,6 @@ use tradeflow_model::{Conditions, Reject, RejectReason, Symbol, Trade};
 const BUDGET: usize = 16 * 1024;
 /// Offsets per dead-letter segment of a partition.
 const SEGMENT: u64 = 1 << 20;
-/// How often a quiet live source wakes up to move the watermark along.
-const TICK: Duration = Duration::from_millis(100);
-
 /// librdkafka's callbacks: consumer lag from its statistics.
 struct LagContext {
     topic: String,
@@ -256,7 +253,7 @@ impl KafkaReader {
         if self.plan.spec.group.is_some() && !offsets.is_empty() {
             COMMITS.lock().unwrap_or_else(|e| e.into_inner()).push(PendingCommit { plan: self.plan.clone(), offsets });
         }
-        out.push(Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX) });
+        out.push(Batch::end());
         Poll::Done
     }
 
@@ -561,19 +558,8 @@ impl Reader for KafkaReader {
             out.push(batch);
             return self.finish(out);
         }
-        let low = self.partitions.low(now, wall_ms());
-        if self.reported != Some(low) || !batch.trades.is_empty() || !batch.rejects.is_empty() {
-            self.reported = Some(low);
-            batch.low = Some(low);
-            out.push(batch);
-        }
-        if handled == BUDGET {
-            Poll::Ready
-        } else if self.waker.is_some() {
-            Poll::Wait(TICK)
-        } else {
-            Poll::Wait(Duration::from_millis(2))
-        }
+        batch.push_with_low(out, self.partitions.low(now, wall_ms()), &mut self.reported);
+        live_poll(handled, BUDGET, self.waker.is_some())
     }
 }
 

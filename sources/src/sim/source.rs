@@ -64,7 +64,7 @@ impl SimReader {
 
     fn finish(&mut self, out: &mut Vec<Batch>) -> Poll {
         self.done = true;
-        out.push(Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX) });
+        out.push(Batch::end());
         Poll::Done
     }
 }
