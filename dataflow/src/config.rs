@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
-use tradeflow_model::{WindowSpec, format_ts};
+use tradeflow_model::{CONFIG_VARIABLES, WindowSpec, format_ts};
 use tradeflow_operators::{AnalyticsParams, AnomalyParams};
 use tradeflow_sinks::postgres::PgTarget;
 use tradeflow_sources::batch::wall_ms;
@@ -267,37 +267,14 @@ pub fn seed_variable(name: &str) -> Option<String> {
     std::env::var(name).ok().or_else(|| DOTENV.get_or_init(|| read_dotenv(Path::new(".env"))).get(name).cloned())
 }
 
-/// The variables of SPEC 8 (and the S3 and schema-registry clients) that a `.env` file in
-/// the working directory may provide when the environment does not.
-pub const SEED_VARIABLES: &[&str] = &[
-    "DATABASE_URL",
-    "POSTGRES_HOST",
-    "POSTGRES_PORT",
-    "POSTGRES_DB",
-    "POSTGRES_USER",
-    "POSTGRES_PASSWORD",
-    "FINNHUB_API_KEY",
-    "FINNHUB_WS_URL",
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "SCHEMA_REGISTRY_URL",
-    "S3_BUCKET",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ENDPOINT_URL",
-    "AWS_ALLOW_HTTP",
-];
-
-/// Copies the [`SEED_VARIABLES`] that the environment lacks from `./.env` into the
+/// Copies the [`CONFIG_VARIABLES`] that the environment lacks from `./.env` into the
 /// process environment, so that every reader sees them, including those that read the
 /// environment themselves (object_store's `AWS_*`, `S3_BUCKET`, the schema registry).
 /// Must run before any thread is started: the first thing `main` does.
 #[allow(unsafe_code)]
 pub fn load_dotenv() {
     let values = read_dotenv(Path::new(".env"));
-    for name in SEED_VARIABLES {
+    for name in CONFIG_VARIABLES {
         if std::env::var_os(name).is_none()
             && let Some(value) = values.get(*name)
         {

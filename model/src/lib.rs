@@ -30,3 +30,26 @@ pub use symbol::{Symbol, SymbolError};
 pub use time::{MAX_TS, MIN_TS, Time, WatermarkReport, date_of, format_ts, group_thousands, ts_in_range};
 pub use trade::{Conditions, Trade};
 pub use window::{WindowError, WindowSpec};
+
+/// The configuration variables tradeflow reads (SPEC 8: the seed's variables as
+/// defaults, from the environment, else from `./.env`), and the S3 client's.
+pub const CONFIG_VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "POSTGRES_HOST",
+    "POSTGRES_PORT",
+    "POSTGRES_DB",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "FINNHUB_API_KEY",
+    "FINNHUB_WS_URL",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "SCHEMA_REGISTRY_URL",
+    "S3_BUCKET",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ALLOW_HTTP",
+];

@@ -10,23 +10,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Environment variables that would change what a run does (SPEC 8 reads them as
-/// defaults); removed from every command so that tests see only their own flags.
-const AMBIENT_VARIABLES: &[&str] = &[
-    "DATABASE_URL",
-    "POSTGRES_HOST",
-    "POSTGRES_PORT",
-    "POSTGRES_DB",
-    "POSTGRES_USER",
-    "POSTGRES_PASSWORD",
-    "FINNHUB_API_KEY",
-    "FINNHUB_WS_URL",
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "SCHEMA_REGISTRY_URL",
-    "S3_BUCKET",
-    "AWS_ENDPOINT_URL",
-];
-
 /// The `tradeflow` binary: `TRADEFLOW_BIN` if set, else `target/<profile>/tradeflow`
 /// next to the test executables, brought up to date once per test executable with
 /// `cargo build -p tradeflow` (a no-op when it is fresh), so that a test never runs a
@@ -80,7 +63,9 @@ fn build(profile_dir: &Path) {
 /// A `tradeflow` command with the ambient configuration variables removed.
 pub fn tradeflow_command() -> Command {
     let mut command = Command::new(tradeflow_bin());
-    for name in AMBIENT_VARIABLES {
+    // The configuration variables would change what a run does: tests see only their
+    // own flags and settings.
+    for name in tradeflow_model::CONFIG_VARIABLES {
         command.env_remove(name);
     }
     command.env("RUST_BACKTRACE", "1");
