@@ -34,10 +34,8 @@ pub enum Source {
     Lake {
         /// The lake.
         lake: String,
-        /// Keep trades at or after this time (ms).
-        from: Option<i64>,
-        /// Keep trades before this time (ms).
-        to: Option<i64>,
+        /// Its trades files in `[from, to)`, listed once at start.
+        plan: std::sync::Arc<tradeflow_sources::lake::LakePlan>,
     },
 }
 
@@ -197,14 +195,14 @@ impl RunConfig {
                         .map_err(|e| ConfigError(format!("--source {text:?}: {e}")))?;
                 }
                 SourceSpec::Lake { lake, from, to } => {
-                    // List it once now, so a missing lake or bucket stops the run before it starts.
-                    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-                    let reader = tradeflow_sources::lake::LakeReader::open(&lake, from, to, 0, 1, stop)
+                    // Listed once, now: a missing lake or bucket stops the run before it
+                    // starts, and every worker reads its share of this listing.
+                    let plan = tradeflow_sources::lake::LakePlan::list(&lake, from, to)
                         .map_err(|e| ConfigError(format!("--source {text:?}: {e}")))?;
-                    if reader.files() == 0 {
+                    if plan.files() == 0 {
                         tracing::warn!("--source {text:?}: no trades files in that lake (and range)");
                     }
-                    sources.push(Source::Lake { lake, from, to });
+                    sources.push(Source::Lake { lake, plan: std::sync::Arc::new(plan) });
                 }
             }
         }

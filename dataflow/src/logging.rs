@@ -409,7 +409,7 @@ mod tests {
         use tradeflow_model::{Conditions, Price, Qty, Symbol, Trade};
         use tradeflow_sinks::lake::parquet::{encode, trades_batch, trades_schema};
         use tradeflow_sources::driver::{Poll, Reader};
-        use tradeflow_sources::lake::{LakeReader, replay_progress};
+        use tradeflow_sources::lake::{LakePlan, LakeReader, replay_progress};
 
         let dir = std::env::temp_dir().join(format!("tradeflow-logging-lake-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -437,10 +437,11 @@ mod tests {
         let url = format!("file://{}", dir.display());
         let stop = Arc::new(AtomicBool::new(false));
         // The listing the configuration checks counts nothing.
-        assert!(LakeReader::open(&url, None, None, 0, 1, stop.clone()).unwrap().files() > 0);
+        let plan = LakePlan::list(&url, None, None).unwrap();
+        assert!(plan.files() > 0);
         assert_eq!(progress.total.get(), total0);
         let mut readers: Vec<LakeReader> =
-            (0..2).map(|i| LakeReader::open(&url, None, None, i, 2, stop.clone()).unwrap()).collect();
+            (0..2).map(|i| LakeReader::open(&plan, i, 2, stop.clone()).unwrap()).collect();
         assert_eq!(progress.total.get(), total0, "counted before reading");
         let mut out = Vec::new();
         for reader in &mut readers {

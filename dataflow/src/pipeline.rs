@@ -45,11 +45,11 @@ pub fn build<'scope>(scope: Scope<'scope, Time>, config: &RunConfig, shared: &Sh
         let reporter = (number * peers + index) as u32;
         let batches = match source {
             Source::File(plan) => file_source(scope, plan.clone(), config.lateness_ms, shared.stop.clone()),
-            Source::Lake { lake, from, to } => {
-                match tradeflow_sources::lake::LakeReader::open(lake, *from, *to, index, peers, shared.stop.clone()) {
+            Source::Lake { lake, plan } => {
+                match tradeflow_sources::lake::LakeReader::open(plan, index, peers, shared.stop.clone()) {
                     Ok(reader) => polled_source(scope, "LakeReplay", reader),
                     Err(e) => {
-                        // It listed fine at start; report and contribute nothing rather than hang.
+                        // It opened fine at start; report and contribute nothing rather than hang.
                         tracing::error!("replaying {lake}: {e}");
                         shared.stop.store(true, Ordering::Relaxed);
                         polled_source(scope, "LakeReplay", tradeflow_sources::driver::Finished)

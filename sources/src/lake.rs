@@ -75,8 +75,8 @@ pub struct LakeReader {
     /// This worker's files, in reading order, with their sizes in bytes.
     files: Vec<(TradesFile, u64)>,
     progress: ReplayProgress,
-    /// True once this reader's bytes are in `progress.total` (when it starts reading, so
-    /// that the listing the configuration checks does not count).
+    /// True once this reader's bytes are in `progress.total` (added when it starts
+    /// reading).
     counted: bool,
     next: usize,
     from: i64,
@@ -86,17 +86,21 @@ pub struct LakeReader {
     done: bool,
 }
 
-impl LakeReader {
-    /// Lists the trades of the lake at `lake` (a `--lake` style URL) and keeps the files of
-    /// worker `index` of `peers`.
-    pub fn open(
-        lake: &str,
-        from: Option<i64>,
-        to: Option<i64>,
-        index: usize,
-        peers: usize,
-        stop: Arc<AtomicBool>,
-    ) -> Result<LakeReader, String> {
+/// A lake replay resolved once, at start: the trades files of `[from, to)` in reading
+/// order (hour, symbol, part), with their sizes. Every worker reads its share of this one
+/// listing, so they agree on the files even if the lake changes while the run starts.
+#[derive(Debug)]
+pub struct LakePlan {
+    lake: String,
+    from: i64,
+    to: i64,
+    files: Vec<(TradesFile, u64)>,
+}
+
+impl LakePlan {
+    /// Lists the trades of the lake at `lake` (a `--lake` style URL) that may hold trades
+    /// of `[from, to)`.
+    pub fn list(lake: &str, from: Option<i64>, to: Option<i64>) -> Result<LakePlan, String> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         let destination = Destination::open_for_reading(lake).map_err(|e| e.to_string())?;
         let (store, prefix) = destination.store().map_err(|e| e.to_string())?;
@@ -104,27 +108,36 @@ impl LakeReader {
         let mut files = list_trades(&runtime, &*store, &prefix)?;
         files.retain(|(f, _)| f.hour + 3_600_000 > from && f.hour < to);
         files.sort_by(|(a, _), (b, _)| (a.hour, &a.symbol, a.index).cmp(&(b.hour, &b.symbol, b.index)));
-        let files: Vec<(TradesFile, u64)> =
-            files.into_iter().enumerate().filter(|(i, _)| i % peers.max(1) == index).map(|(_, f)| f).collect();
+        Ok(LakePlan { lake: lake.to_owned(), from, to, files })
+    }
+
+    /// Number of files the replay reads.
+    pub fn files(&self) -> usize {
+        self.files.len()
+    }
+}
+
+impl LakeReader {
+    /// The reader of worker `index` of `peers`: every `peers`-th file of `plan`.
+    pub fn open(plan: &LakePlan, index: usize, peers: usize, stop: Arc<AtomicBool>) -> Result<LakeReader, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let destination = Destination::open_for_reading(&plan.lake).map_err(|e| e.to_string())?;
+        let (store, prefix) = destination.store().map_err(|e| e.to_string())?;
+        let files = plan.files.iter().enumerate().filter(|(i, _)| i % peers.max(1) == index).map(|(_, f)| f.clone());
         Ok(LakeReader {
             store,
             prefix,
             label: format!("lake+{}", destination.display()),
-            files,
+            files: files.collect(),
             progress: replay_progress(),
             counted: false,
             next: 0,
-            from,
-            to,
+            from: plan.from,
+            to: plan.to,
             runtime,
             stop,
             done: false,
         })
-    }
-
-    /// Number of files this worker will read.
-    pub fn files(&self) -> usize {
-        self.files.len()
     }
 
     /// Fetches a file, retrying transient failures for up to [`RETRY_FOR`].
