@@ -5,7 +5,6 @@
 use crate::cli::{RunArgs, TimelyArgs};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 use tradeflow_model::{CONFIG_VARIABLES, WindowSpec, format_ts};
 use tradeflow_operators::{AnalyticsParams, AnomalyParams};
@@ -258,11 +257,10 @@ pub fn postgres_target(flag: Option<&str>) -> Result<Option<PgTarget>, ConfigErr
     PgTarget::resolve(flag, seed_variable).map_err(|e| ConfigError(e.to_string()))
 }
 
-/// One of the seed's configuration variables (SPEC 8): from the environment, else from
-/// a `.env` file in the working directory.
+/// One of the seed's configuration variables (SPEC 8): from the environment, where
+/// [`load_dotenv`] has put what `./.env` holds and the environment lacked.
 pub fn seed_variable(name: &str) -> Option<String> {
-    static DOTENV: OnceLock<BTreeMap<String, String>> = OnceLock::new();
-    std::env::var(name).ok().or_else(|| DOTENV.get_or_init(|| read_dotenv(Path::new(".env"))).get(name).cloned())
+    std::env::var(name).ok()
 }
 
 /// Copies the [`CONFIG_VARIABLES`] that the environment lacks from `./.env` into the
