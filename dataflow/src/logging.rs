@@ -243,17 +243,6 @@ fn draw_bar(measure: Measure, stats: &RunStats, done: &AtomicBool) {
     bar.finish_and_clear();
 }
 
-/// `tradeflow_kafka_records_total{topic}`, which the `kafka://` readers count (see
-/// `sources/src/kafka/source.rs`; the same name and help, so whichever registers it
-/// first makes no difference).
-fn kafka_records_read(topic: &str) -> Counter {
-    tradeflow_model::metrics::registry().counter(
-        "tradeflow_kafka_records_total",
-        "Kafka records read by the kafka:// source, by topic.",
-        &[("topic", topic)],
-    )
-}
-
 /// Where a bar's counts come from: process-wide counters, read relative to their
 /// values when the bar started.
 struct Position {
@@ -270,7 +259,9 @@ impl Position {
         let files = tradeflow_sources::file::bytes_read();
         let lake = tradeflow_sources::lake::replay_progress();
         let kafka: Vec<Counter> = match measure {
-            Measure::Records { topics, .. } => topics.iter().map(|t| kafka_records_read(t)).collect(),
+            Measure::Records { topics, .. } => {
+                topics.iter().map(|t| tradeflow_sources::kafka::records_read(t)).collect()
+            }
             _ => Vec::new(),
         };
         Position {

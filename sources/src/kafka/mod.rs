@@ -29,3 +29,13 @@ pub use spec::{End, KafkaSpec, Start, ValueFormat, parse_url};
 
 #[cfg(test)]
 mod tests;
+
+/// `tradeflow_kafka_records_total{topic}`: records the `kafka://` readers of `topic` have
+/// read in this process (the progress bar of a bounded replay reads it too).
+pub fn records_read(topic: &str) -> tradeflow_model::metrics::Counter {
+    tradeflow_model::metrics::registry().counter(
+        "tradeflow_kafka_records_total",
+        "Kafka records read by the kafka:// source, by topic.",
+        &[("topic", topic)],
+    )
+}

@@ -127,6 +127,17 @@ pub fn commit_offsets() -> Result<usize, String> {
 struct ReaderMetrics {
     records: Counter,
     skipped: Counter,
+    /// Records and skipped records of the current activation, added to the shared
+    /// counters once at its end rather than one atomic add per record.
+    pending_records: u64,
+    pending_skipped: u64,
+}
+
+impl ReaderMetrics {
+    fn flush(&mut self) {
+        self.records.add(std::mem::take(&mut self.pending_records));
+        self.skipped.add(std::mem::take(&mut self.pending_skipped));
+    }
 }
 
 /// Reads this worker's partitions of a topic.
@@ -189,16 +200,14 @@ impl KafkaReader {
         let r = registry();
         let topic = spec.topic.as_str();
         let metrics = ReaderMetrics {
-            records: r.counter(
-                "tradeflow_kafka_records_total",
-                "Kafka records read by the kafka:// source, by topic.",
-                &[("topic", topic)],
-            ),
+            records: super::records_read(topic),
             skipped: r.counter(
                 "tradeflow_kafka_records_skipped_total",
                 "Kafka records outside the replay's time range (before start, or at or after end).",
                 &[("topic", topic)],
             ),
+            pending_records: 0,
+            pending_skipped: 0,
         };
         KafkaReader {
             plan,
@@ -366,16 +375,16 @@ impl KafkaReader {
             return Ok(());
         }
         o.next = offset + 1;
-        self.metrics.records.inc();
+        self.metrics.pending_records += 1;
         let before_start = |ts: i64| start_ts.is_some_and(|s| ts < s);
         let after_end = |ts: i64| end_ts.is_some_and(|e| ts >= e);
         if timestamp.is_some_and(before_start) {
-            self.metrics.skipped.inc();
+            self.metrics.pending_skipped += 1;
         } else {
             let lateness_ms = self.lateness_ms;
             let label = o.label.as_str();
             let partitions = &mut self.partitions;
-            let skipped = &self.metrics.skipped;
+            let skipped = &mut self.metrics.pending_skipped;
             let reject = |reason, detail, payload: String, element| Reject {
                 reason,
                 detail,
@@ -390,14 +399,14 @@ impl KafkaReader {
             let mut decide = |batch: &mut Batch, trade: Trade, element: u32, raw: &dyn Fn(&Trade) -> String| {
                 let time = timestamp.unwrap_or(trade.ts);
                 if before_start(time) {
-                    skipped.inc();
+                    *skipped += 1;
                     return;
                 }
                 let watermark = partitions.watermark(slot);
                 let accepted = partitions.admit(slot, trade.ts, now);
                 if after_end(time) {
                     // Moves the clock as in a live run, but is not part of the replay.
-                    skipped.inc();
+                    *skipped += 1;
                 } else if accepted {
                     batch.trades.push(trade);
                 } else {
@@ -544,6 +553,7 @@ impl Reader for KafkaReader {
                 break;
             }
         }
+        self.metrics.flush();
         if let Some(consumer) = consumer {
             self.pause_finished(&consumer);
             self.consumer = Some(consumer);
