@@ -101,7 +101,7 @@ impl Point {
             row.min_price.to_f64(),
             row.close.to_f64(),
             row.vwap.map(|v| v.0),
-            row.volume as f64 / tradeflow_model::SCALE as f64,
+            tradeflow_operators::metrics::volume_f64(row.volume),
             row.trade_count,
             u8::from(row.is_final),
             anomalies,
