@@ -23,7 +23,7 @@ use anyhow::{Context, bail};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 use tradeflow_model::{Symbol, WindowSpec};
@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
     let millions: f64 =
         std::env::args().nth(1).map_or(Ok(5.0), |a| a.parse()).context("the argument is millions of trades, e.g. 5")?;
     let trades = (millions * 1e6) as u64;
-    let binary = tradeflow_binary()?;
+    let binary = tradeflow_examples::tradeflow_binary()?;
     let dir = std::env::temp_dir().join(format!("tradeflow-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let input = dir.join("trades.ndjson");
@@ -120,16 +120,6 @@ fn main() -> anyhow::Result<()> {
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-/// The `tradeflow` binary next to this example (target/<profile>/tradeflow).
-fn tradeflow_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let binary = exe.parent().and_then(Path::parent).map(|d| d.join("tradeflow")).context("locating target dir")?;
-    if !binary.exists() {
-        bail!("{} not found: run `cargo build --release -p tradeflow` first", binary.display());
-    }
-    Ok(binary)
 }
 
 fn params() -> AnalyticsParams {
@@ -211,35 +201,10 @@ fn pipeline(
     workers: usize,
     lake: bool,
 ) -> anyhow::Result<Outcome> {
-    let lake_dir = dir.join("lake");
-    let _ = std::fs::remove_dir_all(&lake_dir);
-    let mut command = Command::new(binary);
-    command.arg("run").arg("--source").arg(format!("file://{}", input.display())).args([
-        "-w",
-        &workers.to_string(),
-        "--progress-interval",
-        "0",
-    ]);
-    if lake {
-        command.arg("--lake").arg(format!("file://{}", lake_dir.display()));
-    } else {
-        command.arg("--no-lake");
-    }
-    let started = Instant::now();
-    let output = command.output()?;
-    let seconds = started.elapsed().as_secs_f64();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        bail!("{label} failed:\n{stderr}");
-    }
-    let field = |name: &str| -> u64 {
-        stderr
-            .lines()
-            .find(|l| l.trim_start().starts_with(name))
-            .and_then(|l| l.trim_start()[name.len()..].split_whitespace().next().map(|v| v.replace(',', "")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let source = format!("file://{}", input.display());
+    let (seconds, stderr) = tradeflow_examples::timed_run(binary, &source, workers, &dir.join("lake"), lake)
+        .with_context(|| label.to_owned())?;
+    let field = |name: &str| tradeflow_examples::summary_field(&stderr, name);
     Ok(Outcome {
         label: label.into(),
         seconds,

@@ -12,7 +12,6 @@
 //! ```
 
 use anyhow::{Context, bail};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -22,7 +21,7 @@ fn main() -> anyhow::Result<()> {
     let partitions: u32 =
         std::env::args().nth(2).map_or(Ok(4), |a| a.parse()).context("the second argument is a partition count")?;
     let trades = (millions * 1e6) as u64;
-    let binary = tradeflow_binary()?;
+    let binary = tradeflow_examples::tradeflow_binary()?;
     let Some(broker) = tradeflow_tests::kafka::Broker::start_bare() else {
         bail!("no tansu broker: `cargo install tansu --features dynostore --locked`");
     };
@@ -51,35 +50,9 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---:|---:|---:|---:|---:|");
     let mut seen = None;
     for (workers, lake) in [(1, false), (2, false), (1, true), (2, true)] {
-        let lake_dir = dir.join("lake");
-        let _ = std::fs::remove_dir_all(&lake_dir);
-        let mut command = Command::new(&binary);
-        command.args(["run", "--source", &broker.url(&topic, "end=latest")]).args([
-            "-w",
-            &workers.to_string(),
-            "--progress-interval",
-            "0",
-        ]);
-        if lake {
-            command.arg("--lake").arg(format!("file://{}", lake_dir.display()));
-        } else {
-            command.arg("--no-lake");
-        }
-        let started = Instant::now();
-        let output = command.output()?;
-        let seconds = started.elapsed().as_secs_f64();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        if !output.status.success() {
-            bail!("-w {workers} failed:\n{stderr}");
-        }
-        let field = |name: &str| -> u64 {
-            stderr
-                .lines()
-                .find(|l| l.trim_start().starts_with(name))
-                .and_then(|l| l.trim_start()[name.len()..].split_whitespace().next().map(|v| v.replace(',', "")))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
+        let source = broker.url(&topic, "end=latest");
+        let (seconds, stderr) = tradeflow_examples::timed_run(&binary, &source, workers, &dir.join("lake"), lake)?;
+        let field = |name: &str| tradeflow_examples::summary_field(&stderr, name);
         let (accepted, rejected) = (field("trades accepted"), field("records rejected"));
         let results = (accepted, field("windows final"), field("anomalies final"));
         if *seen.get_or_insert(results) != results {
@@ -98,14 +71,4 @@ fn main() -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-/// The `tradeflow` binary next to this example (target/<profile>/tradeflow).
-fn tradeflow_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let binary = exe.parent().and_then(Path::parent).map(|d| d.join("tradeflow")).context("locating target dir")?;
-    if !binary.exists() {
-        bail!("{} not found: run `cargo build --release -p tradeflow` first", binary.display());
-    }
-    Ok(binary)
 }

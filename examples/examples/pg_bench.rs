@@ -28,7 +28,7 @@
 //! flush latency out of the figures (the sink's and the server's CPU cost remain).
 
 use anyhow::{Context, bail};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .map_or(Ok(30), |a| a.parse())
         .context("the argument is seconds per scenario, e.g. 30")?;
-    let binary = tradeflow_binary()?;
+    let binary = tradeflow_examples::tradeflow_binary()?;
     let given = given_url();
     let cluster: Option<Arc<PgCluster>> = match given {
         Some(_) => None,
@@ -162,13 +162,4 @@ fn run(binary: &Path, scenario: &Scenario, url: &str) -> anyhow::Result<Outcome>
         max: ms("max", 0),
         handover: format!("{} / {}", ms("p50", 1), ms("p99", 1)),
     })
-}
-
-fn tradeflow_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let binary = exe.parent().and_then(Path::parent).map(|d| d.join("tradeflow")).context("locating target dir")?;
-    if !binary.exists() {
-        bail!("{} not found: run `cargo build --release -p tradeflow` first", binary.display());
-    }
-    Ok(binary)
 }
