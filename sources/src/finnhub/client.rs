@@ -279,7 +279,7 @@ impl Connection {
     /// `min(max_backoff, backoff · 2^attempt)`, jittered uniformly into its upper half.
     fn backoff(&mut self, attempt: u32) -> Duration {
         let base = self.config.backoff.saturating_mul(1u32 << attempt.min(20)).min(self.config.max_backoff);
-        self.jitter = splitmix(self.jitter);
+        self.jitter = crate::sim::profile::splitmix64(self.jitter);
         let fraction = (self.jitter >> 11) as f64 / (1u64 << 53) as f64;
         base.mul_f64(0.5 + 0.5 * fraction)
     }
@@ -402,13 +402,6 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// `1.25s`, `250ms`.

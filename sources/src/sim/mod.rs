@@ -24,7 +24,7 @@
 //! together yield exactly `count` trades.
 
 mod market;
-mod profile;
+pub(crate) mod profile;
 mod source;
 mod stream;
 
