@@ -38,6 +38,13 @@ impl Batch {
     }
 }
 
+/// The dead-letter segment of a record at `position` in a numbered stream (a simulator's
+/// sequence, a Kafka partition's offsets): blocks of 2^20 positions, so that a long run
+/// writes a few dead-letter files, each named after the first position of its block.
+pub fn stream_segment(position: u64) -> u64 {
+    position & !((1 << 20) - 1)
+}
+
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn wall_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)

@@ -51,8 +51,6 @@ use tradeflow_model::{Conditions, Reject, RejectReason, Symbol, Trade};
 
 /// Records handled per activation at most.
 const BUDGET: usize = 16 * 1024;
-/// Offsets per dead-letter segment of a partition.
-const SEGMENT: u64 = 1 << 20;
 /// librdkafka's callbacks: consumer lag from its statistics.
 struct LagContext {
     topic: String,
@@ -392,7 +390,7 @@ impl KafkaReader {
                 source: label.to_owned(),
                 position: offset as u64,
                 element,
-                segment: offset as u64 & !(SEGMENT - 1),
+                segment: crate::batch::stream_segment(offset as u64),
                 received_at,
             };
             // A valid trade: range, then lateness against the partition's clock.

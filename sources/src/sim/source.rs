@@ -16,9 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tradeflow_model::{Reject, RejectReason};
 
-/// Sequence numbers per dead-letter segment of a symbol stream.
-const SEGMENT: u64 = 1 << 20;
-
 /// Trades emitted per activation at most.
 const BUDGET: usize = 16 * 1024;
 
@@ -116,7 +113,7 @@ impl Reader for SimReader {
                     source: format!("sim://{symbol}?seed={}", self.config.seed),
                     position: sim.seq,
                     element: 0,
-                    segment: sim.seq & !(SEGMENT - 1),
+                    segment: crate::batch::stream_segment(sim.seq),
                     received_at: wall_ms(),
                 });
             }
