@@ -97,7 +97,8 @@ impl std::fmt::Debug for RunConfig {
     }
 }
 
-fn duration(flag: &str, text: &str) -> Result<Duration, ConfigError> {
+/// A duration flag's value (`1m`, `30s`, `500ms`), or an error naming the flag and the fix.
+pub(crate) fn duration(flag: &str, text: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(text).map_err(|e| ConfigError(format!("{flag} {text:?}: {e}; use e.g. 1m, 30s, 500ms")))
 }
 

@@ -107,10 +107,8 @@ pub fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
     if !["lz4", "snappy", "gzip", "none"].contains(&compression.as_str()) {
         anyhow::bail!("--compression {:?}: use lz4, snappy, gzip or none", args.compression);
     }
-    let linger = humantime::parse_duration(&args.linger)
-        .map_err(|e| anyhow::anyhow!("--linger {:?}: {e}; use e.g. 5ms", args.linger))?;
-    let progress = humantime::parse_duration(&args.progress_interval)
-        .map_err(|e| anyhow::anyhow!("--progress-interval {:?}: {e}; use e.g. 2s", args.progress_interval))?;
+    let linger = crate::config::duration("--linger", &args.linger)?;
+    let progress = crate::config::duration("--progress-interval", &args.progress_interval)?;
     let input = open_input(&args.from)?;
 
     let options = ProducerOptions {

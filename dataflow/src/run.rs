@@ -161,8 +161,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
             "no database given: use --postgres postgres://user:password@host:5432/database, or set DATABASE_URL or POSTGRES_HOST/PORT/DB/USER/PASSWORD".into(),
         )
     })?;
-    let retry_for = humantime::parse_duration(&args.retry_for)
-        .map_err(|e| ConfigError(format!("--retry-for {:?}: {e}; use e.g. 30s", args.retry_for)))?;
+    let retry_for = crate::config::duration("--retry-for", &args.retry_for)?;
     let report = migrate_database(&target, retry_for)?;
     if report.applied.is_empty() {
         println!("PostgreSQL {}: schema already at version {}; nothing to do", target.name(), report.version);
