@@ -93,7 +93,7 @@ const DEFAULT_COUNT: u64 = 1_000_000;
 /// `tradeflow_sources::finnhub::server`), until the process is stopped.
 fn serve(args: &SimulateArgs, addr: &str) -> anyhow::Result<()> {
     let duration = |flag: &str, text: &str| -> anyhow::Result<Duration> {
-        let d = humantime::parse_duration(text).map_err(|e| anyhow::anyhow!("{flag} {text:?}: {e}; use e.g. 30s"))?;
+        let d = crate::config::duration(flag, text)?;
         anyhow::ensure!(!d.is_zero(), "{flag} {text:?}: must be positive, e.g. 30s");
         Ok(d)
     };
@@ -159,12 +159,52 @@ fn next_random(state: &mut u64) -> u64 {
 
 /// The `sim://` URL of the market `args` describe (for `--to`).
 fn sim_url(args: &SimulateArgs) -> String {
-    let mut url = format!("sim://?rate={}&seed={}&start={}", args.rate, args.seed, args.start);
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let encode = |value: &str| utf8_percent_encode(value, NON_ALPHANUMERIC).to_string();
+    let mut url = format!("sim://?rate={}&seed={}&start={}", args.rate, args.seed, encode(&args.start));
     if !args.symbols.is_empty() {
-        url.push_str(&format!("&symbols={}", args.symbols.join(",").replace(' ', "%20")));
+        let symbols: Vec<String> = args.symbols.iter().map(|s| encode(s)).collect();
+        url.push_str(&format!("&symbols={}", symbols.join(",")));
     }
     if let Some(count) = args.count {
         url.push_str(&format!("&count={count}"));
     }
     url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::SimulateArgs;
+    use clap::Parser;
+    use tradeflow_sources::url::{SourceSpec, parse_source};
+
+    /// `simulate --to`'s market survives the trip through a `sim://` URL: a start with a
+    /// `+` offset and symbols with spaces, `&` and `%` come back as given.
+    #[test]
+    fn the_sim_url_of_simulate_to_keeps_every_value() {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: SimulateArgs,
+        }
+        let args = Wrapper::parse_from([
+            "simulate",
+            "--to",
+            "kafka://127.0.0.1:9092/t",
+            "--symbols",
+            "IC MARKETS:1,A&B,100%=X,KRAKEN:XBT/USD",
+            "--start",
+            "2023-11-14T23:13:20+01:00",
+            "--count",
+            "7",
+            "--rate",
+            "0",
+        ])
+        .args;
+        let Ok(SourceSpec::Sim { config, start }) = parse_source(&sim_url(&args)) else { panic!("{}", sim_url(&args)) };
+        assert_eq!(config.symbols, ["IC MARKETS:1", "A&B", "100%=X", "KRAKEN:XBT/USD"]);
+        assert_eq!(start, Some(1_700_000_000_000));
+        assert_eq!((config.count, config.rate, config.seed), (Some(7), 0, 42));
+    }
 }
