@@ -9,7 +9,7 @@
 //! Without Node, the npm packages or Chromium the tests skip with a printed reason,
 //! unless `TRADEFLOW_REQUIRE_BROWSER=1` (as `.ci/run` sets), when they fail.
 
-use crate::process::{Finished, Running};
+use crate::process::{Finished, Running, on_path};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -19,11 +19,6 @@ pub struct Browser {
     node: PathBuf,
     chromium: PathBuf,
     scripts: PathBuf,
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
 fn find() -> Result<Browser, String> {

@@ -5,7 +5,6 @@
 use crate::expect::{Expected, ExpectedReject};
 use crate::process::{Running, tradeflow_command};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,10 +34,7 @@ pub fn ws_python() -> Option<PathBuf> {
     None
 }
 
-/// `tests/python/<script>`.
-pub fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python").join(name)
-}
+pub use crate::python::script;
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
 pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
@@ -63,13 +59,8 @@ pub fn serve(port: u16, args: &[&str]) -> Running {
 
 /// The text of `GET http://127.0.0.1:PORT/metrics`, or `None` if nothing answers.
 pub fn get_metrics(port: u16) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    let response = crate::prometheus::http_get(&format!("127.0.0.1:{port}"), "/metrics").ok()?;
+    (response.status == 200).then_some(response.body)
 }
 
 /// The value of the sample `name{labels}` (exact label text) in a `/metrics` body.

@@ -12,7 +12,7 @@
 //! which the project did not write) in the Python of `TRADEFLOW_PYTHON`, driven through
 //! `tests/python/kafka_client.py`.
 
-use crate::process::{Running, free_port};
+use crate::process::{Running, free_port, installed_binary};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -25,24 +25,13 @@ fn required() -> bool {
 
 /// The `tansu` binary, or `None` (after printing why) when it is missing and not required.
 pub fn tansu() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("TRADEFLOW_TANSU") {
-        let path = PathBuf::from(path);
-        assert!(path.is_file(), "TRADEFLOW_TANSU={} is not a file", path.display());
-        return Some(path);
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("tansu"));
-    let in_cargo_home = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo/bin/tansu"));
-    if let Some(found) = on_path.chain(in_cargo_home).find(|p| p.is_file()) {
-        return Some(found);
-    }
-    let problem = "tansu is not in TRADEFLOW_TANSU, on PATH or in ~/.cargo/bin";
-    let install = "cargo install tansu --features dynostore --locked";
-    assert!(!required(), "TRADEFLOW_REQUIRE_KAFKA=1 but {problem}; install it with `{install}`");
-    eprintln!("skipping the Kafka checks: {problem}; install it with `{install}`");
-    None
+    installed_binary(
+        "tansu",
+        "TRADEFLOW_TANSU",
+        "TRADEFLOW_REQUIRE_KAFKA",
+        "Kafka",
+        "cargo install tansu --features dynostore --locked",
+    )
 }
 
 /// A Python with `confluent_kafka`, or `None` (after printing why) when there is none and
@@ -148,7 +137,7 @@ impl Broker {
 
     /// Runs `kafka_client.py BROKERS ARGS`; returns its stdout.
     fn client(&self, args: &[&str]) -> String {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join("kafka_client.py");
+        let script = crate::python::script("kafka_client.py");
         let python = self.python.as_ref().expect("a broker started with Broker::start has the outside client");
         let mut command = Command::new(python);
         command.arg(&script).arg(self.address()).args(args);
@@ -245,7 +234,7 @@ pub struct SchemaRegistry {
 impl SchemaRegistry {
     /// Starts it with `python`.
     pub fn start(python: &Path) -> SchemaRegistry {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join("schema_registry.py");
+        let script = crate::python::script("schema_registry.py");
         let mut command = Command::new(python);
         command.arg(script);
         let mut running = Running::spawn(command);

@@ -253,6 +253,38 @@ pub fn run_two_processes<S: AsRef<OsStr>>(args: &[S], dir: &Path, timeout: Durat
     (first, second)
 }
 
+/// The file `name` in a directory of the `PATH`, if any.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+}
+
+/// A server the tests build from crates.io once: `$OVERRIDE` if set (which must be a
+/// file), else `name` on the `PATH`, else in `~/.cargo/bin`. Without it, a panic naming
+/// `install` when `$REQUIRE=1`, else `None` after printing that the `checks` are skipped.
+pub fn installed_binary(
+    name: &str,
+    override_var: &str,
+    require_var: &str,
+    checks: &str,
+    install: &str,
+) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(override_var) {
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "{override_var}={} is not a file", path.display());
+        return Some(path);
+    }
+    let in_cargo_home = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo/bin").join(name));
+    if let Some(found) = on_path(name).or(in_cargo_home.filter(|p| p.is_file())) {
+        return Some(found);
+    }
+    let problem = format!("{name} is not in {override_var}, on PATH or in ~/.cargo/bin");
+    let required = std::env::var(require_var).is_ok_and(|v| v == "1");
+    assert!(!required, "{require_var}=1 but {problem}; install it with `{install}`");
+    eprintln!("skipping the {checks} checks: {problem}; install it with `{install}`");
+    None
+}
+
 /// `n` distinct TCP ports on 127.0.0.1 that were free a moment ago.
 pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> =

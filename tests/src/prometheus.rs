@@ -218,10 +218,7 @@ pub fn prometheus_binary() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("TRADEFLOW_PROMETHEUS") {
         return Ok(PathBuf::from(path));
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("prometheus"))
-        .find(|p| p.is_file())
+    crate::process::on_path("prometheus")
         .ok_or_else(|| "no `prometheus` on the PATH; install Debian's prometheus package".into())
 }
 
@@ -231,8 +228,7 @@ pub fn promtool() -> Option<PathBuf> {
     if beside.is_file() {
         return Some(beside);
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|dir| dir.join("promtool")).find(|p| p.is_file())
+    crate::process::on_path("promtool")
 }
 
 /// A running Prometheus server scraping some targets every second.

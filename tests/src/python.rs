@@ -32,9 +32,14 @@ pub fn python() -> Option<PathBuf> {
     None
 }
 
+/// `tests/python/<name>`.
+pub fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python").join(name)
+}
+
 /// Runs `tests/python/<script> ARGS` and returns its stdout; panics on failure.
-pub fn run_script(python: &PathBuf, script: &str, args: &[&str]) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python").join(script);
+pub fn run_script(python: &PathBuf, name: &str, args: &[&str]) -> String {
+    let path = script(name);
     let mut command = Command::new(python);
     command.arg(&path).args(args);
     let out = crate::process::Running::spawn(command).finish(Duration::from_secs(120));

@@ -16,7 +16,7 @@
 //! (`partitioning="hive"`), with the Python of [`crate::python::python`].
 
 use crate::lake::LakeTrade;
-use crate::process::{Running, free_port, tradeflow_command};
+use crate::process::{Running, free_port, installed_binary, tradeflow_command};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,25 +32,8 @@ pub const REGION: &str = "us-east-1";
 /// The `s3s-fs` binary, or `None` (after printing why) when it is missing and not
 /// required.
 pub fn s3s_fs() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("TRADEFLOW_S3S_FS") {
-        let path = PathBuf::from(path);
-        assert!(path.is_file(), "TRADEFLOW_S3S_FS={} is not a file", path.display());
-        return Some(path);
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("s3s-fs"));
-    let in_cargo_home = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo/bin/s3s-fs"));
-    if let Some(found) = on_path.chain(in_cargo_home).find(|p| p.is_file()) {
-        return Some(found);
-    }
-    let problem = "s3s-fs is not in TRADEFLOW_S3S_FS, on PATH or in ~/.cargo/bin";
     let install = "cargo install s3s-fs@0.14.1 --features binary --locked";
-    let required = std::env::var("TRADEFLOW_REQUIRE_S3").is_ok_and(|v| v == "1");
-    assert!(!required, "TRADEFLOW_REQUIRE_S3=1 but {problem}; install it with `{install}`");
-    eprintln!("skipping the S3 checks: {problem}; install it with `{install}`");
-    None
+    installed_binary("s3s-fs", "TRADEFLOW_S3S_FS", "TRADEFLOW_REQUIRE_S3", "S3", install)
 }
 
 /// An `s3s-fs` server on 127.0.0.1, killed when dropped.
@@ -193,7 +176,7 @@ impl S3Server {
 
     /// Runs `tests/python/s3_lake.py ARGS` against this server; returns its stdout.
     fn script(&self, python: &Path, args: &[&str]) -> String {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join("s3_lake.py");
+        let script = crate::python::script("s3_lake.py");
         let mut command = Command::new(python);
         command
             .arg(&script)
