@@ -87,7 +87,7 @@ pub fn build<'scope>(scope: Scope<'scope, Time>, config: &RunConfig, shared: &Sh
                 polled_source(scope, "Kafka", reader)
             }
         };
-        inputs.push(ingest(batches, reporter, windows, shared.stats.ingest.clone()));
+        inputs.push(ingest(batches, &config.source_names[number], reporter, windows, shared.stats.ingest.clone()));
     }
     let reporters = config.sources.len() * peers;
     let trades = scope.concatenate(inputs.iter().map(|i| i.trades.clone()));

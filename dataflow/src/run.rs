@@ -31,7 +31,6 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
         None => None,
     };
     let stats = Arc::new(RunStats::default());
-    let _ = stats.ingest.source_names.set(config.source_names.clone());
     // Binds --metrics-addr and --dashboard-addr before anything runs.
     let dashboard = crate::web::start(&config, &stats, lake.as_ref(), postgres.as_ref())?;
     let started = Instant::now();

@@ -48,7 +48,7 @@ fn main() {
             let reader =
                 SimReader::new(sim.clone(), 0, 1, 5_000, Duration::from_secs(10), Arc::new(AtomicBool::new(false)));
             let batches = polled_source(scope, "Simulator", reader);
-            let input = ingest(batches, 0, params.windows, Arc::default());
+            let input = ingest(batches, "sim", 0, params.windows, Arc::default());
             let out = window_analytics(input.panes, input.watermarks.broadcast(), params, 1);
             out.metrics.inner.inspect(|(row, epoch, diff)| {
                 println!(

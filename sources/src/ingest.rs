@@ -10,8 +10,8 @@
 use crate::batch::Batch;
 use differential_dataflow::{AsCollection, VecCollection};
 use rustc_hash::FxHashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
@@ -30,16 +30,9 @@ pub struct IngestCounters {
     pub rejected: [AtomicU64; 7],
     /// Largest accepted event time.
     pub max_ts: AtomicI64,
-    /// The `source` label of each `--source`, in order (set once before the dataflow
-    /// is built; the source's index when unset).
-    pub source_names: OnceLock<Vec<String>>,
 }
 
 impl IngestCounters {
-    /// The `source` label of the source with index `source`.
-    pub fn source_name(&self, source: usize) -> String {
-        self.source_names.get().and_then(|names| names.get(source).cloned()).unwrap_or_else(|| source.to_string())
-    }
     /// Rejects of one reason.
     pub fn rejected(&self, reason: RejectReason) -> u64 {
         self.rejected[reason.index()].load(Ordering::Relaxed)
@@ -103,17 +96,16 @@ impl SourceMetrics {
     }
 }
 
-/// Splits `batches` of the source instance `reporter` into the pipeline's streams.
+/// Splits `batches` of the source instance `reporter` (the source labelled `source` in
+/// metrics) into the pipeline's streams.
 pub fn ingest<'scope>(
     batches: StreamVec<'scope, Time, Batch>,
+    source: &str,
     reporter: u32,
     windows: WindowSpec,
     counters: Arc<IngestCounters>,
 ) -> Ingested<'scope> {
-    // Reporters are numbered `source index * peers + worker index`.
-    let peers = batches.scope().peers().max(1);
-    let source = reporter as usize / peers;
-    let metrics = SourceMetrics::new(&counters.source_name(source), reporter as usize % peers);
+    let metrics = SourceMetrics::new(source, batches.scope().index());
     let mut builder = OperatorBuilder::new("Ingest".to_owned(), batches.scope());
     let mut input = builder.new_input(batches, Pipeline);
     let (trades_out, trades) = builder.new_output();
