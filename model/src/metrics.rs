@@ -210,6 +210,25 @@ fn labels_of(labels: &[(&str, &str)]) -> Labels {
 }
 
 impl Registry {
+    /// Runs `f` on the series of family `name` (created with `help` and `kind` on first
+    /// use), under the registry's lock.
+    fn with_family<R>(
+        &self,
+        name: &str,
+        help: &str,
+        kind: Kind,
+        f: impl FnOnce(&mut BTreeMap<Labels, Series>) -> R,
+    ) -> R {
+        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        let family = families.entry(name.to_owned()).or_insert_with(|| Family {
+            help: help.to_owned(),
+            kind,
+            series: BTreeMap::new(),
+        });
+        debug_assert_eq!(family.kind, kind, "metric {name} registered with two kinds");
+        f(&mut family.series)
+    }
+
     fn series(
         &self,
         name: &str,
@@ -218,14 +237,7 @@ impl Registry {
         labels: &[(&str, &str)],
         make: impl FnOnce() -> Series,
     ) -> Series {
-        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
-        let family = families.entry(name.to_owned()).or_insert_with(|| Family {
-            help: help.to_owned(),
-            kind,
-            series: BTreeMap::new(),
-        });
-        debug_assert_eq!(family.kind, kind, "metric {name} registered with two kinds");
-        family.series.entry(labels_of(labels)).or_insert_with(make).clone()
+        self.with_family(name, help, kind, |series| series.entry(labels_of(labels)).or_insert_with(make).clone())
     }
 
     /// The counter `name{labels}` (created at 0 on first use).
@@ -271,14 +283,7 @@ impl Registry {
     }
 
     fn set_fn(&self, name: &str, help: &str, kind: Kind, labels: &[(&str, &str)], read: Arc<ValueFn>) {
-        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
-        let family = families.entry(name.to_owned()).or_insert_with(|| Family {
-            help: help.to_owned(),
-            kind,
-            series: BTreeMap::new(),
-        });
-        debug_assert_eq!(family.kind, kind, "metric {name} registered with two kinds");
-        family.series.insert(labels_of(labels), Series::Func(read));
+        self.with_family(name, help, kind, |series| series.insert(labels_of(labels), Series::Func(read)));
     }
 
     /// The histogram `name{labels}` with upper bounds `buckets` (ascending).
