@@ -72,17 +72,11 @@ impl Changes {
 /// one that only retracts leaves a deletion.
 fn apply<K: Ord, R>(into: &mut BTreeMap<K, Option<R>>, updates: Vec<(R, isize)>, key: impl Fn(&R) -> K) {
     let (inserts, retracts): (Vec<_>, Vec<_>) = updates.into_iter().partition(|(_, diff)| *diff > 0);
-    let mut inserted = Vec::with_capacity(inserts.len());
-    for (row, _) in inserts {
-        inserted.push(key(&row));
-        into.insert(key(&row), Some(row));
-    }
-    inserted.sort();
     for (row, _) in retracts {
-        let k = key(&row);
-        if inserted.binary_search(&k).is_err() {
-            into.insert(k, None);
-        }
+        into.insert(key(&row), None);
+    }
+    for (row, _) in inserts {
+        into.insert(key(&row), Some(row));
     }
 }
 
