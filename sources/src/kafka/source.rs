@@ -181,19 +181,15 @@ impl KafkaReader {
             .map(|(slot, range)| {
                 slot_of[range.partition as usize] = slot;
                 let label = format!("{}/{}", spec.label(), range.partition);
-                Owned { next: range.start, range, label, finished: false }
+                // A range that is empty from the start is finished before any read.
+                let finished = range.end.is_some_and(|end| range.start >= end);
+                Owned { next: range.start, range, label, finished }
             })
             .collect();
         let live = !plan.is_bounded();
         let mut partitions = Partitions::new(owned.len(), lateness_ms, live.then_some(idle_timeout));
-        for (slot, o) in owned.iter().enumerate() {
-            if o.range.end.is_some_and(|end| o.range.start >= end) {
-                partitions.finish(slot);
-            }
-        }
-        let mut owned = owned;
-        for o in &mut owned {
-            o.finished = o.range.end.is_some_and(|end| o.range.start >= end);
+        for (slot, _) in owned.iter().enumerate().filter(|(_, o)| o.finished) {
+            partitions.finish(slot);
         }
         let r = registry();
         let topic = spec.topic.as_str();
