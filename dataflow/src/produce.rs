@@ -25,7 +25,7 @@ use std::io::BufRead;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tradeflow_model::{Conditions, Symbol, Trade};
+use tradeflow_model::Trade;
 use tradeflow_sources::format::{Item, parse_line};
 use tradeflow_sources::kafka::producer::{ProducerOptions, TradeProducer};
 use tradeflow_sources::kafka::spec::{ValueFormat, parse_url};
@@ -283,14 +283,8 @@ impl Pump {
 fn trades_of(line: &[u8], read: &mut Read, server_error: &mut dyn FnMut(&str)) -> Vec<Trade> {
     let mut trades = Vec::new();
     parse_line(line, &mut |item| match item {
-        Item::Trade(t) => match Symbol::parse(&t.symbol) {
-            Ok(symbol) => trades.push(Trade {
-                symbol,
-                ts: t.ts,
-                price: t.price,
-                volume: t.volume,
-                conditions: t.conditions.map_or_else(Conditions::none, Conditions::from_json_unchecked),
-            }),
+        Item::Trade(t) => match t.to_trade() {
+            Ok(trade) => trades.push(trade),
             Err(_) => *read.rejected.entry("bad_symbol").or_default() += 1,
         },
         Item::Reject(r) => *read.rejected.entry(r.reason.as_str()).or_default() += 1,

@@ -9,7 +9,7 @@
 use crate::lake::LakeTrade;
 use std::collections::BTreeMap;
 use std::path::Path;
-use tradeflow_model::{Anomaly, Conditions, RejectReason, Symbol, Trade, WindowMetrics, WindowSpec};
+use tradeflow_model::{Anomaly, RejectReason, Trade, WindowMetrics, WindowSpec};
 use tradeflow_operators::reference::reference;
 use tradeflow_operators::{AnalyticsParams, AnomalyParams};
 use tradeflow_sources::format::{Item, parse_line};
@@ -144,13 +144,7 @@ impl Expected {
             parse_line(line, &mut |item| match item {
                 Item::Trade(t) => {
                     if clock.admit(t.ts) {
-                        self.accepted.push(Trade {
-                            symbol: Symbol::parse(&t.symbol).expect("the parser checked the symbol"),
-                            ts: t.ts,
-                            price: t.price,
-                            volume: t.volume,
-                            conditions: t.conditions.map_or_else(Conditions::none, Conditions::from_json_unchecked),
-                        });
+                        self.accepted.push(t.to_trade().expect("the parser checked the symbol"));
                     } else {
                         let text = std::str::from_utf8(line).expect("a line with a valid trade is UTF-8");
                         let payload = match message_elements(text) {

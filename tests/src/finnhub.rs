@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use tradeflow_model::{Conditions, RejectReason, Symbol, Trade};
+use tradeflow_model::RejectReason;
 use tradeflow_sources::format::{Item, parse_line};
 use tradeflow_sources::lateness::PartitionClock;
 
@@ -97,13 +97,7 @@ pub fn expected_from_frames(frames: &[String], lateness_ms: i64, source: &str) -
                 Item::Trade(t) => {
                     let clock = clocks.entry(t.symbol.to_string()).or_insert_with(|| PartitionClock::new(lateness_ms));
                     if clock.admit(t.ts) {
-                        expected.accepted.push(Trade {
-                            symbol: Symbol::parse(&t.symbol).expect("the parser checked the symbol"),
-                            ts: t.ts,
-                            price: t.price,
-                            volume: t.volume,
-                            conditions: t.conditions.map_or_else(Conditions::none, Conditions::from_json_unchecked),
-                        });
+                        expected.accepted.push(t.to_trade().expect("the parser checked the symbol"));
                     } else {
                         expected.rejects.push(reject(RejectReason::Late, t.raw, t.element));
                     }

@@ -9,7 +9,7 @@ use super::plan::{ChunkRef, FilePlan};
 use crate::batch::wall_ms;
 use crate::format::{Item, parse_line};
 use std::io::{Read, Seek, SeekFrom};
-use tradeflow_model::{Conditions, Reject, RejectReason, Symbol, Trade};
+use tradeflow_model::{Reject, RejectReason, Symbol, Trade};
 
 /// Where a valid trade came from (kept beside the trades, for the rare late one).
 #[derive(Copy, Clone, Debug)]
@@ -103,8 +103,7 @@ pub fn parse_chunk(plan: &FilePlan, chunk: ChunkRef) -> std::io::Result<ParsedCh
                     }
                 };
                 max_ts = Some(max_ts.map_or(t.ts, |m| m.max(t.ts)));
-                let conditions = t.conditions.map_or_else(Conditions::none, Conditions::from_json_unchecked);
-                let trade = Trade { symbol, ts: t.ts, price: t.price, volume: t.volume, conditions };
+                let trade = t.trade_with(symbol);
                 // The record's own text (the element of a message), as a range of `bytes`.
                 let start = t.raw.as_ptr() as usize - bytes.as_ptr() as usize;
                 trades.push(trade);

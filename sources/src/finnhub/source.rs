@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use timely::scheduling::SyncActivator;
 use tokio::sync::mpsc::error::TryRecvError;
-use tradeflow_model::{Conditions, Reject, RejectReason, Symbol, Trade};
+use tradeflow_model::{Reject, RejectReason};
 
 /// Frames decoded per activation at most.
 const BUDGET: usize = 4096;
@@ -131,14 +131,8 @@ impl FinnhubReader {
                     batch.rejects.push(reject(RejectReason::Late, detail, t.raw, t.element));
                     return;
                 }
-                match Symbol::parse(&t.symbol) {
-                    Ok(symbol) => batch.trades.push(Trade {
-                        symbol,
-                        ts: t.ts,
-                        price: t.price,
-                        volume: t.volume,
-                        conditions: t.conditions.map_or_else(Conditions::none, Conditions::from_json_unchecked),
-                    }),
+                match t.to_trade() {
+                    Ok(trade) => batch.trades.push(trade),
                     // Unreachable: the parser applies the same check.
                     Err(e) => batch.rejects.push(reject(
                         RejectReason::BadSymbol,

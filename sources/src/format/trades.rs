@@ -25,7 +25,7 @@ use super::json::{
 };
 use std::borrow::Cow;
 use tradeflow_model::decimal::{Decimal8, parse_json_number};
-use tradeflow_model::{Price, Qty, RejectReason, Symbol, UNITS_LIMIT, ts_in_range};
+use tradeflow_model::{Conditions, Price, Qty, RejectReason, Symbol, SymbolError, Trade, UNITS_LIMIT, ts_in_range};
 
 /// One record read from a line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +59,20 @@ pub struct RawTrade<'a> {
     /// The raw record: the element's JSON text for an element of a Finnhub message, the
     /// whole line for a flat trade (what a dead letter shows if the trade turns out late).
     pub raw: &'a [u8],
+}
+
+impl RawTrade<'_> {
+    /// The trade, its symbol parsed (which the parser has already checked, so this fails
+    /// only if the two checks ever disagree).
+    pub fn to_trade(&self) -> Result<Trade, SymbolError> {
+        Ok(self.trade_with(Symbol::parse(&self.symbol)?))
+    }
+
+    /// The trade with its `symbol` already parsed.
+    pub fn trade_with(&self, symbol: Symbol) -> Trade {
+        let conditions = self.conditions.map_or_else(Conditions::none, Conditions::from_json_unchecked);
+        Trade { symbol, ts: self.ts, price: self.price, volume: self.volume, conditions }
+    }
 }
 
 /// A rejected record, borrowing its payload from the line.

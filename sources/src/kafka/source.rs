@@ -47,7 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timely::scheduling::SyncActivator;
 use tradeflow_model::metrics::{Counter, Gauge, registry};
-use tradeflow_model::{Conditions, Reject, RejectReason, Symbol, Trade};
+use tradeflow_model::{Reject, RejectReason, Trade};
 
 /// Records handled per activation at most.
 const BUDGET: usize = 16 * 1024;
@@ -416,11 +416,8 @@ impl KafkaReader {
                     0,
                 )),
                 (Some(value), None) => parse_line(value, &mut |item| match item {
-                    Item::Trade(t) => match Symbol::parse(&t.symbol) {
-                        Ok(symbol) => {
-                            let conditions =
-                                t.conditions.map_or_else(Conditions::none, Conditions::from_json_unchecked);
-                            let trade = Trade { symbol, ts: t.ts, price: t.price, volume: t.volume, conditions };
+                    Item::Trade(t) => match t.to_trade() {
+                        Ok(trade) => {
                             // The raw text is copied only for a late trade's dead letter.
                             let raw = t.raw;
                             decide(batch, trade, t.element, &|_| String::from_utf8_lossy(raw).into_owned());
