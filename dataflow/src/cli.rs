@@ -130,6 +130,23 @@ pub struct RunArgs {
     /// Largest trades file, in rows.
     #[arg(long, default_value_t = 1_000_000, value_name = "ROWS")]
     pub lake_file_rows: usize,
+    /// How often a durable checkpoint is written to the lake (every source position, the
+    /// open windows, what the sinks hold), so that a stopped or crashed run resumes where
+    /// it was when the same command runs again; 0 = off. Needs the lake and sources that
+    /// can be re-read (kafka://).
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub checkpoint_interval: String,
+    /// The job's name: where its checkpoint lives (`<lake>/_checkpoints/<NAME>/`). Default:
+    /// derived from the sources (without their start, end and group) and the sinks.
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
+    /// Ignore the job's checkpoint and start from the sources' configured start.
+    #[arg(long)]
+    pub from_scratch: bool,
+    /// On Ctrl-C or SIGTERM, finalise every open window (as if the input had ended)
+    /// instead of leaving them open for a resumed run to complete.
+    #[arg(long)]
+    pub drain: bool,
     /// Timely execution.
     #[command(flatten)]
     pub timely: TimelyArgs,

@@ -47,6 +47,17 @@ pub struct PostgresConfig {
     pub retry_for: Duration,
 }
 
+/// Checkpointing settings (see `tradeflow_sinks::checkpoint`).
+#[derive(Clone, Debug)]
+pub struct CheckpointConfig {
+    /// Between boundaries.
+    pub interval: Duration,
+    /// What identifies the job's results.
+    pub header: tradeflow_sinks::checkpoint::JobHeader,
+    /// Ignore an existing checkpoint.
+    pub from_scratch: bool,
+}
+
 /// Everything `tradeflow run` needs, validated.
 #[derive(Clone)]
 pub struct RunConfig {
@@ -84,6 +95,12 @@ pub struct RunConfig {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Where to serve the live dashboard.
     pub dashboard_addr: Option<std::net::SocketAddr>,
+    /// Checkpoints, when on (`None`: off, or not possible for these sources and sinks).
+    pub checkpoint: Option<CheckpointConfig>,
+    /// Why checkpoints are off, when they are.
+    pub checkpoint_off: Option<String>,
+    /// `--drain`: finalise open windows on a stop.
+    pub drain: bool,
 }
 
 impl std::fmt::Debug for RunConfig {
@@ -214,6 +231,22 @@ impl RunConfig {
         });
 
         let (timely, processes) = timely_config(&args.timely)?;
+        let interval = duration("--checkpoint-interval", &args.checkpoint_interval)?;
+        let resumable = sources.iter().all(|s| matches!(s, Source::Kafka(_)));
+        let checkpoint_off = if interval.is_zero() {
+            Some("--checkpoint-interval 0".to_owned())
+        } else if args.no_lake {
+            Some("--no-lake: checkpoints are kept in the lake".to_owned())
+        } else if !resumable {
+            Some("only kafka:// sources can be re-read from a checkpoint so far".to_owned())
+        } else {
+            None
+        };
+        if let Some(job) = &args.job
+            && (job.is_empty() || !job.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        {
+            return Err(ConfigError(format!("--job {job:?}: use letters, digits, '-', '_' and '.' only")));
+        }
         let run_id = args
             .run_id
             .clone()
@@ -221,7 +254,17 @@ impl RunConfig {
         if run_id.is_empty() || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             return Err(ConfigError(format!("--run-id {run_id:?}: use letters, digits, '-', '_' and '.' only")));
         }
+        let settings = job_settings(args, &sources, postgres.as_ref(), processes);
+        let job = args.job.clone().unwrap_or_else(|| default_job(&settings));
+        let checkpoint = checkpoint_off.is_none().then(|| CheckpointConfig {
+            interval,
+            header: tradeflow_sinks::checkpoint::JobHeader { job, settings, run_id: run_id.clone() },
+            from_scratch: args.from_scratch,
+        });
         Ok(RunConfig {
+            checkpoint,
+            checkpoint_off,
+            drain: args.drain,
             sources,
             source_names: crate::metrics::source_names(&args.sources),
             bounded,
@@ -250,6 +293,55 @@ impl RunConfig {
             dashboard_addr,
         })
     }
+}
+
+/// What decides a job's results, by name: a checkpoint is only resumed by a run with the
+/// same. Sources are named without their start, end and group, so that a live run and
+/// its bounded continuation (`end=latest`) are one job.
+fn job_settings(
+    args: &RunArgs,
+    sources: &[Source],
+    postgres: Option<&PostgresConfig>,
+    processes: usize,
+) -> BTreeMap<String, String> {
+    let mut settings = BTreeMap::new();
+    for (i, source) in sources.iter().enumerate() {
+        let identity = match source {
+            Source::Kafka(plan) => format!("{} format={:?}", plan.spec.label(), plan.spec.format),
+            _ => args.sources[i].clone(),
+        };
+        settings.insert(format!("source {i}"), identity);
+    }
+    settings.insert("lake".into(), if args.no_lake { "(none)".into() } else { args.lake.clone() });
+    settings.insert("postgres".into(), postgres.map_or("(none)".into(), |p| p.target.name().to_owned()));
+    for (name, value) in [
+        ("window", &args.window),
+        ("slide", args.slide.as_ref().unwrap_or(&args.window)),
+        ("allowed-lateness", &args.allowed_lateness),
+        ("idle-timeout", &args.idle_timeout),
+    ] {
+        settings.insert(name.into(), value.clone());
+    }
+    settings.insert("volatility-windows".into(), args.volatility_windows.to_string());
+    settings.insert("spike-factor".into(), args.spike_factor.to_string());
+    settings.insert("baseline-windows".into(), args.baseline_windows.to_string());
+    settings.insert("min-history".into(), args.min_history.to_string());
+    settings.insert("jump-sigma".into(), args.jump_sigma.to_string());
+    settings.insert("lake-file-rows".into(), args.lake_file_rows.to_string());
+    settings.insert("workers".into(), format!("{} process(es) x {} thread(s)", processes, args.timely.workers));
+    settings
+}
+
+/// The default job name: `job-` and a hash (FNV-1a, stable across versions) of where
+/// the job reads and writes.
+fn default_job(settings: &BTreeMap<String, String>) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, value) in settings.iter().filter(|(k, _)| k.starts_with("source") || *k == "lake" || *k == "postgres") {
+        for byte in name.bytes().chain([0]).chain(value.bytes()).chain([0]) {
+            hash = (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("job-{hash:016x}")
 }
 
 /// The PostgreSQL target: `--postgres URL`, else `DATABASE_URL`, else the seed's

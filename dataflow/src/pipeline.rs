@@ -11,10 +11,11 @@ use timely::dataflow::operators::vec::ToStream;
 use timely::dataflow::operators::{Concatenate, Inspect, Probe};
 use timely::dataflow::{ProbeHandle, Scope};
 use tradeflow_model::Time;
+use tradeflow_model::checkpoint::{Checkpoints, Saver};
 use tradeflow_operators::{GlobalWatermark, window_analytics};
 use tradeflow_sinks::lake::{ChangelogConfig, Lake, write_changelog, write_dead_letters, write_finals, write_trades};
 use tradeflow_sinks::postgres::{PgSink, write_postgres};
-use tradeflow_sources::driver::polled_source;
+use tradeflow_sources::driver::{checkpointed_source, polled_source};
 use tradeflow_sources::file::file_source;
 use tradeflow_sources::finnhub::FinnhubReader;
 use tradeflow_sources::ingest::{Ingested, ingest};
@@ -32,12 +33,20 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
     /// The live dashboard, if served.
     pub dashboard: Option<Arc<crate::web::Dashboard>>,
+    /// Where components save their state, when the run is checkpointed.
+    pub checkpoints: Option<Arc<dyn Checkpoints>>,
 }
 
-/// Builds the pipeline in `scope`; the probe tells when it has finished.
-pub fn build<'scope>(scope: Scope<'scope, Time>, config: &RunConfig, shared: &Shared) -> ProbeHandle<Time> {
+/// Builds the pipeline in `scope`; the probe tells when it has finished. Fails if a
+/// checkpoint being resumed cannot be restored.
+pub fn build<'scope>(
+    scope: Scope<'scope, Time>,
+    config: &RunConfig,
+    shared: &Shared,
+) -> Result<ProbeHandle<Time>, String> {
     let (index, peers) = (scope.index(), scope.peers());
     let windows = config.params.windows;
+    let saver = |component: &str| shared.checkpoints.as_ref().map(|c| Saver::new(c.clone(), component, index));
 
     // Sources: each source on each worker is one watermark reporter.
     let mut inputs: Vec<Ingested<'scope>> = Vec::new();
@@ -76,7 +85,7 @@ pub fn build<'scope>(scope: Scope<'scope, Time>, config: &RunConfig, shared: &Sh
             Source::Finnhub(_) => polled_source(scope, "Finnhub", tradeflow_sources::driver::Finished),
             // Partition p on worker p % peers: each partition read by exactly one worker.
             Source::Kafka(plan) => {
-                let reader = tradeflow_sources::kafka::KafkaReader::new(
+                let mut reader = tradeflow_sources::kafka::KafkaReader::new(
                     plan.clone(),
                     index,
                     peers,
@@ -84,7 +93,11 @@ pub fn build<'scope>(scope: Scope<'scope, Time>, config: &RunConfig, shared: &Sh
                     config.idle_timeout,
                     shared.stop.clone(),
                 );
-                polled_source(scope, "Kafka", reader)
+                let saver = saver(&format!("source{number}"));
+                if let Some(restored) = saver.as_ref().and_then(Saver::restore) {
+                    reader.restore(&restored.state)?;
+                }
+                checkpointed_source(scope, "Kafka", reader, saver)
             }
         };
         inputs.push(ingest(batches, &config.source_names[number], reporter, windows, shared.stats.ingest.clone()));
@@ -96,7 +109,7 @@ pub fn build<'scope>(scope: Scope<'scope, Time>, config: &RunConfig, shared: &Sh
     let watermarks = scope.concatenate(inputs.iter().map(|i| i.watermarks.clone())).broadcast();
 
     // Operators.
-    let analytics = window_analytics(panes, watermarks.clone(), config.params, reporters);
+    let analytics = window_analytics(panes, watermarks.clone(), config.params, reporters, saver("analytics"))?;
 
     // Sinks. Worker 0's run id, for every process.
     let run_id = if index == 0 { vec![config.run_id.clone()] } else { Vec::new() }.to_stream(scope).broadcast();
@@ -105,18 +118,26 @@ pub fn build<'scope>(scope: Scope<'scope, Time>, config: &RunConfig, shared: &Sh
         write_postgres(analytics.metrics.clone(), analytics.anomalies.clone(), run_id.clone(), postgres.clone(), slot);
     }
     if let Some(lake) = &shared.lake {
-        write_trades(trades, watermarks.clone(), reporters, lake.clone(), config.lake_file_rows);
-        write_finals(analytics.metrics.clone(), watermarks.clone(), reporters, windows, lake.clone(), 1_000_000);
-        write_finals(analytics.anomalies.clone(), watermarks.clone(), reporters, windows, lake.clone(), 1_000_000);
+        let (metrics, anomalies) = (analytics.metrics.clone(), analytics.anomalies.clone());
+        let rows = config.lake_file_rows;
+        write_trades(trades, watermarks.clone(), reporters, lake.clone(), rows, saver("lake-trades"))?;
+        let saved = saver("lake-window_metrics");
+        write_finals(metrics, watermarks.clone(), reporters, windows, lake.clone(), 1_000_000, saved)?;
+        let saved = saver("lake-anomalies");
+        write_finals(anomalies, watermarks.clone(), reporters, windows, lake.clone(), 1_000_000, saved)?;
         let changelog = ChangelogConfig {
             worker: index,
             max_rows: 250_000,
             max_age: (!config.bounded).then_some(Duration::from_secs(300)),
         };
-        write_changelog(analytics.metrics.clone(), run_id.clone(), lake.clone(), changelog.clone());
-        write_changelog(analytics.anomalies.clone(), run_id, lake.clone(), changelog);
+        let saved = saver("changelog-window_metrics");
+        write_changelog(analytics.metrics.clone(), run_id.clone(), lake.clone(), changelog.clone(), saved)?;
+        let saved = saver("changelog-anomalies");
+        write_changelog(analytics.anomalies.clone(), run_id, lake.clone(), changelog, saved)?;
         let age = (!config.bounded).then_some(Duration::from_secs(600));
-        write_dead_letters(rejects, lake.clone(), age);
+        let (stop, suspend) = (shared.stop.clone(), shared.checkpoints.is_some() && !config.drain);
+        let suspended = move || suspend && stop.load(Ordering::Relaxed);
+        write_dead_letters(rejects, lake.clone(), age, saver("dead-letters"), suspended)?;
     }
     if let Some(dashboard) = &shared.dashboard {
         crate::web::feed_dashboard(analytics.metrics.clone(), analytics.anomalies.clone(), dashboard.clone());
@@ -148,5 +169,5 @@ pub fn build<'scope>(scope: Scope<'scope, Time>, config: &RunConfig, shared: &Sh
     });
     let probe = ProbeHandle::new();
     metrics.probe_with(&probe);
-    probe
+    Ok(probe)
 }

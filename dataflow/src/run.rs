@@ -11,17 +11,45 @@ use std::time::{Duration, Instant};
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 use timely::worker::Worker;
 use tradeflow_model::Time;
+use tradeflow_sinks::checkpoint::{LakeCheckpoints, Start};
 use tradeflow_sinks::lake::Lake;
 use tradeflow_sinks::postgres::{PgOptions, PgSink, PgStats, migrate_database};
 
-/// Runs `config` to completion (bounded sources) or until Ctrl-C.
-pub fn run(config: RunConfig) -> anyhow::Result<()> {
+/// Runs `config` to completion (bounded sources) or until Ctrl-C or SIGTERM.
+pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
-    install_ctrl_c(stop.clone(), config.bounded);
     let lake = match &config.lake {
         Some(url) => Some(Arc::new(Lake::open(url)?)),
         None => None,
     };
+    // The job's checkpoint: found (and its settings checked) before anything runs.
+    let checkpoints = match (&config.checkpoint, &lake) {
+        (Some(settings), Some(lake)) => {
+            let (checkpoints, start) = LakeCheckpoints::open(
+                lake.clone(),
+                settings.header.clone(),
+                settings.interval,
+                config.process,
+                config.processes,
+                settings.from_scratch,
+            )
+            .map_err(ConfigError)?;
+            match start {
+                Start::Fresh(message) | Start::Resumed { message } => tracing::info!("{message}"),
+            }
+            config.run_id = checkpoints.run_id().to_owned();
+            Some(checkpoints)
+        }
+        _ => {
+            if let Some(why) = &config.checkpoint_off {
+                tracing::debug!("checkpoints are off: {why}");
+            }
+            None
+        }
+    };
+    let suspend = checkpoints.is_some() && !config.drain;
+    tradeflow_sources::batch::set_suspend_on_stop(suspend);
+    install_signals(stop.clone(), config.bounded, suspend);
     // Connects and migrates before anything runs: bad credentials stop the run here.
     let postgres = match &config.postgres {
         Some(pg) => {
@@ -30,6 +58,12 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let coordinator = checkpoints.as_ref().map(|c| {
+        if let Some(postgres) = &postgres {
+            c.set_postgres(postgres.clone());
+        }
+        c.start()
+    });
     let stats = Arc::new(RunStats::default());
     // Binds --metrics-addr and --dashboard-addr before anything runs.
     let dashboard = crate::web::start(&config, &stats, lake.as_ref(), postgres.as_ref())?;
@@ -50,13 +84,24 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
         total.clone(),
         failed.clone(),
         dashboard,
+        checkpoints.clone(),
     );
     let timely_config = config.timely.clone();
     let (threads, process, config_processes) = (config.threads, config.process, config.processes);
     let guards = timely::execute(timely_config, move |worker| {
-        let (stats, lake, postgres, pg_stats, stop, total, failed, dashboard) = shared.clone();
-        let handles = Shared { stats: stats.clone(), lake: lake.clone(), postgres: postgres.clone(), stop, dashboard };
+        let (stats, lake, postgres, pg_stats, stop, total, failed, dashboard, checkpoints) = shared.clone();
+        let handles = Shared {
+            stats: stats.clone(),
+            lake: lake.clone(),
+            postgres: postgres.clone(),
+            stop: stop.clone(),
+            dashboard,
+            checkpoints: checkpoints.clone().map(|c| c as Arc<dyn tradeflow_model::checkpoint::Checkpoints>),
+        };
         let probe = worker.dataflow::<Time, _, _>(|scope| build(scope, &config, &handles));
+        // Every worker builds the same dataflow, so a checkpoint that cannot be restored
+        // fails on every worker alike.
+        let probe = probe.unwrap_or_else(|e| panic!("{e}"));
         step_until(worker, |_| probe.done());
         step_until(worker, |w| !w.has_dataflows());
         // Every worker of every process is past the pipeline once epoch 0 of this small
@@ -81,6 +126,16 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
                 }
             }
             let mut mine = stats.totals();
+            if let Some(checkpoints) = &checkpoints {
+                // The checkpoint of the end: complete when every input was read (or the
+                // stop drained the open windows); never after a failure.
+                let ok = !failed.load(Ordering::Relaxed) && tradeflow_sources::batch::failure().is_none();
+                let complete = !stop.load(Ordering::Relaxed) || !suspend;
+                if let Err(e) = checkpoints.finish(ok, complete) {
+                    tracing::error!("the checkpoint of the end was not written: {e}");
+                    failed.store(true, Ordering::Relaxed);
+                }
+            }
             if let Some(lake) = &lake {
                 if let Err(e) = lake.finish() {
                     tracing::error!("{e}");
@@ -97,6 +152,10 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("starting timely: {e}"))?;
     let results = guards.join();
     done.store(true, Ordering::Relaxed);
+    if let (Some(checkpoints), Some(coordinator)) = (&checkpoints, coordinator) {
+        let _ = checkpoints.finish(false, false);
+        let _ = coordinator.join();
+    }
     if let Some(p) = progress {
         let _ = p.join();
     }
@@ -134,7 +193,13 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
         eprintln!("{}", committed.summary_lines(&server));
     }
     if stop.load(Ordering::Relaxed) {
-        eprintln!("stopped by Ctrl-C after flushing everything read");
+        if suspend {
+            eprintln!(
+                "stopped: everything read is flushed and checkpointed; open windows stay provisional. Run the same command again to resume"
+            );
+        } else {
+            eprintln!("stopped by Ctrl-C after flushing everything read");
+        }
     }
     Ok(())
 }
@@ -175,14 +240,31 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Ctrl-C once: stop reading and finish cleanly; twice: exit at once.
-fn install_ctrl_c(stop: Arc<AtomicBool>, bounded: bool) {
+/// Signals that arrive within this long of the first count as one request: `timeout -s
+/// INT` and a terminal's Ctrl-C deliver SIGINT to the process and to its group at once.
+const SIGNAL_GRACE: Duration = Duration::from_secs(1);
+
+/// Ctrl-C or SIGTERM once: stop reading and finish cleanly (`suspend`: checkpoint and
+/// leave open windows for a resumed run; otherwise finalise them); again, after
+/// [`SIGNAL_GRACE`]: exit at once (the next start resumes from the last checkpoint).
+fn install_signals(stop: Arc<AtomicBool>, bounded: bool, suspend: bool) {
+    let first: Mutex<Option<Instant>> = Mutex::new(None);
     let _ = ctrlc::set_handler(move || {
-        if stop.swap(true, Ordering::SeqCst) {
-            tracing::warn!("second Ctrl-C: exiting without flushing");
-            std::process::exit(130);
+        let mut first = first.lock().unwrap_or_else(|e| e.into_inner());
+        match *first {
+            Some(at) if at.elapsed() < SIGNAL_GRACE => return,
+            Some(_) => {
+                tracing::warn!("second signal: exiting without flushing");
+                std::process::exit(130);
+            }
+            None => *first = Some(Instant::now()),
         }
-        if bounded {
+        stop.store(true, Ordering::SeqCst);
+        if suspend {
+            tracing::info!(
+                "stopping: flushing and checkpointing what was read; open windows stay open for the resumed run (a second Ctrl-C aborts)"
+            );
+        } else if bounded {
             tracing::info!("Ctrl-C: stopping the sources; finishing what was read (Ctrl-C again to abort)");
         } else {
             tracing::info!("Ctrl-C: stopping; finalising open windows and flushing the lake (Ctrl-C again to abort)");

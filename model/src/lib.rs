@@ -11,6 +11,7 @@
 //! Everything that travels between timely workers is `Serialize + Deserialize`, because
 //! a run on several processes exchanges these values over the network.
 
+pub mod checkpoint;
 pub mod decimal;
 mod fixed;
 mod float;

@@ -26,6 +26,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::CapabilitySet;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use tradeflow_model::checkpoint::{Part, Saver};
 use tradeflow_model::{Anomaly, Symbol, Time, WatermarkReport, WindowMetrics};
 
 /// A (symbol, pane) key: the pane `[start, start + S)` of one symbol.
@@ -51,14 +52,30 @@ struct Epoch {
     reports: Vec<WatermarkReport>,
 }
 
+/// The state a checkpoint keeps of one worker's analytics.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    book: String,
+    watermark: GlobalWatermark,
+}
+
 /// Maintains window metrics and anomalies from pane aggregates (see the module docs).
-/// `reporters` is the number of distinct watermark reporters.
+/// `reporters` is the number of distinct watermark reporters. With `saver`, the book is
+/// saved at every checkpoint boundary and restored from the checkpoint a run resumes.
 pub fn window_analytics<'scope>(
     panes: VecCollection<'scope, Time, Pane, WindowAgg>,
     watermarks: StreamVec<'scope, Time, WatermarkReport>,
     params: AnalyticsParams,
     reporters: usize,
-) -> Analytics<'scope> {
+    mut saver: Option<Saver>,
+) -> Result<Analytics<'scope>, String> {
+    let (mut book, mut watermark) = match saver.as_ref().and_then(Saver::restore) {
+        Some(restored) => {
+            let saved: Saved = tradeflow_model::checkpoint::from_json("the window analytics", &restored.state)?;
+            (WindowBook::restore(params, &saved.book)?, saved.watermark)
+        }
+        None => (WindowBook::new(params), GlobalWatermark::new(reporters)),
+    };
     let mut builder = OperatorBuilder::new("WindowAnalytics".to_owned(), panes.inner.scope());
     let route = Exchange::new(|(pane, _time, _agg): &(Pane, Time, WindowAgg)| pane.symbol.route());
     let mut panes_in = builder.new_input(panes.inner, route);
@@ -74,9 +91,8 @@ pub fn window_analytics<'scope>(
         drop(initial);
         let mut caps = [CapabilitySet::new(), CapabilitySet::new()];
         let mut queue = EpochQueue::<Epoch>::default();
-        let mut book = WindowBook::new(params);
-        let mut watermark = GlobalWatermark::new(reporters);
         let mut changes = Changes::default();
+        let mut last_applied: Option<Time> = None;
         move |frontiers| {
             panes_in.for_each_stamp(|cap, batches| {
                 for (port, set) in caps.iter_mut().enumerate() {
@@ -105,6 +121,10 @@ pub fn window_analytics<'scope>(
 
             let frontier = combined_frontier(frontiers);
             while let Some((time, epoch)) = queue.pop_complete(frontier) {
+                if let Some(saver) = saver.as_mut().filter(|s| s.due(Some(time))) {
+                    saver.maybe_save(last_applied, Some(time), |_| save(&book, &watermark));
+                }
+                last_applied = Some(time);
                 for (pane, agg) in &epoch.panes {
                     book.apply(&pane.symbol, pane.start, agg);
                 }
@@ -123,6 +143,9 @@ pub fn window_analytics<'scope>(
                     out.session(&cap).give_iterator(changes.anomalies.drain(..).map(|(row, diff)| (row, time, diff)));
                 }
             }
+            if let Some(saver) = saver.as_mut().filter(|s| s.due(frontier)) {
+                saver.maybe_save(last_applied, frontier, |_| save(&book, &watermark));
+            }
             // Hold capabilities only for the epochs still stashed.
             for set in caps.iter_mut() {
                 match queue.first_time() {
@@ -133,5 +156,10 @@ pub fn window_analytics<'scope>(
         }
     });
 
-    Analytics { metrics: metrics.as_collection(), anomalies: anomalies.as_collection() }
+    Ok(Analytics { metrics: metrics.as_collection(), anomalies: anomalies.as_collection() })
+}
+
+fn save(book: &WindowBook, watermark: &GlobalWatermark) -> Part {
+    let saved = Saved { book: book.snapshot(), watermark: watermark.clone() };
+    Part { state: tradeflow_model::checkpoint::to_json(&saved), ..Part::default() }
 }

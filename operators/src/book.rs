@@ -56,7 +56,7 @@ impl Changes {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Entry {
     agg: WindowAgg,
     vwap: Option<f64>,
@@ -126,6 +126,39 @@ impl WindowBook {
     /// The watermark the book has finalised up to.
     pub fn watermark(&self) -> i64 {
         self.watermark
+    }
+
+    /// The book's windows and watermark, for a checkpoint: taken between epochs (nothing
+    /// dirty), restored by [`WindowBook::restore`].
+    pub fn snapshot(&self) -> String {
+        assert!(self.dirty.is_empty(), "a window book is saved between epochs");
+        let mut symbols: Vec<(&Symbol, Vec<(&i64, &Entry)>)> =
+            self.symbols.iter().map(|(s, w)| (s, w.windows.iter().collect())).collect();
+        symbols.sort_by(|a, b| a.0.cmp(b.0));
+        String::from_utf8(tradeflow_model::checkpoint::to_json(&(self.watermark, symbols))).expect("JSON is UTF-8")
+    }
+
+    /// A book as [`WindowBook::snapshot`] saved it.
+    pub fn restore(params: AnalyticsParams, state: &str) -> Result<Self, String> {
+        type Saved = (i64, Vec<(Symbol, Vec<(i64, Entry)>)>);
+        let (watermark, symbols): Saved = tradeflow_model::checkpoint::from_json("the window book", state.as_bytes())?;
+        let mut book = WindowBook::new(params);
+        book.watermark = watermark;
+        let spec = params.windows;
+        let evict_after = book.reach() + spec.size();
+        for (symbol, windows) in symbols {
+            let mut held = SymbolWindows::default();
+            for (start, entry) in windows {
+                if !entry.is_final {
+                    book.to_finalize.entry(spec.end_of(start)).or_default().push((symbol.clone(), start));
+                    book.open_windows += 1;
+                }
+                book.to_evict.entry(start + evict_after).or_default().push((symbol.clone(), start));
+                held.windows.insert(start, entry);
+            }
+            book.symbols.insert(symbol, held);
+        }
+        Ok(book)
     }
 
     /// Distance from a window's start to the last window that reads it.

@@ -9,7 +9,7 @@
 use tradeflow_model::WatermarkReport;
 
 /// The minimum over all reporters of their latest report.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct GlobalWatermark {
     lows: Vec<i64>,
     min: i64,

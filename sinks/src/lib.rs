@@ -5,5 +5,6 @@
 //! * [`postgres`] — PostgreSQL: live window metrics and anomalies, upserted as they
 //!   change, retracted anomalies deleted, under versioned migrations.
 
+pub mod checkpoint;
 pub mod lake;
 pub mod postgres;

@@ -21,6 +21,18 @@ impl Batch {
         Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX) }
     }
 
+    /// The last batch of a reader that ends: [`Batch::end`] when it has read everything
+    /// (or the run drains on a stop, see [`set_suspend_on_stop`]); when a checkpointed run
+    /// is `stopped`, nothing: its open windows stay provisional, for the resumed run to
+    /// complete.
+    pub fn last(stopped: bool) -> Batch {
+        if stopped && SUSPEND_ON_STOP.load(std::sync::atomic::Ordering::Relaxed) {
+            Batch::default()
+        } else {
+            Batch::end()
+        }
+    }
+
     /// Pushes this batch to `out` with the watermark report `low`, unless it carries no
     /// trades or rejects and `low` is what `reported` says was reported last (updated):
     /// a live reader woken with nothing new sends nothing.
@@ -43,6 +55,14 @@ impl Batch {
 /// writes a few dead-letter files, each named after the first position of its block.
 pub fn stream_segment(position: u64) -> u64 {
     position & !((1 << 20) - 1)
+}
+
+static SUSPEND_ON_STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a stopped reader leaves its watermark where it is (a checkpointed run that a
+/// restart resumes) rather than ending it (finalising every open window).
+pub fn set_suspend_on_stop(suspend: bool) {
+    SUSPEND_ON_STOP.store(suspend, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Wall-clock milliseconds since the Unix epoch.

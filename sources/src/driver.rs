@@ -11,6 +11,7 @@ use std::time::Duration;
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, StreamVec};
 use tradeflow_model::Time;
+use tradeflow_model::checkpoint::{Part, Saver};
 
 /// What a reader wants after an activation.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -34,6 +35,13 @@ pub trait Reader: 'static {
     /// any thread: a reader fed by a thread of its own activates it when input arrives
     /// instead of polling.
     fn set_waker(&mut self, _waker: timely::scheduling::SyncActivator) {}
+
+    /// The reader's position and lateness state after everything it has read so far:
+    /// what a checkpoint records so that a resumed run reads on from exactly there. Only
+    /// called for readers of a checkpointed run.
+    fn snapshot(&self) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 /// A reader with nothing to read: it reports that it is done at once.
@@ -76,6 +84,19 @@ pub fn polled_source<'scope, R: Reader>(
     name: &str,
     reader: R,
 ) -> StreamVec<'scope, Time, R::Item> {
+    checkpointed_source(scope, name, reader, None)
+}
+
+/// [`polled_source`] in a checkpointed run: whenever the capability crosses a checkpoint
+/// boundary, and when the reader is done, the reader's [`Reader::snapshot`] is saved
+/// (everything emitted before is stamped below the boundary, everything after at or
+/// above it).
+pub fn checkpointed_source<'scope, R: Reader>(
+    scope: Scope<'scope, Time>,
+    name: &str,
+    reader: R,
+    mut saver: Option<Saver>,
+) -> StreamVec<'scope, Time, R::Item> {
     let mut reader = Some(reader);
     source(scope, name, move |capability, info| {
         if let Some(r) = reader.as_mut() {
@@ -87,6 +108,9 @@ pub fn polled_source<'scope, R: Reader>(
             let (Some(cap), Some(r)) = (capability.as_mut(), reader.as_mut()) else { return };
             let now = epoch_now();
             if now > *cap.time() {
+                if let Some(saver) = saver.as_mut().filter(|s| s.due(Some(now))) {
+                    saver.maybe_save(Some(*cap.time()), Some(now), |_| Part { state: r.snapshot(), ..Part::default() });
+                }
                 cap.downgrade(&now);
             }
             let mut items = Vec::new();
@@ -98,6 +122,9 @@ pub fn polled_source<'scope, R: Reader>(
                 Poll::Ready => activator.activate(),
                 Poll::Wait(delay) => activator.activate_after(delay),
                 Poll::Done => {
+                    if let Some(saver) = saver.as_mut() {
+                        saver.maybe_save(Some(*cap.time()), None, |_| Part { state: r.snapshot(), ..Part::default() });
+                    }
                     capability = None;
                     reader = None;
                 }

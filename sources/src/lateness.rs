@@ -12,10 +12,11 @@
 //! wakes up again starts from the last report, so its trades below it are late and no
 //! final window ever changes.
 
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
 /// The watermark of one partition.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionClock {
     max_ts: Option<i64>,
     floor: i64,
@@ -85,6 +86,20 @@ impl Partitions {
             .map(|_| Partition { clock: PartitionClock::new(lateness_ms), last_seen: now, done: false, idle: false })
             .collect();
         Partitions { partitions, idle_timeout, lateness: lateness_ms, reported: i64::MIN }
+    }
+
+    /// Each partition's clock and the last report: what lateness decisions depend on,
+    /// for a checkpoint.
+    pub fn clocks(&self) -> (Vec<PartitionClock>, i64) {
+        (self.partitions.iter().map(|p| p.clock).collect(), self.reported)
+    }
+
+    /// Restores what [`Partitions::clocks`] returned (a resumed run).
+    pub fn restore_clocks(&mut self, clocks: &[PartitionClock], reported: i64) {
+        for (partition, clock) in self.partitions.iter_mut().zip(clocks) {
+            partition.clock = *clock;
+        }
+        self.reported = reported;
     }
 
     /// The watermark of partition `p`.

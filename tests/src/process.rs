@@ -195,6 +195,48 @@ impl Running {
         assert_eq!(result, 0, "kill -INT {pid}: {}", std::io::Error::last_os_error());
     }
 
+    /// Sends `signal` (`libc::SIGTERM`, `libc::SIGKILL`, ...) unless the process has
+    /// already ended; false if it had.
+    pub fn signal(&mut self, signal: libc::c_int) -> bool {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return false;
+        }
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) with the pid of a child this process started and that try_wait
+        // just found running (so it is not reaped and the pid cannot have been reused) has
+        // no memory-safety requirements.
+        #[allow(unsafe_code)]
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(result, 0, "kill -{signal} {pid}: {}", std::io::Error::last_os_error());
+        true
+    }
+
+    /// Sends SIGTERM, as `kill PID`, `timeout` and service managers do; false if the
+    /// process had already ended.
+    pub fn terminate(&mut self) -> bool {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// Sends SIGKILL: the process ends at once wherever it was, as in a crash, an OOM kill
+    /// or a lost machine; false if it had already ended.
+    pub fn kill9(&mut self) -> bool {
+        self.signal(libc::SIGKILL)
+    }
+
+    /// Waits up to `timeout` for the process to end by itself; true if it did.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits for the process to end; after `timeout` it is killed and the test fails.
     pub fn finish(mut self, timeout: Duration) -> Finished {
         let deadline = Instant::now() + timeout;

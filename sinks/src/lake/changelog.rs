@@ -9,7 +9,8 @@
 //! `run_id`), and sees each metric's provisional values and the moment it became final.
 //!
 //! Files are cut at `max_rows` updates, after `max_age` of wall-clock time on live runs,
-//! and at the end. Epochs are wall-clock milliseconds, so every run has its own history:
+//! at every checkpoint boundary of a checkpointed run (so a checkpoint keeps only the
+//! file sequence number), and at the end. Epochs are wall-clock milliseconds, so every run has its own history:
 //! files are named `<run_id>-w<worker>-<seq>.parquet` and rows carry `run_id`.
 
 use super::parquet::{LakeRow, encode};
@@ -21,6 +22,7 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use tradeflow_model::Time;
+use tradeflow_model::checkpoint::{Part, Saver, from_json, to_json};
 use tradeflow_operators::epochs::{EpochQueue, combined_frontier};
 
 /// Where and how a worker writes its changelog.
@@ -42,7 +44,12 @@ pub fn write_changelog<'scope, R: LakeRow + Clone>(
     run_id: StreamVec<'scope, Time, String>,
     lake: Arc<Lake>,
     config: ChangelogConfig,
-) {
+    mut saver: Option<Saver>,
+) -> Result<(), String> {
+    let (mut lower, mut seq): (Time, u64) = match saver.as_ref().and_then(Saver::restore) {
+        Some(restored) => from_json(R::DATASET, &restored.state)?,
+        None => (0, 0),
+    };
     let mut builder = OperatorBuilder::new(format!("Changelog:{}", R::DATASET), rows.inner.scope());
     let mut input = builder.new_input(rows.inner, Pipeline);
     let mut run_in = builder.new_input(run_id, Pipeline);
@@ -50,9 +57,8 @@ pub fn write_changelog<'scope, R: LakeRow + Clone>(
         let mut run_id: Option<String> = None;
         let mut queue = EpochQueue::<Vec<(R, Time, isize)>>::default();
         let mut buffer: Vec<(R, Time, isize)> = Vec::new();
-        let mut lower: Time = 0;
         let mut started = Instant::now();
-        let mut seq = 0u64;
+        let mut last_applied: Option<Time> = None;
         move |frontiers| {
             input.for_each(|cap, batch| {
                 let Some(&time) = cap.least() else { return };
@@ -65,29 +71,53 @@ pub fn write_changelog<'scope, R: LakeRow + Clone>(
             });
             let frontier = combined_frontier(frontiers);
             let Some(run_id) = run_id.as_deref() else { return };
-            while let Some((_, mut updates)) = queue.pop_complete(frontier) {
-                if buffer.is_empty() {
-                    started = Instant::now();
-                }
-                buffer.append(&mut updates);
-            }
-            let upper = frontier.unwrap_or(Time::MAX);
-            let aged = config.max_age.is_some_and(|age| started.elapsed() >= age);
-            if !buffer.is_empty() && (buffer.len() >= config.max_rows || aged || frontier.is_none()) {
+            let write = |buffer: &mut Vec<(R, Time, isize)>, upper: Time, seq: &mut u64, lower: &mut Time| {
                 let key = format!("changelog/{}/{run_id}-w{:04}-{seq:06}.parquet", R::DATASET, config.worker);
                 let metadata = vec![
                     ("tradeflow.lower".to_owned(), lower.to_string()),
                     ("tradeflow.upper".to_owned(), upper.to_string()),
                     ("tradeflow.run_id".to_owned(), run_id.to_owned()),
                 ];
-                match encode(R::changelog_schema(), &[R::changelog_batch(&buffer, run_id)], metadata) {
+                match encode(R::changelog_schema(), &[R::changelog_batch(buffer, run_id)], metadata) {
                     Ok(bytes) => lake.publish(key, Payload::Bytes(bytes), buffer.len() as u64),
                     Err(e) => lake.report_error(format!("encoding {key}: {e}")),
                 }
                 buffer.clear();
-                seq += 1;
-                lower = upper;
+                *seq += 1;
+                *lower = upper;
+            };
+            let cut = |saver: &mut Saver,
+                           after: Option<Time>,
+                           upto: Option<Time>,
+                           buffer: &mut Vec<_>,
+                           seq: &mut u64,
+                           lower: &mut Time| {
+                saver.maybe_save(after, upto, |_| {
+                    if !buffer.is_empty() {
+                        write(buffer, upto.unwrap_or(Time::MAX), seq, lower);
+                    }
+                    Part { state: to_json(&(*lower, *seq)), ..Part::default() }
+                });
+            };
+            while let Some((time, mut updates)) = queue.pop_complete(frontier) {
+                if let Some(saver) = saver.as_mut().filter(|s| s.due(Some(time))) {
+                    cut(saver, last_applied, Some(time), &mut buffer, &mut seq, &mut lower);
+                }
+                last_applied = Some(time);
+                if buffer.is_empty() {
+                    started = Instant::now();
+                }
+                buffer.append(&mut updates);
+            }
+            if let Some(saver) = saver.as_mut().filter(|s| s.due(frontier)) {
+                cut(saver, last_applied, frontier, &mut buffer, &mut seq, &mut lower);
+            }
+            let upper = frontier.unwrap_or(Time::MAX);
+            let aged = config.max_age.is_some_and(|age| started.elapsed() >= age);
+            if !buffer.is_empty() && (buffer.len() >= config.max_rows || aged || frontier.is_none()) {
+                write(&mut buffer, upper, &mut seq, &mut lower);
             }
         }
     });
+    Ok(())
 }

@@ -10,7 +10,9 @@
 //!
 //! A segment's file is written when a later segment of the same source shows up (every
 //! source reads its segments in order on one worker), at the end of the input, or, on
-//! live runs, after `max_age`.
+//! live runs, after `max_age`. A checkpoint keeps the rejects not yet written; a run that
+//! stops to be resumed (`suspended`) leaves them to the resumed run instead of writing
+//! them at the end.
 
 use super::parquet::{dead_letter_batch, dead_letter_schema, encode};
 use super::paths::file_safe;
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use tradeflow_model::checkpoint::{Part, Saver, from_json, to_json};
 use tradeflow_model::{Reject, Time, date_of};
 use tradeflow_operators::epochs::{EpochQueue, combined_frontier};
 
@@ -38,19 +41,37 @@ pub fn write_dead_letters<'scope>(
     rejects: StreamVec<'scope, Time, Reject>,
     lake: Arc<Lake>,
     max_age: Option<Duration>,
-) {
+    mut saver: Option<Saver>,
+    suspended: impl Fn() -> bool + 'static,
+) -> Result<(), String> {
+    let mut restored: BTreeMap<Key, Pending> = BTreeMap::new();
+    if let Some(part) = saver.as_ref().and_then(Saver::restore) {
+        let rows: Vec<(Key, Vec<Reject>)> = from_json("the dead-letter writer", &part.state)?;
+        for (key, rows) in rows {
+            restored.insert(key, Pending { rows, since: Instant::now() });
+        }
+    }
     let mut builder = OperatorBuilder::new("Lake:dead_letter".to_owned(), rejects.scope());
     let mut input = builder.new_input(rejects, Pipeline);
     builder.build(move |_| {
         let mut queue = EpochQueue::<Vec<Reject>>::default();
-        let mut pending: BTreeMap<Key, Pending> = BTreeMap::new();
+        let mut pending = restored;
+        let mut last_applied: Option<Time> = None;
         move |frontiers| {
             input.for_each(|cap, batch| {
                 let Some(&time) = cap.least() else { return };
                 queue.at(time).append(batch);
             });
             let frontier = combined_frontier(frontiers);
-            while let Some((_, rejects)) = queue.pop_complete(frontier) {
+            let save = |pending: &BTreeMap<Key, Pending>| {
+                let rows: Vec<(&Key, &Vec<Reject>)> = pending.iter().map(|(k, p)| (k, &p.rows)).collect();
+                Part { state: to_json(&rows), ..Part::default() }
+            };
+            while let Some((time, rejects)) = queue.pop_complete(frontier) {
+                if let Some(saver) = saver.as_mut().filter(|s| s.due(Some(time))) {
+                    saver.maybe_save(last_applied, Some(time), |_| save(&pending));
+                }
+                last_applied = Some(time);
                 for reject in rejects {
                     // An earlier segment of the same source is complete.
                     let done: Vec<Key> = pending
@@ -71,9 +92,13 @@ pub fn write_dead_letters<'scope>(
                         .push(reject);
                 }
             }
+            if let Some(saver) = saver.as_mut().filter(|s| s.due(frontier)) {
+                saver.maybe_save(last_applied, frontier, |_| save(&pending));
+            }
+            let end = frontier.is_none() && !suspended();
             let aged = |slot: &Pending| max_age.is_some_and(|age| slot.since.elapsed() >= age);
             pending.retain(|_, slot| {
-                if frontier.is_none() || aged(slot) {
+                if end || aged(slot) {
                     write(&lake, std::mem::take(&mut slot.rows));
                     return false;
                 }
@@ -81,6 +106,7 @@ pub fn write_dead_letters<'scope>(
             });
         }
     });
+    Ok(())
 }
 
 fn write(lake: &Lake, mut rows: Vec<Reject>) {

@@ -22,12 +22,15 @@ pub(crate) enum EncodeJob {
     Rows { id: u64, rows: Vec<Trade> },
     /// Finish file `id` and publish it as `key`.
     Close { id: u64, key: String },
+    /// Answer once everything queued before is encoded and uploaded.
+    Barrier(std::sync::mpsc::Sender<()>),
 }
 
 /// Runs until every sender is gone; `publish` queues finished files for upload.
 pub(crate) fn encode_loop(
     jobs: Receiver<EncodeJob>,
     publish: impl Fn(String, PathBuf, u64),
+    barrier: impl Fn(std::sync::mpsc::Sender<()>),
     errors: Arc<Mutex<Option<String>>>,
 ) {
     let fail = |message: String| {
@@ -61,6 +64,7 @@ pub(crate) fn encode_loop(
                     }
                 }
             }
+            EncodeJob::Barrier(done) => barrier(done),
             EncodeJob::Close { id, key } => {
                 let Some((spool, writer, rows)) = open.remove(&id) else { continue };
                 match writer.close() {

@@ -61,11 +61,16 @@ pub enum Payload {
     Spooled(PathBuf),
 }
 
-struct Job {
-    key: String,
-    payload: Payload,
-    /// Rows in the file (counted once it is uploaded).
-    rows: u64,
+enum Job {
+    /// Publish a file.
+    Put {
+        key: String,
+        payload: Payload,
+        /// Rows in the file (counted once it is uploaded).
+        rows: u64,
+    },
+    /// Answer once every earlier put is done.
+    Barrier(std::sync::mpsc::Sender<()>),
 }
 
 /// Counts of what the lake wrote.
@@ -81,6 +86,7 @@ pub struct LakeStats {
 /// process.
 pub struct Lake {
     url: String,
+    destination: Destination,
     spool: PathBuf,
     sender: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     uploader: Mutex<Option<JoinHandle<Result<(), String>>>>,
@@ -107,24 +113,29 @@ impl Lake {
         let (sender, receiver) = mpsc::unbounded_channel();
         let files = Arc::new(AtomicU64::new(0));
         let bytes = Arc::new(AtomicU64::new(0));
-        let (f, b, staging) = (files.clone(), bytes.clone(), spool.clone());
+        let (f, b, staging, to) = (files.clone(), bytes.clone(), spool.clone(), destination.clone());
         let uploader = std::thread::Builder::new()
             .name("lake-uploader".into())
-            .spawn(move || upload_loop(destination, staging, receiver, f, b))
+            .spawn(move || upload_loop(to, staging, receiver, f, b))
             .map_err(|e| LakeError::Write { lake: url.to_owned(), message: e.to_string() })?;
         let error = Arc::new(Mutex::new(None));
         // Bounded: a worker that outruns the encoder waits instead of piling up rows.
         let (encode_tx, encode_rx) = std::sync::mpsc::sync_channel(64);
         let (uploads, errors) = (sender.clone(), error.clone());
+        let barriers = sender.clone();
         let publish = move |key: String, spool: PathBuf, rows: u64| {
-            let _ = uploads.send(Job { key, payload: Payload::Spooled(spool), rows });
+            let _ = uploads.send(Job::Put { key, payload: Payload::Spooled(spool), rows });
+        };
+        let barrier = move |done| {
+            let _ = barriers.send(Job::Barrier(done));
         };
         let encoder_thread = std::thread::Builder::new()
             .name("lake-encoder".into())
-            .spawn(move || encode_loop(encode_rx, publish, errors))
+            .spawn(move || encode_loop(encode_rx, publish, barrier, errors))
             .map_err(|e| LakeError::Write { lake: url.to_owned(), message: e.to_string() })?;
         Ok(Lake {
             url: url.to_owned(),
+            destination,
             spool,
             sender: Mutex::new(Some(sender)),
             uploader: Mutex::new(Some(uploader)),
@@ -166,8 +177,30 @@ impl Lake {
     pub fn publish(&self, key: String, payload: Payload, rows: u64) {
         let guard = self.sender.lock().expect("lake sender lock");
         if let Some(sender) = guard.as_ref() {
-            let _ = sender.send(Job { key, payload, rows });
+            let _ = sender.send(Job::Put { key, payload, rows });
         }
+    }
+
+    /// Waits until everything handed to the lake before (files being encoded, queued
+    /// uploads) is published: what a checkpoint written next may rely on. False if the
+    /// lake is closed.
+    pub fn barrier(&self) -> bool {
+        let (done, wait) = std::sync::mpsc::channel();
+        let sender = self.encoder.lock().expect("lake encoder lock").clone();
+        match sender {
+            Some(sender) if sender.send(EncodeJob::Barrier(done)).is_ok() => wait.recv().is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Where the lake is.
+    pub fn destination(&self) -> &Destination {
+        &self.destination
+    }
+
+    /// The local staging directory (for direct puts).
+    pub fn staging(&self) -> &std::path::Path {
+        &self.spool
     }
 
     /// Records a failure of a writer; the run then ends with this error.
@@ -239,16 +272,27 @@ fn upload_loop(
         let mut tasks = tokio::task::JoinSet::new();
         let mut first_error: Option<String> = None;
         while let Some(job) = receiver.recv().await {
+            let job = match job {
+                Job::Put { key, payload, rows } => (key, payload, rows),
+                Job::Barrier(done) => {
+                    while let Some(finished) = tasks.join_next().await {
+                        record(&mut first_error, finished);
+                    }
+                    let _ = done.send(());
+                    continue;
+                }
+            };
             let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
             let (destination, staging, files, bytes, metrics) =
                 (destination.clone(), staging.clone(), files.clone(), bytes.clone(), metrics.clone());
             tasks.spawn(async move {
                 let started = std::time::Instant::now();
-                let result = match destination.put(&job.key, job.payload, &staging).await {
+                let (key, payload, rows) = job;
+                let result = match destination.put(&key, payload, &staging).await {
                     Ok(len) => {
                         files.fetch_add(1, Ordering::Relaxed);
                         bytes.fetch_add(len, Ordering::Relaxed);
-                        metrics.rows.add(job.rows);
+                        metrics.rows.add(rows);
                         metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
                         Ok(())
                     }

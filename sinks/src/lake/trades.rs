@@ -6,6 +6,16 @@
 //! UTC hour, at most `max_rows` of them (a busy hour is split), and is closed when the
 //! watermark passes the hour's end or it is full.
 //!
+//! Checkpoints: the trades received since the previous checkpoint are saved, in a
+//! compact binary form, as that checkpoint's payload, and each part names the earlier
+//! parts that may hold trades still needed: not yet complete, or in a file still open
+//! (every part whose newest trade is at or after the start of the oldest open hour). A
+//! resumed run takes back as incomplete the trades at or after the watermark it had
+//! written up to, and rebuilds each open file from the trades of its symbol and hour
+//! below it, sorted, past the rows of the hour's earlier files: the same rows in the same
+//! order, so the file it finally writes is byte for byte the one an uninterrupted run
+//! writes.
+//!
 //! Determinism: a file's name (`20231114T22-0000.parquet`: hour, then index within the
 //! hour) and its content depend only on the set of accepted trades, not on workers,
 //! batches or timing, so a replay rewrites the very same objects. Memory per symbol is
@@ -14,12 +24,14 @@
 use super::encoder::EncodeJob;
 use super::paths::{hour_label, partition};
 use super::store::Lake;
-use super::watermarked::{Step, watermarked_sink};
+use super::watermarked::{SinkLogic, Step, watermarked_sink};
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
+use tradeflow_model::checkpoint::{Part, Restored, Saver, Validity, from_json, read_trades, to_json, write_trade};
 use tradeflow_model::{Symbol, Time, Trade, WatermarkReport, date_of};
 
 const HOUR: i64 = 3_600_000;
@@ -48,6 +60,31 @@ struct SymbolFiles {
     last: Option<(i64, u32)>,
 }
 
+/// The writer of one worker's trades.
+struct TradesWriter {
+    lake: Arc<Lake>,
+    max_rows: usize,
+    checkpointed: bool,
+    symbols: FxHashMap<Symbol, SymbolFiles>,
+    complete: Vec<Trade>,
+    written_up_to: i64,
+    /// Checkpointed runs: the trades received since the last part, encoded, and the
+    /// newest event time among them.
+    received: Vec<u8>,
+    received_max: i64,
+    /// Checkpointed runs: (first boundary, newest event time) of the parts with payloads.
+    payloads: Vec<(u64, i64)>,
+}
+
+/// What a checkpoint keeps of one symbol.
+#[derive(Serialize, Deserialize)]
+struct SavedSymbol {
+    symbol: Symbol,
+    /// (hour, index, rows) of the open file.
+    open: Option<(i64, u32, usize)>,
+    last: Option<(i64, u32)>,
+}
+
 /// Writes the accepted trades to the lake (see the module documentation).
 pub fn write_trades<'scope>(
     trades: StreamVec<'scope, Time, Trade>,
@@ -55,35 +92,52 @@ pub fn write_trades<'scope>(
     reporters: usize,
     lake: Arc<Lake>,
     max_rows: usize,
-) {
-    let mut symbols: FxHashMap<Symbol, SymbolFiles> = FxHashMap::default();
-    let mut complete: Vec<Trade> = Vec::new();
-    let mut written_up_to = i64::MIN;
+    saver: Option<Saver>,
+) -> Result<(), String> {
+    let writer = TradesWriter {
+        lake,
+        max_rows,
+        checkpointed: saver.is_some(),
+        symbols: FxHashMap::default(),
+        complete: Vec::new(),
+        written_up_to: i64::MIN,
+        received: Vec::new(),
+        received_max: i64::MIN,
+        payloads: Vec::new(),
+    };
     let pact = Exchange::new(|t: &Trade| t.symbol.route());
-    watermarked_sink("LakeTrades", trades, pact, watermarks, reporters, move |step: Step<'_, Trade>| {
+    watermarked_sink("LakeTrades", trades, pact, watermarks, reporters, saver, writer)
+}
+
+impl SinkLogic<Trade> for TradesWriter {
+    fn step(&mut self, step: Step<'_, Trade>) {
         for trade in step.data.drain(..) {
-            if trade.ts < written_up_to {
+            if trade.ts < self.written_up_to {
                 // Sources never emit below a watermark they reported; this would be a bug.
                 tracing::error!("a trade below the watermark reached the lake writer and is not written: {trade:?}");
                 continue;
             }
+            if self.checkpointed {
+                write_trade(&mut self.received, &trade);
+                self.received_max = self.received_max.max(trade.ts);
+            }
             let second = trade.ts.div_euclid(1000);
-            match symbols.get_mut(&trade.symbol) {
+            match self.symbols.get_mut(&trade.symbol) {
                 Some(files) => files.tail.entry(second).or_default().push(trade),
                 None => {
                     let mut files = SymbolFiles::default();
                     let symbol = trade.symbol.clone();
                     files.tail.insert(second, vec![trade]);
-                    symbols.insert(symbol, files);
+                    self.symbols.insert(symbol, files);
                 }
             }
         }
-        if step.watermark <= written_up_to {
+        if step.watermark <= self.written_up_to {
             return;
         }
-        written_up_to = step.watermark;
-        let lake = &lake;
-        symbols.retain(|symbol, files| {
+        self.written_up_to = step.watermark;
+        let (lake, max_rows, complete) = (&self.lake, self.max_rows, &mut self.complete);
+        self.symbols.retain(|symbol, files| {
             // Whole seconds below the watermark's second are complete; its own second in part.
             let boundary = step.watermark.div_euclid(1000);
             let later = files.tail.split_off(&boundary);
@@ -95,19 +149,14 @@ pub fn write_trades<'scope>(
                 complete.extend(done);
                 *partial = rest;
             }
-            sort_trades(&mut complete);
+            sort_trades(complete);
             for trade in complete.drain(..) {
                 let hour = trade.ts.div_euclid(HOUR) * HOUR;
                 if files.open.as_ref().is_some_and(|f| f.hour != hour || f.rows >= max_rows) {
                     close(lake, symbol, files);
                 }
                 let open = files.open.get_or_insert_with(|| open_file(lake, hour, files.last));
-                open.staged.push(trade);
-                open.rows += 1;
-                if open.staged.len() >= WRITE_ROWS {
-                    let rows = std::mem::replace(&mut open.staged, Vec::with_capacity(WRITE_ROWS));
-                    lake.encode(EncodeJob::Rows { id: open.id, rows });
-                }
+                push_row(lake, open, trade);
             }
             if files.open.as_ref().is_some_and(|f| f.hour + HOUR <= step.watermark || step.done) {
                 close(lake, symbol, files);
@@ -115,7 +164,105 @@ pub fn write_trades<'scope>(
             files.tail.retain(|_, trades| !trades.is_empty());
             files.open.is_some() || !files.tail.is_empty()
         });
-    });
+    }
+
+    fn save(&mut self, valid: Validity) -> Part {
+        let payload = (!self.received.is_empty()).then(|| std::mem::take(&mut self.received));
+        if payload.is_some() {
+            self.payloads.push((valid.first, std::mem::replace(&mut self.received_max, i64::MIN)));
+        }
+        // Trades still needed are at or after the oldest open hour, or not yet written.
+        let oldest = self.symbols.values().filter_map(|f| f.open.as_ref().map(|o| o.hour)).min();
+        let needed_from = oldest.unwrap_or(self.written_up_to).min(self.written_up_to);
+        self.payloads.retain(|(_, newest)| *newest >= needed_from);
+        let mut saved: Vec<SavedSymbol> = self
+            .symbols
+            .iter()
+            .map(|(symbol, files)| SavedSymbol {
+                symbol: symbol.clone(),
+                open: files.open.as_ref().map(|o| (o.hour, o.index, o.rows)),
+                last: files.last,
+            })
+            .collect();
+        saved.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+        Part {
+            state: to_json(&(self.written_up_to, saved)),
+            payload,
+            needs: self.payloads.iter().map(|(first, _)| *first).collect(),
+        }
+    }
+
+    fn restore(&mut self, restored: Restored) -> Result<(), String> {
+        let (written_up_to, saved): (i64, Vec<SavedSymbol>) = from_json("the lake's trades writer", &restored.state)?;
+        self.written_up_to = written_up_to;
+        let mut by_symbol: FxHashMap<Symbol, Vec<Trade>> = FxHashMap::default();
+        for (first, payload) in &restored.payloads {
+            let trades = read_trades(payload)?;
+            let newest = trades.iter().map(|t| t.ts).max().unwrap_or(i64::MIN);
+            self.payloads.push((*first, newest));
+            for trade in trades {
+                by_symbol.entry(trade.symbol.clone()).or_default().push(trade);
+            }
+        }
+        for saved in saved {
+            let mut files = SymbolFiles { last: saved.last, ..SymbolFiles::default() };
+            let mut trades = by_symbol.remove(&saved.symbol).unwrap_or_default();
+            let (written, tail): (Vec<Trade>, Vec<Trade>) = trades.drain(..).partition(|t| t.ts < written_up_to);
+            for trade in tail {
+                files.tail.entry(trade.ts.div_euclid(1000)).or_default().push(trade);
+            }
+            if let Some((hour, index, count)) = saved.open {
+                let mut rows: Vec<Trade> = written.into_iter().filter(|t| t.ts.div_euclid(HOUR) * HOUR == hour).collect();
+                sort_trades(&mut rows);
+                let earlier = (index as usize).saturating_mul(self.max_rows);
+                if rows.len() != earlier + count {
+                    return Err(format!(
+                        "the checkpoint holds {} of the {} trades of {} in the hour {} (lake trades files open at the checkpoint)",
+                        rows.len(),
+                        earlier + count,
+                        saved.symbol.as_str(),
+                        hour_label(hour)
+                    ));
+                }
+                let mut open = open_file(&self.lake, hour, files.last);
+                open.index = index;
+                for trade in rows.drain(earlier..) {
+                    push_row(&self.lake, &mut open, trade);
+                }
+                files.open = Some(open);
+            }
+            if files.open.is_some() || !files.tail.is_empty() {
+                self.symbols.insert(saved.symbol, files);
+            }
+        }
+        tracing::debug!(
+            "lake trades: restored {} symbols, {} trades not yet complete, {} files open",
+            self.symbols.len(),
+            self.symbols.values().flat_map(|f| f.tail.values()).map(Vec::len).sum::<usize>(),
+            self.symbols.values().filter(|f| f.open.is_some()).count()
+        );
+        // Symbols with nothing open but trades not yet complete.
+        for (symbol, trades) in by_symbol {
+            let mut files = SymbolFiles::default();
+            for trade in trades.into_iter().filter(|t| t.ts >= written_up_to) {
+                files.tail.entry(trade.ts.div_euclid(1000)).or_default().push(trade);
+            }
+            if !files.tail.is_empty() {
+                self.symbols.insert(symbol, files);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Adds a row to an open file, handing the encoder a full batch when there is one.
+fn push_row(lake: &Lake, open: &mut OpenFile, trade: Trade) {
+    open.staged.push(trade);
+    open.rows += 1;
+    if open.staged.len() >= WRITE_ROWS {
+        let rows = std::mem::replace(&mut open.staged, Vec::with_capacity(WRITE_ROWS));
+        lake.encode(EncodeJob::Rows { id: open.id, rows });
+    }
 }
 
 /// Sorts by (ts, price, volume, conditions): by ts first (cheap on an integer key), then

@@ -63,6 +63,8 @@ struct State {
     /// Per worker: the epoch up to which everything was handed over.
     completed: Vec<Option<Time>>,
     run_id: Option<String>,
+    /// The epoch up to which every worker's changes are committed.
+    committed: Option<Time>,
     closing: bool,
     failed: bool,
     error: Option<PgError>,
@@ -95,6 +97,7 @@ impl PgSink {
                 pending: Changes::default(),
                 completed: vec![None; options.workers.max(1)],
                 run_id: None,
+                committed: None,
                 closing: false,
                 failed: false,
                 error: None,
@@ -153,6 +156,17 @@ impl PgSink {
         }
         drop(state);
         self.shared.wake.notify_one();
+    }
+
+    /// The epoch up to which every worker's changes are committed (`None` before the
+    /// first commit): a checkpoint at a later boundary waits for it.
+    pub fn committed(&self) -> Option<Time> {
+        lock(&self.shared.state).committed
+    }
+
+    /// True once the sink has failed for good.
+    pub fn failed(&self) -> bool {
+        lock(&self.shared.state).failed
     }
 
     /// What has been committed so far.
@@ -318,6 +332,9 @@ impl Writer {
             }
             if let Some(done) = self.write(work) {
                 written_epoch = done.completed.or(written_epoch);
+                let mut state = lock(&self.shared.state);
+                state.committed = state.committed.max(done.completed);
+                drop(state);
                 last_write = Instant::now();
             }
         }

@@ -240,8 +240,10 @@ pub fn fetch_start(spec: &KafkaSpec, partition: i32, offset: i64) -> Result<i64,
     }
 }
 
-/// True when a fetch of `partition` from `at` returns a record (or reports the end of the
-/// partition) within `wait`.
+/// True when a fetch of `partition` from `at` returns the record at `at` or an earlier one
+/// (or reports the end of the partition) within `wait`. A fetch from the middle of a
+/// record batch that skips to the next batch (tansu does, for a batch it has already
+/// answered) returns a later record: not an answer, or the records between would be lost.
 fn answers(consumer: &BaseConsumer, topic: &str, partition: i32, at: i64, wait: Duration) -> Result<bool, String> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(at)).map_err(|e| e.to_string())?;
@@ -249,7 +251,8 @@ fn answers(consumer: &BaseConsumer, topic: &str, partition: i32, at: i64, wait: 
     let deadline = std::time::Instant::now() + wait;
     while std::time::Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(10)) {
-            Some(Ok(_)) | Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(true),
+            Some(Ok(message)) => return Ok(rdkafka::Message::offset(&message) <= at),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(true),
             _ => {}
         }
     }

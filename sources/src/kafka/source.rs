@@ -157,8 +157,19 @@ pub struct KafkaReader {
     reported: Option<i64>,
     /// Partitions finished but not yet paused.
     to_pause: Vec<i32>,
+    /// Positions come from a checkpoint (they may lie inside a record batch).
+    resumed: bool,
     started: bool,
     done: bool,
+}
+
+/// What a checkpoint records of a reader: each partition's next offset and clock.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ReaderState {
+    /// (partition, next offset) of each partition owned.
+    next: Vec<(i32, i64)>,
+    clocks: Vec<crate::lateness::PartitionClock>,
+    reported: i64,
 }
 
 impl KafkaReader {
@@ -218,9 +229,39 @@ impl KafkaReader {
             worker: (index, peers),
             reported: None,
             to_pause: Vec::new(),
+            resumed: false,
             started: false,
             done: false,
         }
+    }
+
+    /// Continues from a checkpoint's [`Reader::snapshot`] of this worker's reader: each
+    /// partition from its recorded offset, with its recorded clock (so lateness is decided
+    /// exactly as in an uninterrupted run).
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        let state: ReaderState = tradeflow_model::checkpoint::from_json(&self.plan.spec.label(), state)?;
+        if state.next.len() != self.owned.len()
+            || state.next.iter().zip(&self.owned).any(|((p, _), o)| *p != o.range.partition)
+        {
+            return Err(format!(
+                "{}: the checkpoint was taken with other partitions on this worker ({:?}, now {:?})",
+                self.plan.spec.label(),
+                state.next.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+                self.partitions()
+            ));
+        }
+        for (slot, (_, next)) in state.next.into_iter().enumerate() {
+            let o = &mut self.owned[slot];
+            o.next = next;
+            o.finished = false;
+            if o.range.end.is_some_and(|end| next >= end) {
+                self.finish_partition(slot);
+            }
+        }
+        self.to_pause.clear();
+        self.partitions.restore_clocks(&state.clocks, state.reported);
+        self.resumed = true;
+        Ok(())
     }
 
     /// The partitions this reader owns.
@@ -242,7 +283,7 @@ impl KafkaReader {
             .iter()
             .map(|o| {
                 let end = o.range.end.map(|e| e.to_string()).unwrap_or_default();
-                format!("{} (offsets {}..{end})", o.range.partition, o.range.start)
+                format!("{} (offsets {}..{end})", o.range.partition, o.next)
             })
             .collect();
         let noun = if ranges.len() == 1 { "partition" } else { "partitions" };
@@ -250,13 +291,14 @@ impl KafkaReader {
     }
 
     fn finish(&mut self, out: &mut Vec<Batch>) -> Poll {
+        let stopped = !self.partitions.all_done();
         self.done = true;
         self.consumer = None;
         let offsets: Vec<(i32, i64)> = self.owned.iter().map(|o| (o.range.partition, o.next)).collect();
         if self.plan.spec.group.is_some() && !offsets.is_empty() {
             COMMITS.lock().unwrap_or_else(|e| e.into_inner()).push(PendingCommit { plan: self.plan.clone(), offsets });
         }
-        out.push(Batch::end());
+        out.push(Batch::last(stopped));
         Poll::Done
     }
 
@@ -304,7 +346,7 @@ impl KafkaReader {
             .map_err(|e| format!("{}: cannot create a Kafka consumer: {e}", spec.label()))?;
         // Offsets given or committed may lie inside a record batch, which some brokers
         // do not serve from (see `fetch_start`); the other starts are batch starts.
-        let probe = matches!(spec.start, Start::Offsets(_) | Start::Committed);
+        let probe = self.resumed || matches!(spec.start, Start::Offsets(_) | Start::Committed);
         let mut tpl = TopicPartitionList::new();
         for o in self.owned.iter().filter(|o| !o.finished) {
             let from = if probe { fetch_start(spec, o.range.partition, o.next)? } else { o.next };
@@ -488,6 +530,12 @@ impl Reader for KafkaReader {
 
     fn set_waker(&mut self, waker: SyncActivator) {
         self.waker = Some(waker);
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let (clocks, reported) = self.partitions.clocks();
+        let next = self.owned.iter().map(|o| (o.range.partition, o.next)).collect();
+        tradeflow_model::checkpoint::to_json(&ReaderState { next, clocks, reported })
     }
 
     fn read(&mut self, out: &mut Vec<Batch>) -> Poll {

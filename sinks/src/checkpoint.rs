@@ -1,0 +1,516 @@
+//! Checkpoints kept in the lake, beside the output they cover.
+//!
+//! Background: see [`tradeflow_model::checkpoint`] for the cut. Every component's part
+//! is written under `_checkpoints/<job>/parts/<component>/w<worker>/<first boundary>`
+//! (`.state`, and `.payload` when it has one) through the lake's own upload queue, so
+//! it is ordered after every file the component published before it. A coordinator
+//! thread per process watches the parts arrive; once every component on every worker of
+//! the process has a part valid for a boundary `k`, it
+//! 1. waits for the lake to have published everything queued so far (a barrier through
+//!    the encoder and the uploader: the files the parts rely on, and the parts),
+//! 2. waits for the PostgreSQL sink, when there is one, to have committed every epoch
+//!    before the boundary,
+//! 3. then writes `_checkpoints/<job>/manifest-p<process>.json` (one atomic put), which
+//!    names the parts of `k`; the manifest is the checkpoint.
+//!
+//! So a manifest is never ahead of the output it covers: the lake's files and the
+//! database hold at least everything before the boundary. They may hold more (what was
+//! written after it, before a crash): a resumed run writes the same lake objects again
+//! under the same names with the same bytes, and PostgreSQL's idempotent merge converges
+//! to the same rows.
+//!
+//! A run resumes from the latest boundary that every process's manifest has committed.
+//! A manifest records the job's settings; a restart with other settings refuses to mix
+//! results. A run that ends by itself (every input read) marks its manifest complete,
+//! and the same command then starts the job again from the beginning.
+
+use crate::lake::Lake;
+use crate::postgres::PgSink;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tradeflow_model::Time;
+use tradeflow_model::checkpoint::{Checkpoints, FINAL, Part, Restored, Validity};
+
+/// What identifies a job's results: a checkpoint is resumed only by a run with the same.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobHeader {
+    /// The job's name.
+    pub job: String,
+    /// Settings that decide the results (sources, sinks, windows, rules, workers), by name.
+    pub settings: BTreeMap<String, String>,
+    /// The changelog's run id (kept across resumes).
+    pub run_id: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PartRef {
+    component: String,
+    worker: usize,
+    first: u64,
+    last: u64,
+    payload: bool,
+    needs: Vec<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Committed {
+    /// The boundary index ([`FINAL`] for the end of a run).
+    boundary: u64,
+    /// When it was written (RFC 3339), for people.
+    written_at: String,
+    parts: Vec<PartRef>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Manifest {
+    header: JobHeader,
+    process: usize,
+    processes: usize,
+    interval_ms: u64,
+    /// The run ended by itself: nothing to resume.
+    complete: bool,
+    /// Newest last.
+    checkpoints: Vec<Committed>,
+}
+
+/// How a run found the job's checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// No checkpoint (or `--from-scratch`, or the job had completed).
+    Fresh(String),
+    /// Resuming from a checkpoint taken at this wall-clock time (ms; `None` for a stop).
+    Resumed {
+        /// What to tell the user.
+        message: String,
+    },
+}
+
+/// The checkpoints of one process of a job, kept in the lake (see the module docs).
+pub struct LakeCheckpoints {
+    lake: Arc<Lake>,
+    objects: Objects,
+    prefix: String,
+    header: JobHeader,
+    interval_ms: u64,
+    process: usize,
+    processes: usize,
+    resumed_at: Option<u64>,
+    restored: Mutex<BTreeMap<(String, usize), Restored>>,
+    inner: Mutex<Inner>,
+    wake: Condvar,
+    postgres: Mutex<Option<Arc<PgSink>>>,
+    closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct Inner {
+    registered: BTreeSet<(String, usize)>,
+    parts: BTreeMap<(String, usize), Vec<PartRef>>,
+    committed: Vec<Committed>,
+    /// Parts of earlier runs of the job, to delete once superseded.
+    inherited: Vec<PartRef>,
+    error: Option<String>,
+}
+
+impl LakeCheckpoints {
+    /// Opens the job's checkpoints in `lake` for `process` of `processes`: finds the
+    /// checkpoint to resume from (unless `from_scratch`) and loads this process's parts.
+    /// Refuses a checkpoint written with other settings.
+    pub fn open(
+        lake: Arc<Lake>,
+        header: JobHeader,
+        interval: Duration,
+        process: usize,
+        processes: usize,
+        from_scratch: bool,
+    ) -> Result<(Arc<LakeCheckpoints>, Start), String> {
+        let objects = Objects::new(&lake)?;
+        let prefix = format!("_checkpoints/{}", header.job);
+        let interval_ms = (interval.as_millis() as u64).max(1);
+        let mut manifests = Vec::new();
+        for p in 0..processes {
+            if let Some(bytes) = objects.get(&format!("{prefix}/manifest-p{p}.json"))? {
+                let manifest: Manifest = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("{prefix}/manifest-p{p}.json in {} is unreadable: {e}", lake.url()))?;
+                manifests.push(manifest);
+            }
+        }
+        let mut checkpoints = LakeCheckpoints {
+            lake,
+            objects,
+            prefix,
+            header: header.clone(),
+            interval_ms,
+            process,
+            processes,
+            resumed_at: None,
+            restored: Mutex::default(),
+            inner: Mutex::default(),
+            wake: Condvar::new(),
+            postgres: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        };
+        let start = checkpoints.resume(manifests, from_scratch)?;
+        Ok((Arc::new(checkpoints), start))
+    }
+
+    fn resume(&mut self, manifests: Vec<Manifest>, from_scratch: bool) -> Result<Start, String> {
+        let job = self.header.job.clone();
+        if manifests.is_empty() {
+            return Ok(Start::Fresh(format!("job {job}: no checkpoint yet; starting from the beginning")));
+        }
+        if from_scratch {
+            return Ok(Start::Fresh(format!("job {job}: --from-scratch: ignoring its checkpoint")));
+        }
+        let first = &manifests[0];
+        let (settings, _) = (&first.header.settings, ());
+        let differences: Vec<String> = settings
+            .keys()
+            .chain(self.header.settings.keys())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|k| settings.get(*k) != self.header.settings.get(*k))
+            .map(|k| {
+                let show = |v: Option<&String>| v.map_or("(none)".to_owned(), |v| format!("{v:?}"));
+                format!("{k}: checkpoint {}, now {}", show(settings.get(k)), show(self.header.settings.get(k)))
+            })
+            .collect();
+        if !differences.is_empty() || first.processes != self.processes {
+            let mut differences = differences;
+            if first.processes != self.processes {
+                differences.push(format!("processes: checkpoint {}, now {}", first.processes, self.processes));
+            }
+            return Err(format!(
+                "job {job} has a checkpoint in {} taken with other settings ({}); resuming would mix results. Run with the same settings, or start it again with --from-scratch, or name another job with --job",
+                self.lake.url(),
+                differences.join("; ")
+            ));
+        }
+        if manifests.len() == self.processes && manifests.iter().all(|m| m.complete) {
+            return Ok(Start::Fresh(format!("job {job}: its last run completed; starting from the beginning")));
+        }
+        if manifests.len() < self.processes {
+            return Err(format!(
+                "job {job}: {} of {} processes have a checkpoint in {}; start every process with --from-scratch",
+                manifests.len(),
+                self.processes,
+                self.lake.url()
+            ));
+        }
+        // The newest boundary every process committed.
+        let common = manifests[0]
+            .checkpoints
+            .iter()
+            .map(|c| c.boundary)
+            .filter(|b| manifests.iter().all(|m| m.checkpoints.iter().any(|c| c.boundary == *b)))
+            .max()
+            .ok_or_else(|| format!("job {job}: its processes have no checkpoint in common; use --from-scratch"))?;
+        let mine = manifests.iter().find(|m| m.process == self.process).expect("one manifest per process");
+        let committed = mine.checkpoints.iter().find(|c| c.boundary == common).expect("common to all").clone();
+        let mut restored = BTreeMap::new();
+        for part in &committed.parts {
+            let state = self.objects.require(&self.key(part, "state"))?;
+            let mut payloads = Vec::new();
+            for &first in &part.needs {
+                let key = self.key(&PartRef { first, ..part.clone() }, "payload");
+                payloads.push((first, self.objects.require(&key)?));
+            }
+            restored.insert((part.component.clone(), part.worker), Restored { boundary: common, state, payloads });
+        }
+        let now_boundary = wall_ms() / self.interval_ms;
+        self.resumed_at = Some(now_boundary);
+        *self.restored.get_mut().expect("restored lock") = restored;
+        let inner = self.inner.get_mut().expect("checkpoint lock");
+        inner.inherited = mine.checkpoints.iter().flat_map(|c| c.parts.clone()).collect();
+        inner.committed = vec![committed];
+        self.header.run_id = first.header.run_id.clone();
+        let when = if common == FINAL {
+            "the stop of its last run".to_owned()
+        } else {
+            tradeflow_model::format_ts((common * mine.interval_ms) as i64)
+        };
+        Ok(Start::Resumed {
+            message: format!("resuming job {job} from its checkpoint of {when} (in {})", self.lake.url()),
+        })
+    }
+
+    /// The run id the job's changelog uses (an earlier run's, when resuming).
+    pub fn run_id(&self) -> &str {
+        &self.header.run_id
+    }
+
+    /// Makes checkpoints wait for `postgres` to have committed the epochs they cover.
+    pub fn set_postgres(&self, postgres: Arc<PgSink>) {
+        *lock(&self.postgres) = Some(postgres);
+    }
+
+    fn key(&self, part: &PartRef, kind: &str) -> String {
+        format!("{}/parts/{}/w{:04}/{:020}.{kind}", self.prefix, part.component, part.worker, part.first)
+    }
+
+    /// Starts the coordinator thread; it runs until [`LakeCheckpoints::close`].
+    pub fn start(self: &Arc<Self>) -> std::thread::JoinHandle<()> {
+        let this = self.clone();
+        std::thread::Builder::new()
+            .name("checkpoints".into())
+            .spawn(move || this.coordinate())
+            .expect("starting the checkpoint thread")
+    }
+
+    fn coordinate(&self) {
+        let mut inner = lock(&self.inner);
+        while !self.closed.load(Ordering::Acquire) {
+            inner = self.wake.wait_timeout(inner, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
+            let Some(boundary) = Self::complete_boundary(&inner) else { continue };
+            if boundary == FINAL || inner.committed.last().is_some_and(|c| c.boundary >= boundary) {
+                continue;
+            }
+            drop(inner);
+            let result = self.commit(boundary, false);
+            inner = lock(&self.inner);
+            if let Err(e) = result {
+                tracing::warn!("checkpoint not written: {e}");
+                inner.error.get_or_insert(e);
+            }
+        }
+    }
+
+    /// The newest boundary every registered component has a part for.
+    fn complete_boundary(inner: &Inner) -> Option<u64> {
+        if inner.registered.is_empty() {
+            return None;
+        }
+        let mut newest = u64::MAX;
+        for key in &inner.registered {
+            let last = inner.parts.get(key)?.last()?.last;
+            newest = newest.min(last);
+        }
+        inner.registered.iter().all(|k| inner.parts[k].iter().any(|p| p.first <= newest)).then_some(newest)
+    }
+
+    /// Writes the manifest of `boundary` once the lake and PostgreSQL hold what it covers.
+    fn commit(&self, boundary: u64, complete: bool) -> Result<(), String> {
+        let parts: Vec<PartRef> = {
+            let inner = lock(&self.inner);
+            inner
+                .registered
+                .iter()
+                .filter_map(|k| inner.parts[k].iter().find(|p| p.first <= boundary && boundary <= p.last).cloned())
+                .collect()
+        };
+        if !self.lake.barrier() {
+            return Err("the lake is closed".into());
+        }
+        if let Some(error) = self.lake.error() {
+            return Err(format!("the lake failed: {error}"));
+        }
+        if boundary != FINAL
+            && let Some(postgres) = lock(&self.postgres).clone()
+        {
+            let needed = boundary.saturating_mul(self.interval_ms).saturating_sub(1);
+            while postgres.committed().is_none_or(|c| c < needed) {
+                if postgres.failed() || self.closed.load(Ordering::Acquire) {
+                    return Err("PostgreSQL has not committed the epochs it covers".into());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let mut inner = lock(&self.inner);
+        inner.committed.push(Committed { boundary, written_at: tradeflow_model::format_ts(wall_ms() as i64), parts });
+        // Keep the checkpoints another process may still resume from: the last few.
+        let excess = inner.committed.len().saturating_sub(if self.processes > 1 { 8 } else { 2 });
+        inner.committed.drain(..excess);
+        let manifest = Manifest {
+            header: self.header.clone(),
+            process: self.process,
+            processes: self.processes,
+            interval_ms: self.interval_ms,
+            complete,
+            checkpoints: inner.committed.clone(),
+        };
+        let garbage = self.garbage(&mut inner);
+        drop(inner);
+        let bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+        self.objects.put(&format!("{}/manifest-p{}.json", self.prefix, self.process), bytes)?;
+        for key in garbage {
+            let _ = self.objects.delete(&key);
+        }
+        Ok(())
+    }
+
+    /// Parts no kept checkpoint refers to: removed from memory, their keys returned.
+    fn garbage(&self, inner: &mut Inner) -> Vec<String> {
+        let oldest = inner.committed.first().map_or(0, |c| c.boundary);
+        let kept: BTreeSet<(String, usize, u64)> =
+            inner.committed.iter().flat_map(|c| &c.parts).map(|p| (p.component.clone(), p.worker, p.first)).collect();
+        let needed: BTreeSet<(String, usize, u64)> = inner
+            .committed
+            .iter()
+            .flat_map(|c| &c.parts)
+            .flat_map(|p| p.needs.iter().map(|f| (p.component.clone(), p.worker, *f)))
+            .collect();
+        let mut garbage = Vec::new();
+        let mut collect = |part: &PartRef| {
+            let id = (part.component.clone(), part.worker, part.first);
+            if part.last >= oldest || kept.contains(&id) {
+                return true;
+            }
+            garbage.push(self.key(part, "state"));
+            if part.payload && !needed.contains(&id) {
+                garbage.push(self.key(part, "payload"));
+                return false;
+            }
+            part.payload
+        };
+        inner.inherited.retain(&mut collect);
+        for parts in inner.parts.values_mut() {
+            // Keep the newest part of each component: the next checkpoint may use it.
+            let newest = parts.len().saturating_sub(1);
+            let mut index = 0;
+            parts.retain(|p| {
+                index += 1;
+                index > newest || collect(p)
+            });
+        }
+        garbage
+    }
+
+    /// Ends the run's checkpoints: with `commit_final`, writes the checkpoint of the end
+    /// (every component's last part), `complete` when every input was read. Call once
+    /// every worker is done, before the lake is finished.
+    pub fn finish(&self, commit_final: bool, complete: bool) -> Result<(), String> {
+        self.closed.store(true, Ordering::Release);
+        self.wake.notify_all();
+        if !commit_final {
+            return Ok(());
+        }
+        let boundary = Self::complete_boundary(&lock(&self.inner));
+        if boundary != Some(FINAL) {
+            return Err("not every component saved its state at the end".into());
+        }
+        self.commit(FINAL, complete)
+    }
+
+    /// The first error met writing a checkpoint, if any.
+    pub fn error(&self) -> Option<String> {
+        lock(&self.inner).error.clone()
+    }
+}
+
+impl Checkpoints for LakeCheckpoints {
+    fn interval_ms(&self) -> u64 {
+        self.interval_ms
+    }
+
+    fn restore(&self, component: &str, worker: usize) -> Option<Restored> {
+        lock(&self.restored).remove(&(component.to_owned(), worker))
+    }
+
+    fn resumed_from(&self) -> Option<u64> {
+        self.resumed_at
+    }
+
+    fn save(&self, component: &str, worker: usize, valid: Validity, part: Part) {
+        let reference = PartRef {
+            component: component.to_owned(),
+            worker,
+            first: valid.first,
+            last: valid.last,
+            payload: part.payload.is_some(),
+            needs: part.needs,
+        };
+        let rows = 0;
+        self.lake.publish(self.key(&reference, "state"), crate::lake::Payload::Bytes(part.state), rows);
+        if let Some(payload) = part.payload {
+            self.lake.publish(self.key(&reference, "payload"), crate::lake::Payload::Bytes(payload), rows);
+        }
+        lock(&self.inner).parts.entry((component.to_owned(), worker)).or_default().push(reference);
+        self.wake.notify_all();
+    }
+
+    fn register(&self, component: &str, worker: usize) {
+        lock(&self.inner).registered.insert((component.to_owned(), worker));
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn wall_ms() -> Time {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Time)
+}
+
+/// Direct reads, writes and deletes of objects under the lake root.
+struct Objects {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    runtime: tokio::runtime::Runtime,
+    lake: String,
+}
+
+impl Objects {
+    fn new(lake: &Lake) -> Result<Objects, String> {
+        let (store, root) = lake.destination().store().map_err(|e| e.to_string())?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        Ok(Objects { store, root, runtime, lake: lake.url().to_owned() })
+    }
+
+    fn path(&self, key: &str) -> Path {
+        let root = self.root.as_ref();
+        Path::from(if root.is_empty() { key.to_owned() } else { format!("{root}/{key}") })
+    }
+
+    /// Retries transient failures for up to a minute.
+    fn retry<T>(&self, what: &str, mut op: impl FnMut() -> object_store::Result<T>) -> Result<T, String> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match op() {
+                Ok(value) => return Ok(value),
+                Err(e) if started.elapsed() < Duration::from_secs(60) && !matches!(e, object_store::Error::NotFound { .. }) => {
+                    tracing::warn!("{what} in {}: {}; retrying", self.lake, crate::lake::destination::redact(&e.to_string()));
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(format!("{what} in {}: {}", self.lake, crate::lake::destination::redact(&e.to_string()))),
+            }
+        }
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let path = self.path(key);
+        let result = self.retry(&format!("reading {key}"), || {
+            self.runtime.block_on(async {
+                match self.store.get(&path).await {
+                    Ok(got) => got.bytes().await.map(|b| Some(b.to_vec())),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+        });
+        result
+    }
+
+    fn require(&self, key: &str) -> Result<Vec<u8>, String> {
+        self.get(key)?.ok_or_else(|| format!("the checkpoint object {key} is missing from {}", self.lake))
+    }
+
+    fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), String> {
+        let path = self.path(key);
+        let data = bytes::Bytes::from(bytes);
+        self.retry(&format!("writing {key}"), || {
+            self.runtime.block_on(self.store.put(&path, PutPayload::from(data.clone()))).map(|_| ())
+        })
+    }
+
+    fn delete(&self, key: &str) -> Result<(), String> {
+        let path = self.path(key);
+        self.runtime.block_on(self.store.delete(&path)).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,437 @@
+//! Checkpoints and resume, end to end, against a real Kafka-protocol broker (`tansu`, as in
+//! the Kafka tests; skipped the same way when it or the outside client is missing).
+//!
+//! Every `--checkpoint-interval` a run writes a durable checkpoint under the lake's
+//! `_checkpoints/`. Running the same command again resumes from the latest one (saying
+//! `resuming job` on stderr), and once the replay ends the lake's `trades`,
+//! `window_metrics` and `anomalies` are byte for byte those of a run never interrupted.
+//!
+//! * SIGKILL at pseudo-random moments (a crash, an OOM kill, a lost machine), many times
+//!   over, at `-w 1`, `-w 2` and on `-n 2` processes (one of the two killed, the other
+//!   following): identical results, and little work redone, since each attempt counts
+//!   only the trades it read itself.
+//! * Ctrl-C, SIGTERM, and two SIGINTs at once (what `timeout -s INT` sends to a process
+//!   and its group) stop a live run cleanly: exit 0, a checkpoint, open windows left
+//!   provisional (not finalised, as only `--drain` would); the same job run again with
+//!   `end=latest` completes it to the results of an uninterrupted run.
+
+use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use tradeflow_tests::expect::Knobs;
+use tradeflow_tests::kafka::Broker;
+use tradeflow_tests::lake::{assert_same_tree, read_window_metrics, results_tree};
+use tradeflow_tests::process::{Running, assert_no_panic};
+use tradeflow_tests::{Finished, Summary, file_url, run_two_processes, simulate, temp_dir, tradeflow_command};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Trades in the topic: 200 s of event time at 2,000 trades/s over [`SYMBOLS`], so a few
+/// minutes of market, 400 five-second windows, and a few seconds of work for a debug
+/// build.
+const MARKET_TRADES: u64 = 400_000;
+
+/// Ten symbols of the simulator's universe: stocks, crypto and forex.
+const SYMBOLS: &str =
+    "AAPL,MSFT,NVDA,TSLA,AMZN,BINANCE:BTCUSDT,BINANCE:ETHUSDT,KRAKEN:XBT/USD,OANDA:EUR_USD,IC MARKETS:1";
+
+const CHECKPOINT_INTERVAL: &str = "200ms";
+
+/// Frequent progress lines: a killed attempt's last one tells (to within this interval)
+/// how many trades it accepted.
+const PROGRESS_INTERVAL: &str = "100ms";
+
+/// SIGKILLs per kill test (fewer if the job completes first).
+const KILLS: usize = 12;
+
+/// A kill comes this long after the start, pseudo-randomly.
+const KILL_AFTER_MS: (u64, u64) = (150, 900);
+
+/// The trades accepted over all attempts, at most this many times those of one
+/// uninterrupted run: each kill loses only what was read since the latest checkpoint.
+const MAX_WORK_FACTOR: f64 = 1.6;
+
+/// The job name of the live tests, given explicitly so that the live command and the
+/// `end=latest` one that completes it are certainly the same job.
+const JOB: &str = "resume-test";
+
+/// 5 s windows over a few minutes of simulated trading, so windows are many and final (as
+/// in the Kafka tests).
+fn knobs() -> Knobs {
+    Knobs {
+        window_ms: 5_000,
+        slide_ms: None,
+        lateness_ms: 2_000,
+        volatility_windows: 5,
+        baseline_windows: 5,
+        min_history: 2,
+        spike_factor: 2.0,
+        jump_sigma: 2.0,
+    }
+}
+
+/// A deterministic pseudo-random sequence (xorshift64): a failure replays with the same
+/// kill times.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(0x9E37_79B9_7F4A_7C15 ^ seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A pause in `[low, high)` ms.
+    fn pause(&mut self, (low, high): (u64, u64)) -> Duration {
+        Duration::from_millis(low + self.next() % (high - low))
+    }
+}
+
+/// `run --source SOURCE --lake LAKE`, checkpointing every [`CHECKPOINT_INTERVAL`], with
+/// the knobs and `extra` flags.
+fn run_args(source: &str, lake: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["run", "--source", source, "--lake", &file_url(lake)].map(str::to_owned).into();
+    args.extend(
+        ["--progress-interval", PROGRESS_INTERVAL, "--checkpoint-interval", CHECKPOINT_INTERVAL].map(str::to_owned),
+    );
+    args.extend(knobs().args());
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+fn command(args: &[String]) -> Command {
+    let mut command = tradeflow_command();
+    command.args(args);
+    command
+}
+
+/// Runs `args` to a successful end.
+fn run_to_end(args: &[String], what: &str) -> Finished {
+    let out = Running::spawn(command(args)).finish(TIMEOUT);
+    out.assert_success(what);
+    out
+}
+
+/// Fills a new 4-partition `topic` with a simulated market, through the outside client.
+fn fill_topic(broker: &Broker, dir: &Path, topic: &str) {
+    let path = dir.join(format!("{topic}.ndjson"));
+    let count = MARKET_TRADES.to_string();
+    simulate(&path, &["--count", &count, "--rate", "2000", "--seed", "7", "--symbols", SYMBOLS]);
+    broker.create_topic(topic, 4);
+    let landed = broker.produce_lines(topic, &path);
+    assert_eq!(landed.len() as u64, MARKET_TRADES);
+}
+
+/// Checks that an uninterrupted run read the whole topic into a non-trivial lake.
+fn check_reference(summary: &Summary, stderr: &str) {
+    assert_eq!(summary.accepted + summary.rejected, MARKET_TRADES, "a record was not read:\n{stderr}");
+    assert!(summary.windows_final > 100, "too few windows: {summary:?}\n{stderr}");
+}
+
+/// The trades accepted according to the last progress line (`[  1.0s] trades 1,234 ...`)
+/// of `stderr`; 0 before the first.
+fn progress_accepted(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with('['))
+        .filter_map(|l| l.split("] trades ").nth(1)?.split_whitespace().next()?.replace(',', "").parse().ok())
+        .next_back()
+        .unwrap_or(0)
+}
+
+/// True when `stderr` says the run resumed from a checkpoint.
+fn resumed(stderr: &str) -> bool {
+    stderr.contains("resuming job")
+}
+
+/// One attempt at a job: killed, or run to its end.
+struct Attempt {
+    /// How it ended, for failure messages.
+    how: String,
+    /// Trades it accepted itself: its summary's count when it finished, else its last
+    /// progress line's (at most one progress interval short).
+    accepted: u64,
+    /// Its stderr (of both processes for `-n 2`).
+    stderr: String,
+}
+
+impl Attempt {
+    fn resumed(&self) -> bool {
+        resumed(&self.stderr)
+    }
+}
+
+/// One line per attempt, for failure messages.
+fn history(attempts: &[Attempt]) -> String {
+    let line = |(i, a): (usize, &Attempt)| {
+        let resumed = if a.resumed() { "resumed" } else { "from scratch" };
+        format!("  attempt {i}: {}, {resumed}, accepted {}\n", a.how, a.accepted)
+    };
+    attempts.iter().enumerate().map(line).collect()
+}
+
+/// `args` at one process, SIGKILLed at pseudo-random moments [`KILLS`] times (fewer if
+/// an attempt completes the job first), then run to its end.
+fn kill_repeatedly(args: &[String], seed: u64) -> Vec<Attempt> {
+    let mut rng = Rng::new(seed);
+    let mut attempts = Vec::new();
+    while attempts.len() < KILLS {
+        let mut running = Running::spawn(command(args));
+        let pause = rng.pause(KILL_AFTER_MS);
+        std::thread::sleep(pause);
+        running.kill9();
+        let out = running.finish(TIMEOUT);
+        if out.status.signal() != Some(libc::SIGKILL) {
+            out.assert_success(&format!("attempt {} (finished before its kill)", attempts.len()));
+            let how = format!("finished by itself before a kill at {pause:?}");
+            attempts.push(Attempt { how, accepted: out.summary().accepted, stderr: out.stderr });
+            return attempts;
+        }
+        assert_no_panic(&out.stderr);
+        let how = format!("killed after {pause:?}");
+        attempts.push(Attempt { how, accepted: progress_accepted(&out.stderr), stderr: out.stderr });
+    }
+    let out = run_to_end(args, &format!("the run after {KILLS} kills"));
+    attempts.push(Attempt { how: "run to its end".to_owned(), accepted: out.summary().accepted, stderr: out.stderr });
+    attempts
+}
+
+/// `args` on `-n 2` processes (host file `hosts`), one of them SIGKILLed at a
+/// pseudo-random moment (process 0 and 1 in turn) and the other stopped as well (it
+/// should end by itself once its peer is gone; it is SIGKILLed after a few seconds if not),
+/// [`KILLS`] times (fewer if an attempt completes the job first), then run to its end.
+fn kill_one_of_two_repeatedly(args: &[String], hosts: &Path, seed: u64) -> Vec<Attempt> {
+    let spawn = |process: &str| {
+        let mut one = command(args);
+        one.args(["-n", "2", "-p", process, "-h"]).arg(hosts);
+        Running::spawn(one)
+    };
+    let both =
+        |first: &Finished, second: &Finished| format!("process 0:\n{}\nprocess 1:\n{}", first.stderr, second.stderr);
+    let mut rng = Rng::new(seed);
+    let mut attempts = Vec::new();
+    while attempts.len() < KILLS {
+        let victim = attempts.len() % 2;
+        let (first, second) = (spawn("0"), spawn("1"));
+        let (mut killed, mut other) = if victim == 0 { (first, second) } else { (second, first) };
+        let pause = rng.pause(KILL_AFTER_MS);
+        std::thread::sleep(pause);
+        killed.kill9();
+        let killed = killed.finish(TIMEOUT);
+        if killed.status.signal() != Some(libc::SIGKILL) {
+            // The job completed before the kill: the other process completes too.
+            killed.assert_success(&format!("process {victim} (finished before its kill)"));
+            let other = other.finish(TIMEOUT);
+            other.assert_success(&format!("process {} (its peer finished before its kill)", 1 - victim));
+            let (first, second) = if victim == 0 { (killed, other) } else { (other, killed) };
+            let how = format!("finished by itself before a kill of process {victim} at {pause:?}");
+            let accepted = first.summary().accepted;
+            attempts.push(Attempt { how, accepted, stderr: both(&first, &second) });
+            return attempts;
+        }
+        assert_no_panic(&killed.stderr);
+        // Its peer gone, the other process fails (perhaps with a panic in timely's
+        // networking, which is not checked here).
+        let ended = other.wait_for_exit(Duration::from_secs(5));
+        other.kill9();
+        let other = other.finish(TIMEOUT);
+        let follower = if ended { "ended by itself" } else { "had to be killed too" };
+        let how = format!("process {victim} killed after {pause:?}, the other {follower} ({})", other.status);
+        let (first, second) = if victim == 0 { (killed, other) } else { (other, killed) };
+        let accepted = progress_accepted(&first.stderr) + progress_accepted(&second.stderr);
+        attempts.push(Attempt { how, accepted, stderr: both(&first, &second) });
+    }
+    let (first, second) = (spawn("0"), spawn("1"));
+    let second = second.finish(TIMEOUT);
+    let first = first.finish(TIMEOUT);
+    second.assert_success(&format!("process 1 after {KILLS} kills"));
+    first.assert_success(&format!("process 0 after {KILLS} kills"));
+    // Process 0's summary sums both processes.
+    let accepted = first.summary().accepted;
+    attempts.push(Attempt { how: "run to its end".to_owned(), accepted, stderr: both(&first, &second) });
+    attempts
+}
+
+/// The lake of `attempts` holds exactly what the uninterrupted run wrote to
+/// `reference_lake`, later attempts resumed, and little work was redone.
+fn assert_recovered(what: &str, attempts: &[Attempt], lake: &Path, reference_lake: &Path, reference: &Summary) {
+    let last = attempts.last().expect("at least one attempt");
+    let log = history(attempts);
+    let kills = attempts.len() - 1;
+    assert!(!attempts[0].resumed(), "{what}: the first attempt, on an empty lake, resumed:\n{}", attempts[0].stderr);
+    assert!(
+        attempts.iter().any(Attempt::resumed),
+        "{what}: no attempt printed `resuming job` (too small a market to be killed in time?)\n{log}\nlast stderr:\n{}",
+        last.stderr
+    );
+    assert_same_tree(
+        &format!("{what}: the lake after {kills} kills vs an uninterrupted run\n{log}\nlast stderr:\n{}", last.stderr),
+        &results_tree(lake),
+        &results_tree(reference_lake),
+    );
+    let total: u64 = attempts.iter().map(|a| a.accepted).sum();
+    assert!(
+        (total as f64) < MAX_WORK_FACTOR * reference.accepted as f64,
+        "{what}: {total} trades accepted over {} attempts, against {} for one run: more than {MAX_WORK_FACTOR}x, \
+         so the runs did not resume from their latest checkpoints\n{log}\nlast stderr:\n{}",
+        attempts.len(),
+        reference.accepted,
+        last.stderr
+    );
+}
+
+/// A topic replayed (`end=latest`) with `timely` flags, SIGKILLed at random moments and
+/// restarted with the same command, ends with the lake of an uninterrupted run.
+fn killed_at_random_moments(timely: &[&str], seed: u64) {
+    let Some(broker) = Broker::start() else { return };
+    let dir = temp_dir();
+    fill_topic(&broker, dir.path(), "market");
+    let source = broker.url("market", "end=latest");
+
+    let reference_lake = dir.path().join("uninterrupted");
+    let reference = run_to_end(&run_args(&source, &reference_lake, timely), "the uninterrupted run");
+    let summary = reference.summary();
+    check_reference(&summary, &reference.stderr);
+
+    let lake = dir.path().join("killed");
+    let attempts = kill_repeatedly(&run_args(&source, &lake, timely), seed);
+    assert_recovered(&format!("{timely:?}"), &attempts, &lake, &reference_lake, &summary);
+}
+
+#[test]
+fn a_replay_killed_at_random_moments_and_restarted_equals_an_uninterrupted_run() {
+    killed_at_random_moments(&["-w", "1"], 1);
+}
+
+#[test]
+fn a_replay_on_two_workers_killed_at_random_moments_and_restarted_equals_an_uninterrupted_run() {
+    killed_at_random_moments(&["-w", "2"], 2);
+}
+
+/// On `-n 2` processes, one worker each: one process SIGKILLed at random moments (the
+/// other ends with it), both restarted with the same commands.
+#[test]
+fn a_replay_on_two_processes_killed_at_random_moments_and_restarted_equals_an_uninterrupted_run() {
+    let Some(broker) = Broker::start() else { return };
+    let dir = temp_dir();
+    fill_topic(&broker, dir.path(), "market");
+    let source = broker.url("market", "end=latest");
+
+    let reference_lake = dir.path().join("uninterrupted");
+    let (reference, _) = run_two_processes(&run_args(&source, &reference_lake, &[]), dir.path(), TIMEOUT);
+    let summary = reference.summary();
+    check_reference(&summary, &reference.stderr);
+
+    let lake = dir.path().join("killed");
+    let hosts = dir.path().join("killed-hosts.txt");
+    let ports = tradeflow_tests::free_ports(2);
+    std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).expect("writing the host file");
+    let attempts = kill_one_of_two_repeatedly(&run_args(&source, &lake, &[]), &hosts, 3);
+    assert_recovered("-n 2", &attempts, &lake, &reference_lake, &summary);
+}
+
+/// How a live run is stopped.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// SIGINT, as Ctrl-C in a terminal.
+    CtrlC,
+    /// SIGTERM, as `kill PID` and service managers.
+    Term,
+    /// Two SIGINTs at once, as `timeout -s INT` sends to the process and to its group.
+    TwoInterrupts,
+}
+
+/// A live run (no `end`, a consumer group) stopped by `stop` once it has read some trades
+/// exits 0 leaving its open windows provisional; the same job run again with `end=latest`
+/// resumes from its checkpoint and ends with the lake of an uninterrupted `end=latest`
+/// run, having read only what the stopped run had not.
+fn stop_a_live_run_then_resume(stop: Stop) {
+    let Some(broker) = Broker::start() else { return };
+    let dir = temp_dir();
+    fill_topic(&broker, dir.path(), "market");
+    // Partitions never go idle while the test runs: the open windows stay open.
+    let extra = ["--job", JOB, "--idle-timeout", "10m"];
+
+    // No group, so that the groups' offsets on the broker play no part.
+    let reference_lake = dir.path().join("uninterrupted");
+    let reference =
+        run_to_end(&run_args(&broker.url("market", "end=latest"), &reference_lake, &extra), "the uninterrupted run");
+    let reference_summary = reference.summary();
+    check_reference(&reference_summary, &reference.stderr);
+
+    let lake = dir.path().join("stopped");
+    let mut live = Running::spawn(command(&run_args(&broker.url("market", "group=g1"), &lake, &extra)));
+    let reading = live.wait_for_stderr(TIMEOUT, |e| progress_accepted(e) > 0);
+    assert!(reading, "the live run did not start reading:\n{}", live.stderr_so_far());
+    match stop {
+        Stop::CtrlC => live.interrupt(),
+        Stop::Term => assert!(live.terminate(), "the live run ended by itself:\n{}", live.stderr_so_far()),
+        Stop::TwoInterrupts => {
+            assert!(live.signal(libc::SIGINT), "the live run ended by itself:\n{}", live.stderr_so_far());
+            live.signal(libc::SIGINT);
+        }
+    }
+    let stopped = live.finish(TIMEOUT);
+    let stderr = &stopped.stderr;
+    assert_eq!(stopped.status.code(), Some(0), "{stop:?}: the live run did not exit 0 ({}):\n{stderr}", stopped.status);
+    assert_no_panic(stderr);
+    assert!(stderr.contains("stopped"), "{stop:?}: no line saying the run stopped:\n{stderr}");
+    assert!(!resumed(stderr), "{stop:?}: the first run, on an empty lake, resumed:\n{stderr}");
+    assert!(
+        !stderr.contains("aborting") && !stderr.contains("without flushing"),
+        "{stop:?}: the run aborted instead of stopping cleanly:\n{stderr}"
+    );
+
+    // What is final is final; the windows still open were not finalised.
+    let complete: BTreeSet<_> = read_window_metrics(&reference_lake).into_iter().collect();
+    let finals = read_window_metrics(&lake);
+    assert!(
+        finals.iter().all(|m| complete.contains(m)),
+        "{stop:?}: a final window of the stopped run is not the uninterrupted run's:\n{stderr}"
+    );
+    assert!(
+        finals.len() < complete.len(),
+        "{stop:?}: {} final windows after the stop, as many as the uninterrupted run's {}: open windows were \
+         finalised (which only --drain should do)\n{stderr}",
+        finals.len(),
+        complete.len()
+    );
+
+    // The same job, bounded now, completes it.
+    let args = run_args(&broker.url("market", "group=g1&end=latest"), &lake, &extra);
+    let resumed_run = run_to_end(&args, "the run resuming the stopped job");
+    let both = format!("stopped run:\n{stderr}\nresumed run:\n{}", resumed_run.stderr);
+    assert!(resumed(&resumed_run.stderr), "{stop:?}: the second run did not resume the job:\n{both}");
+    assert_same_tree(
+        &format!("{stop:?}: the lake after the stop and the resumed run vs an uninterrupted run\n{both}"),
+        &results_tree(&lake),
+        &results_tree(&reference_lake),
+    );
+    // The stop checkpointed everything it had read: nothing was read twice.
+    let read = stopped.summary().accepted + resumed_run.summary().accepted;
+    assert_eq!(read, reference_summary.accepted, "{stop:?}: trades accepted by the two runs together\n{both}");
+}
+
+#[test]
+fn ctrl_c_in_the_middle_of_an_hour_then_resume_equals_an_uninterrupted_run() {
+    stop_a_live_run_then_resume(Stop::CtrlC);
+}
+
+#[test]
+fn sigterm_stops_like_ctrl_c() {
+    stop_a_live_run_then_resume(Stop::Term);
+}
+
+#[test]
+fn two_interrupts_at_once_stop_cleanly() {
+    stop_a_live_run_then_resume(Stop::TwoInterrupts);
+}
