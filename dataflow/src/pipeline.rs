@@ -47,6 +47,9 @@ pub fn build<'scope>(
     let (index, peers) = (scope.index(), scope.peers());
     let windows = config.params.windows;
     let saver = |component: &str| shared.checkpoints.as_ref().map(|c| Saver::new(c.clone(), component, index));
+    // The pipeline's end: checkpointed sources wait while it lags behind them.
+    let probe = ProbeHandle::new();
+    let backlog = shared.checkpoints.as_ref().map(|c| (probe.clone(), (c.interval_ms() / 2).clamp(20, 1000)));
 
     // Sources: each source on each worker is one watermark reporter.
     let mut inputs: Vec<Ingested<'scope>> = Vec::new();
@@ -97,7 +100,7 @@ pub fn build<'scope>(
                 if let Some(restored) = saver.as_ref().and_then(Saver::restore) {
                     reader.restore(&restored.state)?;
                 }
-                checkpointed_source(scope, "Kafka", reader, saver)
+                checkpointed_source(scope, "Kafka", reader, saver, backlog.clone())
             }
         };
         inputs.push(ingest(batches, &config.source_names[number], reporter, windows, shared.stats.ingest.clone()));
@@ -167,7 +170,6 @@ pub fn build<'scope>(
             stats.final_anomalies.fetch_add(*diff as u64, Ordering::Relaxed);
         }
     });
-    let probe = ProbeHandle::new();
     metrics.probe_with(&probe);
     Ok(probe)
 }

@@ -333,7 +333,8 @@ impl LakeCheckpoints {
             complete,
             checkpoints: inner.committed.clone(),
         };
-        let garbage = self.garbage(&mut inner);
+        // A complete run is never resumed: nothing but its manifest needs keeping.
+        let garbage = if complete { self.everything(&mut inner) } else { self.garbage(&mut inner) };
         drop(inner);
         let bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
         self.objects.put(&format!("{}/manifest-p{}.json", self.prefix, self.process), bytes)?;
@@ -378,6 +379,21 @@ impl LakeCheckpoints {
             });
         }
         garbage
+    }
+
+    /// Every part this process knows of (a complete run's): removed from memory, their
+    /// keys returned.
+    fn everything(&self, inner: &mut Inner) -> Vec<String> {
+        let parts = inner.inherited.drain(..).chain(std::mem::take(&mut inner.parts).into_values().flatten());
+        let parts: Vec<PartRef> = parts.collect();
+        let mut keys = Vec::new();
+        for part in &parts {
+            keys.push(self.key(part, "state"));
+            if part.payload {
+                keys.push(self.key(part, "payload"));
+            }
+        }
+        keys
     }
 
     /// Ends the run's checkpoints: with `commit_final`, writes the checkpoint of the end
@@ -473,19 +489,32 @@ impl Objects {
         loop {
             match op() {
                 Ok(value) => return Ok(value),
-                Err(e) if started.elapsed() < Duration::from_secs(60) && !matches!(e, object_store::Error::NotFound { .. }) => {
-                    tracing::warn!("{what} in {}: {}; retrying", self.lake, crate::lake::destination::redact(&e.to_string()));
+                Err(e)
+                    if started.elapsed() < Duration::from_secs(60)
+                        && !matches!(e, object_store::Error::NotFound { .. }) =>
+                {
+                    tracing::warn!(
+                        "{what} in {}: {}; retrying",
+                        self.lake,
+                        crate::lake::destination::redact(&e.to_string())
+                    );
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                Err(e) => return Err(format!("{what} in {}: {}", self.lake, crate::lake::destination::redact(&e.to_string()))),
+                Err(e) => {
+                    return Err(format!(
+                        "{what} in {}: {}",
+                        self.lake,
+                        crate::lake::destination::redact(&e.to_string())
+                    ));
+                }
             }
         }
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
         let path = self.path(key);
-        let result = self.retry(&format!("reading {key}"), || {
+        self.retry(&format!("reading {key}"), || {
             self.runtime.block_on(async {
                 match self.store.get(&path).await {
                     Ok(got) => got.bytes().await.map(|b| Some(b.to_vec())),
@@ -493,8 +522,7 @@ impl Objects {
                     Err(e) => Err(e),
                 }
             })
-        });
-        result
+        })
     }
 
     fn require(&self, key: &str) -> Result<Vec<u8>, String> {

@@ -84,18 +84,22 @@ pub fn polled_source<'scope, R: Reader>(
     name: &str,
     reader: R,
 ) -> StreamVec<'scope, Time, R::Item> {
-    checkpointed_source(scope, name, reader, None)
+    checkpointed_source(scope, name, reader, None, None)
 }
 
 /// [`polled_source`] in a checkpointed run: whenever the capability crosses a checkpoint
 /// boundary, and when the reader is done, the reader's [`Reader::snapshot`] is saved
 /// (everything emitted before is stamped below the boundary, everything after at or
-/// above it).
+/// above it). With `backlog` (a probe at the pipeline's end, and how many epochs, ms, the
+/// pipeline may lag), the reader waits while the pipeline is further behind:
+/// back-pressure, so that checkpoints follow the input closely (bounding what a crash
+/// makes a resumed run read again) and what is in flight stays bounded.
 pub fn checkpointed_source<'scope, R: Reader>(
     scope: Scope<'scope, Time>,
     name: &str,
     reader: R,
     mut saver: Option<Saver>,
+    backlog: Option<(timely::dataflow::ProbeHandle<Time>, Time)>,
 ) -> StreamVec<'scope, Time, R::Item> {
     let mut reader = Some(reader);
     source(scope, name, move |capability, info| {
@@ -112,6 +116,10 @@ pub fn checkpointed_source<'scope, R: Reader>(
                     saver.maybe_save(Some(*cap.time()), Some(now), |_| Part { state: r.snapshot(), ..Part::default() });
                 }
                 cap.downgrade(&now);
+            }
+            if backlog.as_ref().is_some_and(|(probe, lag)| probe.less_than(&now.saturating_sub(*lag))) {
+                activator.activate_after(Duration::from_millis(1));
+                return;
             }
             let mut items = Vec::new();
             let poll = r.read(&mut items);

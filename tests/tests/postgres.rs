@@ -365,7 +365,9 @@ fn a_live_run_inserts_a_provisional_anomaly_and_deletes_it_when_a_late_trade_arr
     let lake = dir.path().join("lake");
     let mut command = tradeflow_command();
     command.args(["run", "--source", &broker.url("late", ""), "--lake", &file_url(&lake), "--postgres", &db.url()]);
-    command.args(["--idle-timeout", "10m", "--progress-interval", "0"]).args(late_knobs().args());
+    // --drain: Ctrl-C finalises the open windows (the run is checkpointed, so without it
+    // they would stay open for a resumed run).
+    command.args(["--idle-timeout", "10m", "--progress-interval", "0", "--drain"]).args(late_knobs().args());
     let live = Running::spawn(command);
     let x_window0 = |db: &TestDb| {
         db.window_metrics_where(&format!("symbol = 'X' AND window_start = to_timestamp({T0} / 1000.0)")).pop()

@@ -28,16 +28,16 @@ use tradeflow_tests::{Finished, Summary, file_url, run_two_processes, simulate, 
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Trades in the topic: 200 s of event time at 2,000 trades/s over [`SYMBOLS`], so a few
-/// minutes of market, 400 five-second windows, and a few seconds of work for a debug
-/// build.
-const MARKET_TRADES: u64 = 400_000;
+/// Trades in the topic: 200 s of event time at 10,000 trades/s over [`SYMBOLS`], so a
+/// few minutes of market, 400 five-second windows, and a few seconds of work for a debug
+/// build: enough for a dozen kills that each leave some progress behind.
+const MARKET_TRADES: u64 = 2_000_000;
 
 /// Ten symbols of the simulator's universe: stocks, crypto and forex.
 const SYMBOLS: &str =
     "AAPL,MSFT,NVDA,TSLA,AMZN,BINANCE:BTCUSDT,BINANCE:ETHUSDT,KRAKEN:XBT/USD,OANDA:EUR_USD,IC MARKETS:1";
 
-const CHECKPOINT_INTERVAL: &str = "200ms";
+const CHECKPOINT_INTERVAL: &str = "50ms";
 
 /// Frequent progress lines: a killed attempt's last one tells (to within this interval)
 /// how many trades it accepted.
@@ -47,7 +47,7 @@ const PROGRESS_INTERVAL: &str = "100ms";
 const KILLS: usize = 12;
 
 /// A kill comes this long after the start, pseudo-randomly.
-const KILL_AFTER_MS: (u64, u64) = (150, 900);
+const KILL_AFTER_MS: (u64, u64) = (700, 1500);
 
 /// The trades accepted over all attempts, at most this many times those of one
 /// uninterrupted run: each kill loses only what was read since the latest checkpoint.
@@ -125,7 +125,7 @@ fn run_to_end(args: &[String], what: &str) -> Finished {
 fn fill_topic(broker: &Broker, dir: &Path, topic: &str) {
     let path = dir.join(format!("{topic}.ndjson"));
     let count = MARKET_TRADES.to_string();
-    simulate(&path, &["--count", &count, "--rate", "2000", "--seed", "7", "--symbols", SYMBOLS]);
+    simulate(&path, &["--count", &count, "--rate", "10000", "--seed", "7", "--symbols", SYMBOLS]);
     broker.create_topic(topic, 4);
     let landed = broker.produce_lines(topic, &path);
     assert_eq!(landed.len() as u64, MARKET_TRADES);
@@ -278,7 +278,14 @@ fn assert_recovered(what: &str, attempts: &[Attempt], lake: &Path, reference_lak
         &results_tree(lake),
         &results_tree(reference_lake),
     );
+    assert!(kills >= 10, "{what}: only {kills} kills before the job completed (too small a market?)\n{log}");
     let total: u64 = attempts.iter().map(|a| a.accepted).sum();
+    eprintln!(
+        "{what}: {total} trades accepted over {} attempts ({kills} kills), {:.2}x one uninterrupted run's {}\n{log}",
+        attempts.len(),
+        total as f64 / reference.accepted as f64,
+        reference.accepted
+    );
     assert!(
         (total as f64) < MAX_WORK_FACTOR * reference.accepted as f64,
         "{what}: {total} trades accepted over {} attempts, against {} for one run: more than {MAX_WORK_FACTOR}x, \

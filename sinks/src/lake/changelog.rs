@@ -87,11 +87,11 @@ pub fn write_changelog<'scope, R: LakeRow + Clone>(
                 *lower = upper;
             };
             let cut = |saver: &mut Saver,
-                           after: Option<Time>,
-                           upto: Option<Time>,
-                           buffer: &mut Vec<_>,
-                           seq: &mut u64,
-                           lower: &mut Time| {
+                       after: Option<Time>,
+                       upto: Option<Time>,
+                       buffer: &mut Vec<_>,
+                       seq: &mut u64,
+                       lower: &mut Time| {
                 saver.maybe_save(after, upto, |_| {
                     if !buffer.is_empty() {
                         write(buffer, upto.unwrap_or(Time::MAX), seq, lower);

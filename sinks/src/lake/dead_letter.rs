@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use tradeflow_model::checkpoint::{Part, Saver, from_json, to_json};
+use tradeflow_model::checkpoint::{Part, Saver, Validity, from_json, to_json};
 use tradeflow_model::{Reject, Time, date_of};
 use tradeflow_operators::epochs::{EpochQueue, combined_frontier};
 
@@ -34,6 +34,15 @@ type Key = (String, u64, String);
 struct Pending {
     rows: Vec<Reject>,
     since: Instant,
+    /// Checkpointed runs: how many of `rows` are in saved payloads, and which parts hold them.
+    saved: usize,
+    parts: Vec<u64>,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        Pending { rows: Vec::new(), since: Instant::now(), saved: 0, parts: Vec::new() }
+    }
 }
 
 /// Writes rejects to the lake (see the module documentation).
@@ -44,11 +53,22 @@ pub fn write_dead_letters<'scope>(
     mut saver: Option<Saver>,
     suspended: impl Fn() -> bool + 'static,
 ) -> Result<(), String> {
+    // A checkpoint keeps the pending keys (state) and, in each part's payload, the rows
+    // added since the previous part; a key's rows are restored from the parts it names.
     let mut restored: BTreeMap<Key, Pending> = BTreeMap::new();
     if let Some(part) = saver.as_ref().and_then(Saver::restore) {
-        let rows: Vec<(Key, Vec<Reject>)> = from_json("the dead-letter writer", &part.state)?;
-        for (key, rows) in rows {
-            restored.insert(key, Pending { rows, since: Instant::now() });
+        let keys: Vec<(Key, Vec<u64>)> = from_json("the dead-letter writer", &part.state)?;
+        for (key, parts) in keys {
+            restored.insert(key, Pending { parts, ..Pending::new() });
+        }
+        for (_, payload) in &part.payloads {
+            let groups: Vec<(Key, Vec<Reject>)> = from_json("the dead-letter writer", payload)?;
+            for (key, mut rows) in groups {
+                if let Some(slot) = restored.get_mut(&key) {
+                    slot.rows.append(&mut rows);
+                    slot.saved = slot.rows.len();
+                }
+            }
         }
     }
     let mut builder = OperatorBuilder::new("Lake:dead_letter".to_owned(), rejects.scope());
@@ -63,13 +83,33 @@ pub fn write_dead_letters<'scope>(
                 queue.at(time).append(batch);
             });
             let frontier = combined_frontier(frontiers);
-            let save = |pending: &BTreeMap<Key, Pending>| {
-                let rows: Vec<(&Key, &Vec<Reject>)> = pending.iter().map(|(k, p)| (k, &p.rows)).collect();
-                Part { state: to_json(&rows), ..Part::default() }
+            let save = |pending: &mut BTreeMap<Key, Pending>, valid: Validity| {
+                let mut payload: Vec<(&Key, &[Reject])> = Vec::new();
+                let mut needs = std::collections::BTreeSet::new();
+                for slot in pending.values_mut() {
+                    if slot.saved < slot.rows.len() {
+                        slot.parts.push(valid.first);
+                    }
+                    needs.extend(slot.parts.iter().copied());
+                }
+                for (key, slot) in pending.iter() {
+                    if slot.saved < slot.rows.len() {
+                        payload.push((key, &slot.rows[slot.saved..]));
+                    }
+                }
+                let part = Part {
+                    state: to_json(&pending.iter().map(|(k, p)| (k, &p.parts)).collect::<Vec<_>>()),
+                    payload: (!payload.is_empty()).then(|| to_json(&payload)),
+                    needs: needs.into_iter().collect(),
+                };
+                for slot in pending.values_mut() {
+                    slot.saved = slot.rows.len();
+                }
+                part
             };
             while let Some((time, rejects)) = queue.pop_complete(frontier) {
                 if let Some(saver) = saver.as_mut().filter(|s| s.due(Some(time))) {
-                    saver.maybe_save(last_applied, Some(time), |_| save(&pending));
+                    saver.maybe_save(last_applied, Some(time), |valid| save(&mut pending, valid));
                 }
                 last_applied = Some(time);
                 for reject in rejects {
@@ -85,15 +125,11 @@ pub fn write_dead_letters<'scope>(
                         }
                     }
                     let key = (reject.source.clone(), reject.segment, date_of(reject.received_at));
-                    pending
-                        .entry(key)
-                        .or_insert_with(|| Pending { rows: Vec::new(), since: Instant::now() })
-                        .rows
-                        .push(reject);
+                    pending.entry(key).or_insert_with(Pending::new).rows.push(reject);
                 }
             }
             if let Some(saver) = saver.as_mut().filter(|s| s.due(frontier)) {
-                saver.maybe_save(last_applied, frontier, |_| save(&pending));
+                saver.maybe_save(last_applied, frontier, |valid| save(&mut pending, valid));
             }
             let end = frontier.is_none() && !suspended();
             let aged = |slot: &Pending| max_age.is_some_and(|age| slot.since.elapsed() >= age);

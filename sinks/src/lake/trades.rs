@@ -212,7 +212,8 @@ impl SinkLogic<Trade> for TradesWriter {
                 files.tail.entry(trade.ts.div_euclid(1000)).or_default().push(trade);
             }
             if let Some((hour, index, count)) = saved.open {
-                let mut rows: Vec<Trade> = written.into_iter().filter(|t| t.ts.div_euclid(HOUR) * HOUR == hour).collect();
+                let mut rows: Vec<Trade> =
+                    written.into_iter().filter(|t| t.ts.div_euclid(HOUR) * HOUR == hour).collect();
                 sort_trades(&mut rows);
                 let earlier = (index as usize).saturating_mul(self.max_rows);
                 if rows.len() != earlier + count {

@@ -1,7 +1,8 @@
 //! A live (unbounded) `kafka://` source: it consumes while `tradeflow produce` writes
 //! paced trades with current timestamps; once the producer stops, its partitions go idle
 //! after `--idle-timeout` and the watermark follows the wall clock, so every window
-//! becomes final while the run is still live; Ctrl-C then stops it cleanly, and its final
+//! becomes final while the run is still live; Ctrl-C (with `--drain`, which finalises what is
+//! still open instead of leaving it to a resumed run) then stops it cleanly, and its final
 //! results are exactly those of a bounded replay of the same topic.
 
 use super::{TIMEOUT, assert_same_tree, counts, knobs, results_tree, run};
@@ -39,7 +40,9 @@ fn a_live_run_stopped_with_ctrl_c_has_the_final_results_of_a_bounded_replay() {
     let live_lake = dir.path().join("live");
     let mut command = tradeflow_command();
     command.args(["run", "--source", &url, "--lake", &file_url(&live_lake), "-w", "2"]);
-    command.args(["--progress-interval", "250ms", "--idle-timeout", "4s"]).args(knobs().args());
+    // --drain: Ctrl-C writes the open hour's trades file (the run is checkpointed, so
+    // without it the hour would stay open for a resumed run).
+    command.args(["--progress-interval", "250ms", "--idle-timeout", "4s", "--drain"]).args(knobs().args());
     let mut live = Running::spawn(command);
     let started = live.wait_for_stderr(TIMEOUT, |e| e.contains("worker 1 of 2 reads partition 1 (offsets 0..)"));
     assert!(started, "the live run did not start reading:\n{}", live.stderr_so_far());
