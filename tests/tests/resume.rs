@@ -121,19 +121,24 @@ fn run_to_end(args: &[String], what: &str) -> Finished {
     out
 }
 
-/// Fills a new 4-partition `topic` with a simulated market, through the outside client.
-fn fill_topic(broker: &Broker, dir: &Path, topic: &str) {
+/// Trades in the topic of the stop-and-resume tests: the stop comes once some are read.
+const LIVE_MARKET_TRADES: u64 = 400_000;
+
+/// Fills a new 4-partition `topic` with `trades` of a simulated market, through the
+/// outside client.
+fn fill_topic(broker: &Broker, dir: &Path, topic: &str, trades: u64) {
     let path = dir.join(format!("{topic}.ndjson"));
-    let count = MARKET_TRADES.to_string();
+    let count = trades.to_string();
     simulate(&path, &["--count", &count, "--rate", "10000", "--seed", "7", "--symbols", SYMBOLS]);
     broker.create_topic(topic, 4);
     let landed = broker.produce_lines(topic, &path);
-    assert_eq!(landed.len() as u64, MARKET_TRADES);
+    assert_eq!(landed.len() as u64, trades);
 }
 
-/// Checks that an uninterrupted run read the whole topic into a non-trivial lake.
-fn check_reference(summary: &Summary, stderr: &str) {
-    assert_eq!(summary.accepted + summary.rejected, MARKET_TRADES, "a record was not read:\n{stderr}");
+/// Checks that an uninterrupted run read the whole topic (of `trades`) into a non-trivial
+/// lake.
+fn check_reference(summary: &Summary, trades: u64, stderr: &str) {
+    assert_eq!(summary.accepted + summary.rejected, trades, "a record was not read:\n{stderr}");
     assert!(summary.windows_final > 100, "too few windows: {summary:?}\n{stderr}");
 }
 
@@ -301,13 +306,13 @@ fn assert_recovered(what: &str, attempts: &[Attempt], lake: &Path, reference_lak
 fn killed_at_random_moments(timely: &[&str], seed: u64) {
     let Some(broker) = Broker::start() else { return };
     let dir = temp_dir();
-    fill_topic(&broker, dir.path(), "market");
+    fill_topic(&broker, dir.path(), "market", MARKET_TRADES);
     let source = broker.url("market", "end=latest");
 
     let reference_lake = dir.path().join("uninterrupted");
     let reference = run_to_end(&run_args(&source, &reference_lake, timely), "the uninterrupted run");
     let summary = reference.summary();
-    check_reference(&summary, &reference.stderr);
+    check_reference(&summary, MARKET_TRADES, &reference.stderr);
 
     let lake = dir.path().join("killed");
     let attempts = kill_repeatedly(&run_args(&source, &lake, timely), seed);
@@ -330,13 +335,13 @@ fn a_replay_on_two_workers_killed_at_random_moments_and_restarted_equals_an_unin
 fn a_replay_on_two_processes_killed_at_random_moments_and_restarted_equals_an_uninterrupted_run() {
     let Some(broker) = Broker::start() else { return };
     let dir = temp_dir();
-    fill_topic(&broker, dir.path(), "market");
+    fill_topic(&broker, dir.path(), "market", MARKET_TRADES);
     let source = broker.url("market", "end=latest");
 
     let reference_lake = dir.path().join("uninterrupted");
     let (reference, _) = run_two_processes(&run_args(&source, &reference_lake, &[]), dir.path(), TIMEOUT);
     let summary = reference.summary();
-    check_reference(&summary, &reference.stderr);
+    check_reference(&summary, MARKET_TRADES, &reference.stderr);
 
     let lake = dir.path().join("killed");
     let hosts = dir.path().join("killed-hosts.txt");
@@ -364,7 +369,7 @@ enum Stop {
 fn stop_a_live_run_then_resume(stop: Stop) {
     let Some(broker) = Broker::start() else { return };
     let dir = temp_dir();
-    fill_topic(&broker, dir.path(), "market");
+    fill_topic(&broker, dir.path(), "market", LIVE_MARKET_TRADES);
     // Partitions never go idle while the test runs: the open windows stay open.
     let extra = ["--job", JOB, "--idle-timeout", "10m"];
 
@@ -373,7 +378,7 @@ fn stop_a_live_run_then_resume(stop: Stop) {
     let reference =
         run_to_end(&run_args(&broker.url("market", "end=latest"), &reference_lake, &extra), "the uninterrupted run");
     let reference_summary = reference.summary();
-    check_reference(&reference_summary, &reference.stderr);
+    check_reference(&reference_summary, LIVE_MARKET_TRADES, &reference.stderr);
 
     let lake = dir.path().join("stopped");
     let mut live = Running::spawn(command(&run_args(&broker.url("market", "group=g1"), &lake, &extra)));
