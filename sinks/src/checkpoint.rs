@@ -105,6 +105,8 @@ pub struct LakeCheckpoints {
     wake: Condvar,
     postgres: Mutex<Option<Arc<PgSink>>>,
     closed: AtomicBool,
+    /// Held while a checkpoint is committed: one at a time, in order.
+    committing: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -154,6 +156,7 @@ impl LakeCheckpoints {
             wake: Condvar::new(),
             postgres: Mutex::new(None),
             closed: AtomicBool::new(false),
+            committing: Mutex::new(()),
         };
         let start = checkpoints.resume(manifests, from_scratch)?;
         Ok((Arc::new(checkpoints), start))
@@ -194,22 +197,21 @@ impl LakeCheckpoints {
         if manifests.len() == self.processes && manifests.iter().all(|m| m.complete) {
             return Ok(Start::Fresh(format!("job {job}: its last run completed; starting from the beginning")));
         }
-        if manifests.len() < self.processes {
-            return Err(format!(
-                "job {job}: {} of {} processes have a checkpoint in {}; start every process with --from-scratch",
-                manifests.len(),
-                self.processes,
-                self.lake.url()
-            ));
-        }
-        // The newest boundary every process committed.
+        // The newest boundary every process committed. Every process reads the same
+        // manifests, so all of them take the same decision; when there is none (a process
+        // died before its first checkpoint) the job starts again from the beginning, which
+        // rewrites the same objects.
         let common = manifests[0]
             .checkpoints
             .iter()
             .map(|c| c.boundary)
             .filter(|b| manifests.iter().all(|m| m.checkpoints.iter().any(|c| c.boundary == *b)))
-            .max()
-            .ok_or_else(|| format!("job {job}: its processes have no checkpoint in common; use --from-scratch"))?;
+            .max();
+        let Some(common) = common.filter(|_| manifests.len() == self.processes) else {
+            return Ok(Start::Fresh(format!(
+                "job {job}: its processes have no checkpoint in common; starting from the beginning"
+            )));
+        };
         let mine = manifests.iter().find(|m| m.process == self.process).expect("one manifest per process");
         let committed = mine.checkpoints.iter().find(|c| c.boundary == common).expect("common to all").clone();
         let mut restored = BTreeMap::new();
@@ -295,8 +297,12 @@ impl LakeCheckpoints {
 
     /// Writes the manifest of `boundary` once the lake and PostgreSQL hold what it covers.
     fn commit(&self, boundary: u64, complete: bool) -> Result<(), String> {
+        let _one_at_a_time = lock(&self.committing);
         let parts: Vec<PartRef> = {
             let inner = lock(&self.inner);
+            if inner.committed.last().is_some_and(|c| c.boundary >= boundary && boundary != FINAL) {
+                return Ok(());
+            }
             inner
                 .registered
                 .iter()

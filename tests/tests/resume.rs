@@ -129,7 +129,9 @@ const LIVE_MARKET_TRADES: u64 = 400_000;
 fn fill_topic(broker: &Broker, dir: &Path, topic: &str, trades: u64) {
     let path = dir.join(format!("{topic}.ndjson"));
     let count = trades.to_string();
-    simulate(&path, &["--count", &count, "--rate", "10000", "--seed", "7", "--symbols", SYMBOLS]);
+    // Every market spans 200 s of event time: 400 five-second windows per symbol.
+    let rate = (trades / 200).to_string();
+    simulate(&path, &["--count", &count, "--rate", &rate, "--seed", "7", "--symbols", SYMBOLS]);
     broker.create_topic(topic, 4);
     let landed = broker.produce_lines(topic, &path);
     assert_eq!(landed.len() as u64, trades);
