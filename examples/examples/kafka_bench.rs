@@ -7,6 +7,11 @@
 //! trades/s for each. Every replay must find the same final windows and anomalies. The
 //! broker runs on the same cores as the pipeline, as on a single machine.
 //!
+//! Then the cost of checkpoints (issue 11): the same replay into the lake with checkpoints
+//! off, every 10 s (the default) and every second, side by side, as ratios to "off"; and
+//! the time a replay killed with SIGKILL half-way takes to resume (from its start to the
+//! first record read) and to finish.
+//!
 //! ```text
 //! cargo build --release -p tradeflow && cargo run --release -p tradeflow-examples --example kafka_bench -- [MILLIONS] [PARTITIONS]
 //! ```
@@ -69,6 +74,92 @@ fn main() -> anyhow::Result<()> {
             results.2
         );
     }
+    checkpoint_costs(&binary, &broker.url(&topic, "end=latest"), &dir, trades)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Throughput with checkpoints off and on, and the time to resume after a SIGKILL.
+fn checkpoint_costs(binary: &std::path::Path, source: &str, dir: &std::path::Path, trades: u64) -> anyhow::Result<()> {
+    println!("\n| replay into the lake | checkpoints | seconds | trades/s | vs off |");
+    println!("|---|---|---:|---:|---:|");
+    let mut off_seconds = [0.0; 3];
+    for workers in [1, 2] {
+        for (interval, label) in [("0", "off"), ("10s", "every 10 s (default)"), ("1s", "every 1 s")] {
+            let extra = ["--checkpoint-interval", interval];
+            let (seconds, stderr) =
+                tradeflow_examples::timed_run_with(binary, source, workers, &dir.join("lake"), true, &extra)?;
+            let read = tradeflow_examples::summary_field(&stderr, "trades accepted")
+                + tradeflow_examples::summary_field(&stderr, "records rejected");
+            if read != trades {
+                bail!("-w {workers} --checkpoint-interval {interval} read {read} records, not {trades}");
+            }
+            if interval == "0" {
+                off_seconds[workers] = seconds;
+            }
+            let ratio = off_seconds[workers] / seconds;
+            println!("| -w {workers} | {label} | {seconds:.2} | {:.0} | {ratio:.3}x |", trades as f64 / seconds);
+        }
+    }
+
+    // Killed half-way (by the time of the run without checkpoints), then resumed.
+    let lake = dir.join("killed");
+    let _ = std::fs::remove_dir_all(&lake);
+    let args = |command: &mut Command| {
+        command.args(["run", "--source", source, "-w", "2", "--progress-interval", "0", "--checkpoint-interval", "1s"]);
+        command.arg("--lake").arg(format!("file://{}", lake.display()));
+    };
+    let mut first = Command::new(binary);
+    args(&mut first);
+    let mut child = first.stderr(std::process::Stdio::null()).spawn()?;
+    std::thread::sleep(std::time::Duration::from_secs_f64(off_seconds[2] / 2.0));
+    child.kill()?;
+    child.wait()?;
+    let mut resumed = Command::new(binary);
+    args(&mut resumed);
+    let started_ms = wall_ms();
+    let started = Instant::now();
+    let out = resumed.output()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || !stderr.contains("resuming job") {
+        bail!("the resumed run failed or did not resume:\n{stderr}");
+    }
+    // The first "reads partition" line: the checkpoint is restored and reading starts.
+    let reading_ms = stderr
+        .lines()
+        .find(|l| l.contains(" reads partition"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|ts| chrono_ms(ts))
+        .context("the resumed run logged no `reads partition` line")?;
+    let accepted = tradeflow_examples::summary_field(&stderr, "trades accepted");
+    println!(
+        "\nkilled (SIGKILL) after {:.2}s at -w 2 with checkpoints every 1 s; the same command resumed: reading again {:.2}s after its start, finished in {seconds:.2}s, reading {accepted} of {trades} trades again or for the first time",
+        off_seconds[2] / 2.0,
+        (reading_ms - started_ms) as f64 / 1000.0,
+    );
+    Ok(())
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Milliseconds since the epoch of a log line's `2026-12-05T09:14:30.674214Z`.
+fn chrono_ms(ts: &str) -> Option<i64> {
+    let ts = ts.trim_end_matches('Z');
+    let (date, time) = ts.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, min, sec) =
+        (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?, t.next()?.parse::<f64>().ok()?);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + h * 3_600 + min * 60) as f64 * 1000.0 + sec * 1000.0) as i64)
 }

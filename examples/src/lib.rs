@@ -27,9 +27,21 @@ pub fn timed_run(
     lake_dir: &Path,
     lake: bool,
 ) -> anyhow::Result<(f64, String)> {
+    timed_run_with(binary, source, workers, lake_dir, lake, &[])
+}
+
+/// [`timed_run`] with `extra` flags.
+pub fn timed_run_with(
+    binary: &Path,
+    source: &str,
+    workers: usize,
+    lake_dir: &Path,
+    lake: bool,
+    extra: &[&str],
+) -> anyhow::Result<(f64, String)> {
     let _ = std::fs::remove_dir_all(lake_dir);
     let mut command = Command::new(binary);
-    command.args(["run", "--source", source, "-w", &workers.to_string(), "--progress-interval", "0"]);
+    command.args(["run", "--source", source, "-w", &workers.to_string(), "--progress-interval", "0"]).args(extra);
     if lake {
         command.arg("--lake").arg(format!("file://{}", lake_dir.display()));
     } else {
