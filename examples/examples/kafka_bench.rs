@@ -130,7 +130,7 @@ fn checkpoint_costs(binary: &std::path::Path, source: &str, dir: &std::path::Pat
         .lines()
         .find(|l| l.contains(" reads partition"))
         .and_then(|l| l.split_whitespace().next())
-        .and_then(|ts| chrono_ms(ts))
+        .and_then(chrono_ms)
         .context("the resumed run logged no `reads partition` line")?;
     let accepted = tradeflow_examples::summary_field(&stderr, "trades accepted");
     println!(
