@@ -59,7 +59,7 @@ struct PartRef {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Committed {
-    /// The boundary index ([`FINAL`] for the end of a run).
+    /// The boundary index (`FINAL − generation` for the end of a run).
     boundary: u64,
     /// When it was written (RFC 3339), for people.
     written_at: String,
@@ -74,6 +74,10 @@ struct Manifest {
     interval_ms: u64,
     /// The run ended by itself: nothing to resume.
     complete: bool,
+    /// How many times the job has been started: the checkpoint of a run's end is recorded
+    /// as boundary `FINAL − generation`, so that each run's end is told apart.
+    #[serde(default)]
+    generation: u64,
     /// Newest last.
     checkpoints: Vec<Committed>,
 }
@@ -100,6 +104,7 @@ pub struct LakeCheckpoints {
     process: usize,
     processes: usize,
     resumed_at: Option<u64>,
+    generation: u64,
     restored: Mutex<BTreeMap<(String, usize), Restored>>,
     inner: Mutex<Inner>,
     wake: Condvar,
@@ -113,7 +118,12 @@ pub struct LakeCheckpoints {
 struct Inner {
     registered: BTreeSet<(String, usize)>,
     parts: BTreeMap<(String, usize), Vec<PartRef>>,
+    /// This run's checkpoints, newest last.
     committed: Vec<Committed>,
+    /// The checkpoint this run resumed from: listed in the manifest (before this run's,
+    /// which may be on another scale of boundaries) until this run has committed enough
+    /// of its own, so that every process still has it in common.
+    resumed: Option<Committed>,
     /// Parts of earlier runs of the job, to delete once superseded.
     inherited: Vec<PartRef>,
     error: Option<String>,
@@ -151,6 +161,7 @@ impl LakeCheckpoints {
             process,
             processes,
             resumed_at: None,
+            generation: manifests.iter().map(|m| m.generation + 1).max().unwrap_or(0),
             restored: Mutex::default(),
             inner: Mutex::default(),
             wake: Condvar::new(),
@@ -204,9 +215,9 @@ impl LakeCheckpoints {
         let common = manifests[0]
             .checkpoints
             .iter()
+            .rev()
             .map(|c| c.boundary)
-            .filter(|b| manifests.iter().all(|m| m.checkpoints.iter().any(|c| c.boundary == *b)))
-            .max();
+            .find(|b| manifests.iter().all(|m| m.checkpoints.iter().any(|c| c.boundary == *b)));
         let Some(common) = common.filter(|_| manifests.len() == self.processes) else {
             return Ok(Start::Fresh(format!(
                 "job {job}: its processes have no checkpoint in common; starting from the beginning"
@@ -229,9 +240,9 @@ impl LakeCheckpoints {
         *self.restored.get_mut().expect("restored lock") = restored;
         let inner = self.inner.get_mut().expect("checkpoint lock");
         inner.inherited = mine.checkpoints.iter().flat_map(|c| c.parts.clone()).collect();
-        inner.committed = vec![committed];
+        inner.resumed = Some(committed);
         self.header.run_id = first.header.run_id.clone();
-        let when = if common == FINAL {
+        let when = if common > FINAL / 2 {
             "the stop of its last run".to_owned()
         } else {
             tradeflow_model::format_ts((common * mine.interval_ms) as i64)
@@ -327,17 +338,24 @@ impl LakeCheckpoints {
             }
         }
         let mut inner = lock(&self.inner);
-        inner.committed.push(Committed { boundary, written_at: tradeflow_model::format_ts(wall_ms() as i64), parts });
+        let recorded = if boundary == FINAL { FINAL - self.generation } else { boundary };
+        let written_at = tradeflow_model::format_ts(wall_ms() as i64);
+        inner.committed.push(Committed { boundary: recorded, written_at, parts });
         // Keep the checkpoints another process may still resume from: the last few.
-        let excess = inner.committed.len().saturating_sub(if self.processes > 1 { 8 } else { 2 });
+        let keep = if self.processes > 1 { 8 } else { 2 };
+        let excess = inner.committed.len().saturating_sub(keep);
         inner.committed.drain(..excess);
+        if inner.committed.len() >= keep {
+            inner.resumed = None;
+        }
         let manifest = Manifest {
             header: self.header.clone(),
             process: self.process,
             processes: self.processes,
             interval_ms: self.interval_ms,
             complete,
-            checkpoints: inner.committed.clone(),
+            generation: self.generation,
+            checkpoints: inner.resumed.iter().chain(&inner.committed).cloned().collect(),
         };
         // A complete run is never resumed: nothing but its manifest needs keeping.
         let garbage = if complete { self.everything(&mut inner) } else { self.garbage(&mut inner) };
@@ -352,36 +370,35 @@ impl LakeCheckpoints {
 
     /// Parts no kept checkpoint refers to: removed from memory, their keys returned.
     fn garbage(&self, inner: &mut Inner) -> Vec<String> {
-        let oldest = inner.committed.first().map_or(0, |c| c.boundary);
+        let listed: Vec<&Committed> = inner.resumed.iter().chain(&inner.committed).collect();
+        let id = |p: &PartRef, first: u64| (p.component.clone(), p.worker, first);
         let kept: BTreeSet<(String, usize, u64)> =
-            inner.committed.iter().flat_map(|c| &c.parts).map(|p| (p.component.clone(), p.worker, p.first)).collect();
-        let needed: BTreeSet<(String, usize, u64)> = inner
-            .committed
-            .iter()
-            .flat_map(|c| &c.parts)
-            .flat_map(|p| p.needs.iter().map(|f| (p.component.clone(), p.worker, *f)))
-            .collect();
+            listed.iter().flat_map(|c| &c.parts).map(|p| id(p, p.first)).collect();
+        let needed: BTreeSet<(String, usize, u64)> =
+            listed.iter().flat_map(|c| &c.parts).flat_map(|p| p.needs.iter().map(move |f| id(p, *f))).collect();
+        // This run's parts newer than its oldest kept checkpoint may serve a later one.
+        let oldest = inner.committed.first().map_or(0, |c| c.boundary);
         let mut garbage = Vec::new();
-        let mut collect = |part: &PartRef| {
-            let id = (part.component.clone(), part.worker, part.first);
-            if part.last >= oldest || kept.contains(&id) {
+        let mut collect = |part: &PartRef, recent: bool| {
+            let me = id(part, part.first);
+            if recent || kept.contains(&me) {
                 return true;
             }
             garbage.push(self.key(part, "state"));
-            if part.payload && !needed.contains(&id) {
+            if part.payload && !needed.contains(&me) {
                 garbage.push(self.key(part, "payload"));
                 return false;
             }
             part.payload
         };
-        inner.inherited.retain(&mut collect);
+        inner.inherited.retain(|p| collect(p, false));
         for parts in inner.parts.values_mut() {
             // Keep the newest part of each component: the next checkpoint may use it.
             let newest = parts.len().saturating_sub(1);
             let mut index = 0;
             parts.retain(|p| {
                 index += 1;
-                index > newest || collect(p)
+                collect(p, index > newest || p.last >= oldest)
             });
         }
         garbage

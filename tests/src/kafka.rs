@@ -12,6 +12,7 @@
 //! which the project did not write) in the Python of `TRADEFLOW_PYTHON`, driven through
 //! `tests/python/kafka_client.py`.
 
+use crate::expect::Knobs;
 use crate::process::{Running, free_port, installed_binary};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
@@ -294,4 +295,19 @@ pub struct Record {
     pub timestamp: i64,
     /// Value bytes.
     pub value: Vec<u8>,
+}
+
+/// The analytics settings of the Kafka tests: 5 s windows over a few minutes of simulated
+/// trading, so windows are many and final.
+pub fn knobs() -> Knobs {
+    Knobs {
+        window_ms: 5_000,
+        slide_ms: None,
+        lateness_ms: 2_000,
+        volatility_windows: 5,
+        baseline_windows: 5,
+        min_history: 2,
+        spike_factor: 2.0,
+        jump_sigma: 2.0,
+    }
 }

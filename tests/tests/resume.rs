@@ -20,8 +20,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use tradeflow_tests::expect::Knobs;
 use tradeflow_tests::kafka::Broker;
+use tradeflow_tests::kafka::knobs;
 use tradeflow_tests::lake::{assert_same_tree, read_window_metrics, results_tree};
 use tradeflow_tests::process::{Running, assert_no_panic};
 use tradeflow_tests::{Finished, Summary, file_url, run_two_processes, simulate, temp_dir, tradeflow_command};
@@ -56,21 +56,6 @@ const MAX_WORK_FACTOR: f64 = 1.6;
 /// The job name of the live tests, given explicitly so that the live command and the
 /// `end=latest` one that completes it are certainly the same job.
 const JOB: &str = "resume-test";
-
-/// 5 s windows over a few minutes of simulated trading, so windows are many and final (as
-/// in the Kafka tests).
-fn knobs() -> Knobs {
-    Knobs {
-        window_ms: 5_000,
-        slide_ms: None,
-        lateness_ms: 2_000,
-        volatility_windows: 5,
-        baseline_windows: 5,
-        min_history: 2,
-        spike_factor: 2.0,
-        jump_sigma: 2.0,
-    }
-}
 
 /// A deterministic pseudo-random sequence (xorshift64): a failure replays with the same
 /// kill times.

@@ -167,13 +167,16 @@ impl SinkLogic<Trade> for TradesWriter {
     }
 
     fn save(&mut self, valid: Validity) -> Part {
-        let payload = (!self.received.is_empty()).then(|| std::mem::take(&mut self.received));
-        if payload.is_some() {
-            self.payloads.push((valid.first, std::mem::replace(&mut self.received_max, i64::MIN)));
-        }
         // Trades still needed are at or after the oldest open hour, or not yet written.
         let oldest = self.symbols.values().filter_map(|f| f.open.as_ref().map(|o| o.hour)).min();
         let needed_from = oldest.unwrap_or(self.written_up_to).min(self.written_up_to);
+        let received_max = std::mem::replace(&mut self.received_max, i64::MIN);
+        let received = std::mem::take(&mut self.received);
+        // Received trades all written already (the end of a bounded run): nothing to keep.
+        let payload = (!received.is_empty() && received_max >= needed_from).then_some(received);
+        if payload.is_some() {
+            self.payloads.push((valid.first, received_max));
+        }
         self.payloads.retain(|(_, newest)| *newest >= needed_from);
         let mut saved: Vec<SavedSymbol> = self
             .symbols

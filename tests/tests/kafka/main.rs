@@ -21,27 +21,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tradeflow_sources::format::{Item, parse_line};
-use tradeflow_tests::expect::{Expected, Knobs};
+use tradeflow_tests::expect::Expected;
 use tradeflow_tests::kafka::Broker;
+use tradeflow_tests::kafka::knobs;
 use tradeflow_tests::lake::{LakeTrade, assert_same_tree, read_trades, read_window_metrics, results_tree};
 use tradeflow_tests::process::Running;
 use tradeflow_tests::{Finished, Summary, file_url, run_two_processes, simulate, temp_dir, tradeflow_command};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-/// 5 s windows over a few minutes of simulated trading, so windows are many and final.
-fn knobs() -> Knobs {
-    Knobs {
-        window_ms: 5_000,
-        slide_ms: None,
-        lateness_ms: 2_000,
-        volatility_windows: 5,
-        baseline_windows: 5,
-        min_history: 2,
-        spike_factor: 2.0,
-        jump_sigma: 2.0,
-    }
-}
 
 /// `tradeflow run --source SOURCE --lake LAKE` with the knobs and `extra` flags.
 /// `run --source SOURCE --lake LAKE` with the test's knobs.
