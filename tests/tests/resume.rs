@@ -49,6 +49,10 @@ const KILLS: usize = 12;
 /// A kill comes this long after the start, pseudo-randomly.
 const KILL_AFTER_MS: (u64, u64) = (700, 1500);
 
+/// The same for `-n 2`, whose processes take about a second longer to start reading (they
+/// connect to each other first).
+const KILL_TWO_PROCESSES_AFTER_MS: (u64, u64) = (1400, 2200);
+
 /// The trades accepted over all attempts, at most this many times those of one
 /// uninterrupted run: each kill loses only what was read since the latest checkpoint.
 const MAX_WORK_FACTOR: f64 = 1.6;
@@ -215,7 +219,7 @@ fn kill_one_of_two_repeatedly(args: &[String], hosts: &Path, seed: u64) -> Vec<A
         let victim = attempts.len() % 2;
         let (first, second) = (spawn("0"), spawn("1"));
         let (mut killed, mut other) = if victim == 0 { (first, second) } else { (second, first) };
-        let pause = rng.pause(KILL_AFTER_MS);
+        let pause = rng.pause(KILL_TWO_PROCESSES_AFTER_MS);
         std::thread::sleep(pause);
         killed.kill9();
         let killed = killed.finish(TIMEOUT);
