@@ -218,9 +218,18 @@ impl LakeCheckpoints {
             .rev()
             .map(|c| c.boundary)
             .find(|b| manifests.iter().all(|m| m.checkpoints.iter().any(|c| c.boundary == *b)));
-        let Some(common) = common.filter(|_| manifests.len() == self.processes) else {
+        let all_started = manifests.len() == self.processes && manifests.iter().all(|m| !m.checkpoints.is_empty());
+        let Some(common) = common.filter(|_| all_started) else {
+            if all_started {
+                // Every process checkpointed, but at boundaries none of the others kept:
+                // starting over from the sources' start could rewrite the lake with less.
+                return Err(format!(
+                    "job {job}: its processes' checkpoints in {} have no boundary in common; start every process with --from-scratch to run the job again from its sources' start",
+                    self.lake.url()
+                ));
+            }
             return Ok(Start::Fresh(format!(
-                "job {job}: its processes have no checkpoint in common; starting from the beginning"
+                "job {job}: not every process has a checkpoint yet; starting from the beginning"
             )));
         };
         let mine = manifests.iter().find(|m| m.process == self.process).expect("one manifest per process");
@@ -342,7 +351,7 @@ impl LakeCheckpoints {
         let written_at = tradeflow_model::format_ts(wall_ms() as i64);
         inner.committed.push(Committed { boundary: recorded, written_at, parts });
         // Keep the checkpoints another process may still resume from: the last few.
-        let keep = if self.processes > 1 { 8 } else { 2 };
+        let keep = if self.processes > 1 { 64 } else { 2 };
         let excess = inner.committed.len().saturating_sub(keep);
         inner.committed.drain(..excess);
         if inner.committed.len() >= keep {
@@ -357,8 +366,10 @@ impl LakeCheckpoints {
             generation: self.generation,
             checkpoints: inner.resumed.iter().chain(&inner.committed).cloned().collect(),
         };
-        // A complete run is never resumed: nothing but its manifest needs keeping.
-        let garbage = if complete { self.everything(&mut inner) } else { self.garbage(&mut inner) };
+        // A complete run is never resumed: nothing but its manifest needs keeping (with
+        // several processes, only once all are complete: another may not be yet).
+        let everything = complete && self.processes == 1;
+        let garbage = if everything { self.everything(&mut inner) } else { self.garbage(&mut inner) };
         drop(inner);
         let bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
         self.objects.put(&format!("{}/manifest-p{}.json", self.prefix, self.process), bytes)?;

@@ -94,10 +94,14 @@ impl Partitions {
         (self.partitions.iter().map(|p| p.clock).collect(), self.reported)
     }
 
-    /// Restores what [`Partitions::clocks`] returned (a resumed run).
+    /// Restores what [`Partitions::clocks`] returned (a resumed run). Every partition's
+    /// floor is raised to the last report, as a partition idle at the checkpoint would
+    /// have had it raised when it woke up (a partition still holding the watermark was at
+    /// or above the report already).
     pub fn restore_clocks(&mut self, clocks: &[PartitionClock], reported: i64) {
         for (partition, clock) in self.partitions.iter_mut().zip(clocks) {
             partition.clock = *clock;
+            partition.clock.raise_floor(reported);
         }
         self.reported = reported;
     }

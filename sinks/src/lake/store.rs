@@ -113,12 +113,15 @@ impl Lake {
         let (sender, receiver) = mpsc::unbounded_channel();
         let files = Arc::new(AtomicU64::new(0));
         let bytes = Arc::new(AtomicU64::new(0));
+        // The first failure of any writer, the encoder or an upload: the run ends with it,
+        // and no checkpoint is committed after it.
+        let error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let (f, b, staging, to) = (files.clone(), bytes.clone(), spool.clone(), destination.clone());
+        let failed = error.clone();
         let uploader = std::thread::Builder::new()
             .name("lake-uploader".into())
-            .spawn(move || upload_loop(to, staging, receiver, f, b))
+            .spawn(move || upload_loop(to, staging, receiver, f, b, failed))
             .map_err(|e| LakeError::Write { lake: url.to_owned(), message: e.to_string() })?;
-        let error = Arc::new(Mutex::new(None));
         // Bounded: a worker that outruns the encoder waits instead of piling up rows.
         let (encode_tx, encode_rx) = std::sync::mpsc::sync_channel(64);
         let (uploads, errors) = (sender.clone(), error.clone());
@@ -259,6 +262,7 @@ fn upload_loop(
     mut receiver: mpsc::UnboundedReceiver<Job>,
     files: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
+    failed: Arc<Mutex<Option<String>>>,
 ) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -277,6 +281,10 @@ fn upload_loop(
                 Job::Barrier(done) => {
                     while let Some(finished) = tasks.join_next().await {
                         record(&mut first_error, finished);
+                    }
+                    // What a checkpoint written next relies on must all have been published.
+                    if let Some(e) = &first_error {
+                        failed.lock().expect("lake error lock").get_or_insert_with(|| e.clone());
                     }
                     let _ = done.send(());
                     continue;

@@ -268,8 +268,16 @@ impl KafkaReader {
                 self.finish_partition(slot);
             }
         }
-        self.to_pause.clear();
         self.partitions.restore_clocks(&state.clocks, state.reported);
+        // A partition whose watermark had passed the replay's end time was finished.
+        if let Some(end_ts) = self.plan.end_ts {
+            for slot in 0..self.owned.len() {
+                if self.partitions.watermark(slot) >= end_ts {
+                    self.finish_partition(slot);
+                }
+            }
+        }
+        self.to_pause.clear();
         self.resumed = true;
         Ok(())
     }
