@@ -16,9 +16,13 @@ how often. It answers:
 import json
 import re
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SCHEMAS = {}  # id -> schema text
+# One request line at a time: print() writes the text and its newline separately, so two
+# handler threads could otherwise run their lines together.
+LOG = threading.Lock()
 SUBJECTS = {}  # subject -> [id, ...]
 
 
@@ -30,7 +34,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        print(f"{self.command} {self.path} -> {status}", file=sys.stderr, flush=True)
+        with LOG:
+            print(f"{self.command} {self.path} -> {status}", file=sys.stderr, flush=True)
 
     def do_GET(self):
         found = re.fullmatch(r"/schemas/ids/(\d+)", self.path)
