@@ -127,11 +127,10 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
             }
             let mut mine = stats.totals();
             if let Some(checkpoints) = &checkpoints {
-                // The checkpoint of the end: complete when every input was read (or the
-                // stop drained the open windows); never after a failure.
+                // The checkpoint of the end, never after a failure; complete only if every
+                // source of every process ended its watermark (read everything, or
+                // drained): what the pipeline's watermark shows.
                 let ok = !failed.load(Ordering::Relaxed) && tradeflow_sources::batch::failure().is_none();
-                // Complete only if every source of every process ended its watermark
-                // (read everything, or drained): what the pipeline's watermark shows.
                 let complete = stats.watermark.load(Ordering::Relaxed) == i64::MAX;
                 if let Err(e) = checkpoints.finish(ok, complete) {
                     tracing::error!("the checkpoint of the end was not written: {e}");

@@ -137,6 +137,8 @@ pub struct Saver {
     component: String,
     worker: usize,
     cut: Cut,
+    /// The last epoch an epoch-ordered operator applied (see [`Saver::before_epoch`]).
+    applied: Option<Time>,
 }
 
 impl Saver {
@@ -144,7 +146,7 @@ impl Saver {
     pub fn new(store: Arc<dyn Checkpoints>, component: &str, worker: usize) -> Saver {
         let cut = Cut::new(store.interval_ms(), store.resumed_from());
         store.register(component, worker);
-        Saver { store, component: component.to_owned(), worker, cut }
+        Saver { store, component: component.to_owned(), worker, cut, applied: None }
     }
 
     /// The part restored for this component, if any.
@@ -160,13 +162,18 @@ impl Saver {
         }
     }
 
-    /// True if a boundary not yet saved lies at or below `upto` (so `maybe_save` would
-    /// save): lets a component skip preparing a part.
-    pub fn due(&self, upto: Option<Time>) -> bool {
-        match upto {
-            None => !self.cut.finished(),
-            Some(t) => self.cut.boundary_at(t) >= self.cut.next,
-        }
+    /// For an operator that applies its epochs in order: call before applying epoch `time`.
+    /// Saves `part()` if the state (every earlier epoch applied) is valid for a boundary
+    /// not yet saved, then records `time` as applied.
+    pub fn before_epoch(&mut self, time: Time, part: impl FnOnce(Validity) -> Part) {
+        self.maybe_save(self.applied, Some(time), part);
+        self.applied = Some(time);
+    }
+
+    /// For the same operator, once it has applied every complete epoch: its input
+    /// `frontier` (`None`: the input is done) may have crossed boundaries too.
+    pub fn at_frontier(&mut self, frontier: Option<Time>, part: impl FnOnce(Validity) -> Part) {
+        self.maybe_save(self.applied, frontier, part);
     }
 }
 

@@ -92,7 +92,6 @@ pub fn window_analytics<'scope>(
         let mut caps = [CapabilitySet::new(), CapabilitySet::new()];
         let mut queue = EpochQueue::<Epoch>::default();
         let mut changes = Changes::default();
-        let mut last_applied: Option<Time> = None;
         move |frontiers| {
             panes_in.for_each_stamp(|cap, batches| {
                 for (port, set) in caps.iter_mut().enumerate() {
@@ -121,10 +120,9 @@ pub fn window_analytics<'scope>(
 
             let frontier = combined_frontier(frontiers);
             while let Some((time, epoch)) = queue.pop_complete(frontier) {
-                if let Some(saver) = saver.as_mut().filter(|s| s.due(Some(time))) {
-                    saver.maybe_save(last_applied, Some(time), |_| save(&book, &watermark));
+                if let Some(saver) = saver.as_mut() {
+                    saver.before_epoch(time, |_| save(&book, &watermark));
                 }
-                last_applied = Some(time);
                 for (pane, agg) in &epoch.panes {
                     book.apply(&pane.symbol, pane.start, agg);
                 }
@@ -143,8 +141,8 @@ pub fn window_analytics<'scope>(
                     out.session(&cap).give_iterator(changes.anomalies.drain(..).map(|(row, diff)| (row, time, diff)));
                 }
             }
-            if let Some(saver) = saver.as_mut().filter(|s| s.due(frontier)) {
-                saver.maybe_save(last_applied, frontier, |_| save(&book, &watermark));
+            if let Some(saver) = saver.as_mut() {
+                saver.at_frontier(frontier, |_| save(&book, &watermark));
             }
             // Hold capabilities only for the epochs still stashed.
             for set in caps.iter_mut() {

@@ -87,7 +87,7 @@ struct Manifest {
 pub enum Start {
     /// No checkpoint (or `--from-scratch`, or the job had completed).
     Fresh(String),
-    /// Resuming from a checkpoint taken at this wall-clock time (ms; `None` for a stop).
+    /// Resuming from a checkpoint.
     Resumed {
         /// What to tell the user.
         message: String,
@@ -182,7 +182,7 @@ impl LakeCheckpoints {
             return Ok(Start::Fresh(format!("job {job}: --from-scratch: ignoring its checkpoint")));
         }
         let first = &manifests[0];
-        let (settings, _) = (&first.header.settings, ());
+        let settings = &first.header.settings;
         let differences: Vec<String> = settings
             .keys()
             .chain(self.header.settings.keys())

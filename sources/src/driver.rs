@@ -112,7 +112,7 @@ pub fn checkpointed_source<'scope, R: Reader>(
             let (Some(cap), Some(r)) = (capability.as_mut(), reader.as_mut()) else { return };
             let now = epoch_now();
             if now > *cap.time() {
-                if let Some(saver) = saver.as_mut().filter(|s| s.due(Some(now))) {
+                if let Some(saver) = saver.as_mut() {
                     saver.maybe_save(Some(*cap.time()), Some(now), |_| Part { state: r.snapshot(), ..Part::default() });
                 }
                 cap.downgrade(&now);

@@ -10,7 +10,8 @@
 //!
 //! Files are cut at `max_rows` updates, after `max_age` of wall-clock time on live runs,
 //! at every checkpoint boundary of a checkpointed run (so a checkpoint keeps only the
-//! file sequence number), and at the end. Epochs are wall-clock milliseconds, so every run has its own history:
+//! file sequence number), and at the end. Epochs are wall-clock milliseconds, so every
+//! run has its own history:
 //! files are named `<run_id>-w<worker>-<seq>.parquet` and rows carry `run_id`.
 
 use super::parquet::{LakeRow, encode};
@@ -58,7 +59,6 @@ pub fn write_changelog<'scope, R: LakeRow + Clone>(
         let mut queue = EpochQueue::<Vec<(R, Time, isize)>>::default();
         let mut buffer: Vec<(R, Time, isize)> = Vec::new();
         let mut started = Instant::now();
-        let mut last_applied: Option<Time> = None;
         move |frontiers| {
             input.for_each(|cap, batch| {
                 let Some(&time) = cap.least() else { return };
@@ -86,31 +86,25 @@ pub fn write_changelog<'scope, R: LakeRow + Clone>(
                 *seq += 1;
                 *lower = upper;
             };
-            let cut = |saver: &mut Saver,
-                       after: Option<Time>,
-                       upto: Option<Time>,
-                       buffer: &mut Vec<_>,
-                       seq: &mut u64,
-                       lower: &mut Time| {
-                saver.maybe_save(after, upto, |_| {
-                    if !buffer.is_empty() {
-                        write(buffer, upto.unwrap_or(Time::MAX), seq, lower);
-                    }
-                    Part { state: to_json(&(*lower, *seq)), ..Part::default() }
-                });
+            // At a boundary (`upto`: the next epoch, or the frontier) the buffer is written
+            // out, so the part is just the file sequence.
+            let cut = |upto: Option<Time>, buffer: &mut Vec<_>, seq: &mut u64, lower: &mut Time| {
+                if !buffer.is_empty() {
+                    write(buffer, upto.unwrap_or(Time::MAX), seq, lower);
+                }
+                Part { state: to_json(&(*lower, *seq)), ..Part::default() }
             };
             while let Some((time, mut updates)) = queue.pop_complete(frontier) {
-                if let Some(saver) = saver.as_mut().filter(|s| s.due(Some(time))) {
-                    cut(saver, last_applied, Some(time), &mut buffer, &mut seq, &mut lower);
+                if let Some(saver) = saver.as_mut() {
+                    saver.before_epoch(time, |_| cut(Some(time), &mut buffer, &mut seq, &mut lower));
                 }
-                last_applied = Some(time);
                 if buffer.is_empty() {
                     started = Instant::now();
                 }
                 buffer.append(&mut updates);
             }
-            if let Some(saver) = saver.as_mut().filter(|s| s.due(frontier)) {
-                cut(saver, last_applied, frontier, &mut buffer, &mut seq, &mut lower);
+            if let Some(saver) = saver.as_mut() {
+                saver.at_frontier(frontier, |_| cut(frontier, &mut buffer, &mut seq, &mut lower));
             }
             let upper = frontier.unwrap_or(Time::MAX);
             let aged = config.max_age.is_some_and(|age| started.elapsed() >= age);

@@ -76,7 +76,6 @@ pub fn write_dead_letters<'scope>(
     builder.build(move |_| {
         let mut queue = EpochQueue::<Vec<Reject>>::default();
         let mut pending = restored;
-        let mut last_applied: Option<Time> = None;
         move |frontiers| {
             input.for_each(|cap, batch| {
                 let Some(&time) = cap.least() else { return };
@@ -108,10 +107,9 @@ pub fn write_dead_letters<'scope>(
                 part
             };
             while let Some((time, rejects)) = queue.pop_complete(frontier) {
-                if let Some(saver) = saver.as_mut().filter(|s| s.due(Some(time))) {
-                    saver.maybe_save(last_applied, Some(time), |valid| save(&mut pending, valid));
+                if let Some(saver) = saver.as_mut() {
+                    saver.before_epoch(time, |valid| save(&mut pending, valid));
                 }
-                last_applied = Some(time);
                 for reject in rejects {
                     // An earlier segment of the same source is complete.
                     let done: Vec<Key> = pending
@@ -128,8 +126,8 @@ pub fn write_dead_letters<'scope>(
                     pending.entry(key).or_insert_with(Pending::new).rows.push(reject);
                 }
             }
-            if let Some(saver) = saver.as_mut().filter(|s| s.due(frontier)) {
-                saver.maybe_save(last_applied, frontier, |valid| save(&mut pending, valid));
+            if let Some(saver) = saver.as_mut() {
+                saver.at_frontier(frontier, |valid| save(&mut pending, valid));
             }
             let end = frontier.is_none() && !suspended();
             let aged = |slot: &Pending| max_age.is_some_and(|age| slot.since.elapsed() >= age);

@@ -201,11 +201,6 @@ impl Lake {
         &self.destination
     }
 
-    /// The local staging directory (for direct puts).
-    pub fn staging(&self) -> &std::path::Path {
-        &self.spool
-    }
-
     /// Records a failure of a writer; the run then ends with this error.
     pub fn report_error(&self, message: String) {
         tracing::error!("lake {}: {message}", self.url);

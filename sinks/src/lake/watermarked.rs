@@ -93,7 +93,6 @@ where
     builder.build(move |_| {
         let mut queue = EpochQueue::<Epoch<D>>::default();
         let mut finished = false;
-        let mut last_applied: Option<Time> = None;
         move |frontiers| {
             data_in.for_each(|cap, batch| {
                 let Some(&time) = cap.least() else { return };
@@ -104,17 +103,15 @@ where
                 queue.at(time).reports.append(batch);
             });
             let frontier = combined_frontier(frontiers);
-            let save = |saver: &mut Saver, upto, last, logic: &mut L, watermark: &GlobalWatermark| {
-                saver.maybe_save(last, upto, |valid| {
-                    let part = logic.save(valid);
-                    Part { state: join_state(&tradeflow_model::checkpoint::to_json(watermark), &part.state), ..part }
-                });
+            // The watermark, then the logic's state.
+            let save = |logic: &mut L, watermark: &GlobalWatermark, valid| {
+                let part = logic.save(valid);
+                Part { state: join_state(&tradeflow_model::checkpoint::to_json(watermark), &part.state), ..part }
             };
             while let Some((time, mut epoch)) = queue.pop_complete(frontier) {
-                if let Some(saver) = saver.as_mut().filter(|s| s.due(Some(time))) {
-                    save(saver, Some(time), last_applied, &mut logic, &watermark);
+                if let Some(saver) = saver.as_mut() {
+                    saver.before_epoch(time, |valid| save(&mut logic, &watermark, valid));
                 }
-                last_applied = Some(time);
                 for report in &epoch.reports {
                     watermark.observe(report);
                 }
@@ -124,8 +121,8 @@ where
                 finished = true;
                 logic.step(Step { time: Time::MAX, data: &mut Vec::new(), watermark: i64::MAX, done: true });
             }
-            if let Some(saver) = saver.as_mut().filter(|s| s.due(frontier)) {
-                save(saver, frontier, last_applied, &mut logic, &watermark);
+            if let Some(saver) = saver.as_mut() {
+                saver.at_frontier(frontier, |valid| save(&mut logic, &watermark, valid));
             }
         }
     });
