@@ -128,7 +128,7 @@ fn checkpoint_costs(binary: &std::path::Path, source: &str, dir: &std::path::Pat
     child.wait()?;
     let mut resumed = Command::new(binary);
     args(&mut resumed);
-    let started_ms = wall_ms();
+    let started_ms = tradeflow_model::wall_ms();
     let started = Instant::now();
     let out = resumed.output()?;
     let seconds = started.elapsed().as_secs_f64();
@@ -141,7 +141,8 @@ fn checkpoint_costs(binary: &std::path::Path, source: &str, dir: &std::path::Pat
         .lines()
         .find(|l| l.contains(" reads partition"))
         .and_then(|l| l.split_whitespace().next())
-        .and_then(chrono_ms)
+        .and_then(|ts| chrono::DateTime::parse_from_rfc3339(ts).ok())
+        .map(|ts| ts.timestamp_millis())
         .context("the resumed run logged no `reads partition` line")?;
     let accepted = tradeflow_examples::summary_field(&stderr, "trades accepted");
     println!(
@@ -149,27 +150,4 @@ fn checkpoint_costs(binary: &std::path::Path, source: &str, dir: &std::path::Pat
         (reading_ms - started_ms) as f64 / 1000.0,
     );
     Ok(())
-}
-
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Milliseconds since the epoch of a log line's `2026-12-05T09:14:30.674214Z`.
-fn chrono_ms(ts: &str) -> Option<i64> {
-    let ts = ts.trim_end_matches('Z');
-    let (date, time) = ts.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.split(':');
-    let (h, min, sec) =
-        (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?, t.next()?.parse::<f64>().ok()?);
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + h * 3_600 + min * 60) as f64 * 1000.0 + sec * 1000.0) as i64)
 }

@@ -28,7 +28,7 @@ pub use float::F64;
 pub use reject::{Reject, RejectReason};
 pub use rows::{Anomaly, AnomalyKind, WindowMetrics};
 pub use symbol::{Symbol, SymbolError};
-pub use time::{MAX_TS, MIN_TS, Time, WatermarkReport, date_of, format_ts, group_thousands, ts_in_range};
+pub use time::{MAX_TS, MIN_TS, Time, WatermarkReport, date_of, format_ts, group_thousands, ts_in_range, wall_ms};
 pub use trade::{Conditions, Trade};
 pub use window::{WindowError, WindowSpec};
 

@@ -65,10 +65,7 @@ pub fn set_suspend_on_stop(suspend: bool) {
     SUSPEND_ON_STOP.store(suspend, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn wall_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+pub use tradeflow_model::wall_ms;
 
 static FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 

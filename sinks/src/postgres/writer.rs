@@ -469,5 +469,5 @@ impl Writer {
 
 /// Wall-clock milliseconds since the Unix epoch, as epochs are.
 fn wall_ms() -> Time {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Time)
+    tradeflow_model::wall_ms().max(0) as Time
 }
