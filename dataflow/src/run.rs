@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 use timely::worker::Worker;
 use tradeflow_model::Time;
-use tradeflow_sinks::checkpoint::{LakeCheckpoints, Start};
+use tradeflow_sinks::checkpoint::LakeCheckpoints;
 use tradeflow_sinks::lake::Lake;
 use tradeflow_sinks::postgres::{PgOptions, PgSink, PgStats, migrate_database};
 
@@ -34,9 +34,7 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
                 settings.from_scratch,
             )
             .map_err(ConfigError)?;
-            match start {
-                Start::Fresh(message) | Start::Resumed { message } => tracing::info!("{message}"),
-            }
+            tracing::info!("{start}");
             config.run_id = checkpoints.run_id().to_owned();
             Some(checkpoints)
         }

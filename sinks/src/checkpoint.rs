@@ -33,8 +33,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tradeflow_model::Time;
 use tradeflow_model::checkpoint::{Checkpoints, FINAL, Part, Restored, Validity};
+use tradeflow_model::wall_ms;
 
 /// What identifies a job's results: a checkpoint is resumed only by a run with the same.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,18 +82,6 @@ struct Manifest {
     checkpoints: Vec<Committed>,
 }
 
-/// How a run found the job's checkpoint.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Start {
-    /// No checkpoint (or `--from-scratch`, or the job had completed).
-    Fresh(String),
-    /// Resuming from a checkpoint.
-    Resumed {
-        /// What to tell the user.
-        message: String,
-    },
-}
-
 /// The checkpoints of one process of a job, kept in the lake (see the module docs).
 pub struct LakeCheckpoints {
     lake: Arc<Lake>,
@@ -132,7 +120,8 @@ struct Inner {
 impl LakeCheckpoints {
     /// Opens the job's checkpoints in `lake` for `process` of `processes`: finds the
     /// checkpoint to resume from (unless `from_scratch`) and loads this process's parts.
-    /// Refuses a checkpoint written with other settings.
+    /// Refuses a checkpoint written with other settings. Also returns the line that tells
+    /// the user how the run starts (resuming, or from the beginning and why).
     pub fn open(
         lake: Arc<Lake>,
         header: JobHeader,
@@ -140,7 +129,7 @@ impl LakeCheckpoints {
         process: usize,
         processes: usize,
         from_scratch: bool,
-    ) -> Result<(Arc<LakeCheckpoints>, Start), String> {
+    ) -> Result<(Arc<LakeCheckpoints>, String), String> {
         let objects = Objects::new(&lake)?;
         let prefix = format!("_checkpoints/{}", header.job);
         let interval_ms = (interval.as_millis() as u64).max(1);
@@ -173,13 +162,13 @@ impl LakeCheckpoints {
         Ok((Arc::new(checkpoints), start))
     }
 
-    fn resume(&mut self, manifests: Vec<Manifest>, from_scratch: bool) -> Result<Start, String> {
+    fn resume(&mut self, manifests: Vec<Manifest>, from_scratch: bool) -> Result<String, String> {
         let job = self.header.job.clone();
         if manifests.is_empty() {
-            return Ok(Start::Fresh(format!("job {job}: no checkpoint yet; starting from the beginning")));
+            return Ok(format!("job {job}: no checkpoint yet; starting from the beginning"));
         }
         if from_scratch {
-            return Ok(Start::Fresh(format!("job {job}: --from-scratch: ignoring its checkpoint")));
+            return Ok(format!("job {job}: --from-scratch: ignoring its checkpoint"));
         }
         let first = &manifests[0];
         let settings = &first.header.settings;
@@ -206,7 +195,7 @@ impl LakeCheckpoints {
             ));
         }
         if manifests.len() == self.processes && manifests.iter().all(|m| m.complete) {
-            return Ok(Start::Fresh(format!("job {job}: its last run completed; starting from the beginning")));
+            return Ok(format!("job {job}: its last run completed; starting from the beginning"));
         }
         // The newest boundary every process committed. Every process reads the same
         // manifests, so all of them take the same decision; when there is none (a process
@@ -228,9 +217,7 @@ impl LakeCheckpoints {
                     self.lake.url()
                 ));
             }
-            return Ok(Start::Fresh(format!(
-                "job {job}: not every process has a checkpoint yet; starting from the beginning"
-            )));
+            return Ok(format!("job {job}: not every process has a checkpoint yet; starting from the beginning"));
         };
         let mine = manifests.iter().find(|m| m.process == self.process).expect("one manifest per process");
         let committed = mine.checkpoints.iter().find(|c| c.boundary == common).expect("common to all").clone();
@@ -244,7 +231,7 @@ impl LakeCheckpoints {
             }
             restored.insert((part.component.clone(), part.worker), Restored { boundary: common, state, payloads });
         }
-        let now_boundary = wall_ms() / self.interval_ms;
+        let now_boundary = wall_ms().max(0) as u64 / self.interval_ms;
         self.resumed_at = Some(now_boundary);
         *self.restored.get_mut().expect("restored lock") = restored;
         let inner = self.inner.get_mut().expect("checkpoint lock");
@@ -256,9 +243,7 @@ impl LakeCheckpoints {
         } else {
             tradeflow_model::format_ts((common * mine.interval_ms) as i64)
         };
-        Ok(Start::Resumed {
-            message: format!("resuming job {job} from its checkpoint of {when} (in {})", self.lake.url()),
-        })
+        Ok(format!("resuming job {job} from its checkpoint of {when} (in {})", self.lake.url()))
     }
 
     /// The run id the job's changelog uses (an earlier run's, when resuming).
@@ -275,7 +260,7 @@ impl LakeCheckpoints {
         format!("{}/parts/{}/w{:04}/{:020}.{kind}", self.prefix, part.component, part.worker, part.first)
     }
 
-    /// Starts the coordinator thread; it runs until [`LakeCheckpoints::close`].
+    /// Starts the coordinator thread; it runs until [`LakeCheckpoints::finish`].
     pub fn start(self: &Arc<Self>) -> std::thread::JoinHandle<()> {
         let this = self.clone();
         std::thread::Builder::new()
@@ -348,7 +333,7 @@ impl LakeCheckpoints {
         }
         let mut inner = lock(&self.inner);
         let recorded = if boundary == FINAL { FINAL - self.generation } else { boundary };
-        let written_at = tradeflow_model::format_ts(wall_ms() as i64);
+        let written_at = tradeflow_model::format_ts(wall_ms());
         inner.committed.push(Committed { boundary: recorded, written_at, parts });
         // Keep the checkpoints another process may still resume from: the last few.
         let keep = if self.processes > 1 { 64 } else { 2 };
@@ -490,10 +475,6 @@ impl Checkpoints for LakeCheckpoints {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn wall_ms() -> Time {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Time)
 }
 
 /// Direct reads, writes and deletes of objects under the lake root.
