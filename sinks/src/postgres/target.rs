@@ -87,10 +87,19 @@ impl PgTarget {
     pub fn from_url(url: &str, origin: &str) -> Result<PgTarget, PgError> {
         let config = postgres::Config::from_str(url.trim()).map_err(|e| {
             PgError::Config(format!(
-                "{origin} {}: {e}; use postgres://user:password@host:5432/database",
-                redact_url(url)
+                "{origin} {}: {e}; use postgres://user:password@host:5432/database (percent-encode '@', ':' and '/' in the password)",
+                shown_invalid(url)
             ))
         })?;
+        // `postgres://u:p@ss@host`: the URL parser splits at the first '@', so the rest of
+        // the password would become (and be shown as) part of the host name.
+        let at_in_host = config.get_hosts().iter().any(|h| matches!(h, Host::Tcp(name) if name.contains('@')));
+        if at_in_host {
+            return Err(PgError::Config(format!(
+                "{origin} {}: the host name holds an '@', which is most likely part of the password; percent-encode '@' in the password as %40",
+                shown_invalid(url)
+            )));
+        }
         Ok(PgTarget::with_config(config, origin))
     }
 
@@ -171,15 +180,11 @@ impl PgTarget {
 
     /// `text` with the password (and anything URL-shaped holding one) replaced by `***`.
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = redact_url(text);
-        if let Some(secret) = &self.secret {
-            out = out.replace(secret.as_str(), "***");
-            let encoded: String = percent_encode(secret);
-            if encoded != *secret {
-                out = out.replace(&encoded, "***");
-            }
+        let out = redact_url(text);
+        match &self.secret {
+            Some(secret) => tradeflow_model::secret::scrub(&out, secret),
+            None => out,
         }
-        out
     }
 
     /// Opens a connection (no TLS: use `sslmode=disable` or the default `prefer`).
@@ -219,16 +224,25 @@ fn address_of(config: &postgres::Config) -> String {
     servers.join(",")
 }
 
-fn percent_encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+/// How a connection string that does not parse is shown: its scheme and what follows its
+/// last '@' (the host) with the user before the first ':', or a `key=value` string without its password. Anything else may be
+/// a password in a malformed shape (`u:pw@host`, `postgres:/u:pw@h`, `postgres://u:pw`),
+/// so it is replaced by `***`.
+fn shown_invalid(text: &str) -> String {
+    let text = text.trim();
+    let (scheme, rest) = match text.find("://") {
+        Some(i) => text.split_at(i + 3),
+        None => ("", text),
+    };
+    let shown = match rest.rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) if !user.is_empty() && !user.contains('/') => format!("{scheme}{user}:***{}", &rest[at..]),
+            _ => format!("{scheme}***{}", &rest[at..]),
+        },
+        None if scheme.is_empty() && text.contains('=') => text.to_owned(),
+        None => format!("{scheme}***"),
+    };
+    redact_password_parameters(&shown)
 }
 
 /// `text` with the password of every `scheme://user:password@host` URL, and every
@@ -318,6 +332,30 @@ mod tests {
         assert_eq!(redact_url("host=h password='a b\\'c' user=u"), "host=h password=*** user=u");
         assert_eq!(redact_url("host=h PASSWORD=abc"), "host=h PASSWORD=***");
         assert_eq!(redact_url("error at postgres://u:pw@h/db: boom"), "error at postgres://u:***@h/db: boom");
+    }
+
+    #[test]
+    fn malformed_connection_strings_never_show_the_password() {
+        let secret = "s3cr3tpw";
+        for (origin, url) in [
+            ("--postgres", "u:s3cr3tpw@127.0.0.1:1"),
+            ("--postgres", "postgres:/u:s3cr3tpw@127.0.0.1:1/db"),
+            ("--postgres", "postgres//u:s3cr3tpw@127.0.0.1/db"),
+            ("--postgres", "postgres://u:s3cr3tpw"),
+            ("--postgres", "postgres://u:s3cr3tpw@h:notaport/db"),
+            ("--postgres", "host=h port=x password=s3cr3tpw"),
+            ("DATABASE_URL", "u:s3cr3tpw@h"),
+            ("DATABASE_URL", "postgres://u:ab@s3cr3tpw@127.0.0.1:1/db"),
+        ] {
+            let message = match PgTarget::from_url(url, origin) {
+                Err(e) => e.to_string(),
+                Ok(target) => panic!("{url} parsed as {}", target.name()),
+            };
+            assert!(message.contains(origin), "{message}");
+            assert!(!message.contains(secret), "{url}: {message}");
+        }
+        let message = PgTarget::from_url("u:s3cr3tpw@127.0.0.1:1", "--postgres").unwrap_err().to_string();
+        assert!(message.contains("u:***@127.0.0.1:1"), "names the user and host: {message}");
     }
 
     #[test]
