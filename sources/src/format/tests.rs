@@ -93,6 +93,18 @@ fn reads_the_spec_examples() {
 }
 
 #[test]
+fn a_byte_order_mark_before_the_first_line_is_skipped() {
+    let line = format!("\u{FEFF}{}", flat(&[]));
+    assert_eq!(trade(&line).ts, TS);
+    assert!(items("\u{FEFF}".as_bytes()).is_empty());
+    // Only a whole mark, and only before the line.
+    assert_eq!(reason(&format!("\u{FEFF}\u{FEFF}{}", flat(&[]))), RejectReason::InvalidJson);
+    let mut cut = "\u{FEFF}".as_bytes()[..2].to_vec();
+    cut.extend_from_slice(flat(&[]).as_bytes());
+    assert_eq!(rejected(&cut).reason, RejectReason::InvalidJson);
+}
+
+#[test]
 fn blank_lines_emit_nothing() {
     for line in ["", " ", "\r", " \t\r\n ", "\n"] {
         assert!(items(line.as_bytes()).is_empty(), "{line:?}");
@@ -165,7 +177,6 @@ fn invalid_json_rejects_the_whole_line() {
         r#"{"s":"AAPL","c":["1",]}"#,
         r#"{"s" "AAPL"}"#,
         r#"[1,2"#,
-        "\u{feff}{}",
     ] {
         let r = rejected(line.as_bytes());
         assert_eq!(r.reason, InvalidJson, "{line}");

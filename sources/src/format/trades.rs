@@ -92,8 +92,10 @@ pub struct RawReject<'a> {
 /// Parses one NDJSON line (without its `\n`; a trailing `\r` is whitespace) and calls
 /// `emit` with each record it holds, in order. An empty or blank line emits nothing; a
 /// line that is not exactly one valid JSON value emits one `invalid_json` reject. Never
-/// panics, whatever the bytes.
+/// panics, whatever the bytes. A UTF-8 byte-order mark before the line (the start of a
+/// file saved by spreadsheet and Windows tools) is skipped.
 pub fn parse_line<'a>(line: &'a [u8], emit: &mut impl FnMut(Item<'a>)) {
+    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
     let text = match std::str::from_utf8(line) {
         Ok(text) if text.len() <= MAX_LEN => text,
         Ok(_) => {
