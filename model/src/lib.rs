@@ -18,6 +18,7 @@ mod float;
 pub mod metrics;
 mod reject;
 mod rows;
+pub mod secret;
 mod symbol;
 mod time;
 mod trade;
@@ -25,7 +26,7 @@ mod window;
 
 pub use fixed::{Price, Qty, SCALE, UNITS_LIMIT};
 pub use float::F64;
-pub use reject::{Reject, RejectReason};
+pub use reject::{Payload, Reject, RejectReason};
 pub use rows::{Anomaly, AnomalyKind, WindowMetrics};
 pub use symbol::{Symbol, SymbolError};
 pub use time::{MAX_TS, MIN_TS, Time, WatermarkReport, date_of, format_ts, group_thousands, ts_in_range, wall_ms};

@@ -61,6 +61,47 @@ impl fmt::Display for RejectReason {
     }
 }
 
+/// A rejected record's bytes, exactly as read. Shown as text; bytes that are not valid
+/// UTF-8 are kept as they are besides (the text then has U+FFFD in their place), so that
+/// the original can always be recovered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Payload {
+    text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    raw: Option<Vec<u8>>,
+}
+
+impl Payload {
+    /// The payload of `bytes`.
+    pub fn from_bytes(bytes: &[u8]) -> Payload {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Payload { text: text.to_owned(), raw: None },
+            Err(_) => Payload { text: String::from_utf8_lossy(bytes).into_owned(), raw: Some(bytes.to_vec()) },
+        }
+    }
+
+    /// As text: exact when the bytes are valid UTF-8, else with U+FFFD for invalid bytes.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The exact bytes when they are not valid UTF-8 (else [`Payload::text`] is exact).
+    pub fn invalid_utf8(&self) -> Option<&[u8]> {
+        self.raw.as_deref()
+    }
+
+    /// The exact bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.raw.as_deref().unwrap_or(self.text.as_bytes())
+    }
+}
+
+impl From<String> for Payload {
+    fn from(text: String) -> Payload {
+        Payload { text, raw: None }
+    }
+}
+
 /// A rejected record, as written to the dead-letter output.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Reject {
@@ -68,9 +109,8 @@ pub struct Reject {
     pub reason: RejectReason,
     /// What exactly was wrong and how to fix it, e.g. `field "p": -1.5 is not > 0`.
     pub detail: String,
-    /// The raw record text (the line, or the element of a Finnhub message). Invalid UTF-8
-    /// is replaced by U+FFFD.
-    pub payload: String,
+    /// The raw record (the line, or the element of a Finnhub message), exactly.
+    pub payload: Payload,
     /// The source partition it came from, e.g. `file:///data/trades.ndjson`.
     pub source: String,
     /// Position inside the partition: byte offset of the line for files, sequence number

@@ -240,7 +240,7 @@ impl Reader for LakeReader {
                 batch.rejects.push(Reject {
                     reason: RejectReason::InvalidJson,
                     detail: format!("unreadable lake file: {e}"),
-                    payload: file.key.clone(),
+                    payload: file.key.clone().into(),
                     source: self.label.clone(),
                     position: self.next as u64 - 1,
                     element: 0,

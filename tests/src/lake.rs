@@ -332,8 +332,10 @@ pub struct DeadLetter {
     pub reason: String,
     /// What was wrong.
     pub detail: String,
-    /// The raw record.
+    /// The raw record, as text.
     pub payload: String,
+    /// Its exact bytes, when they are not valid UTF-8.
+    pub payload_bytes: Option<Vec<u8>>,
 }
 
 /// Every row of `dead_letter/date=D/*.parquet`.
@@ -346,6 +348,7 @@ pub fn read_dead_letters(root: &Path) -> Vec<DeadLetter> {
             let (source, position) = (strings(&b, "source"), int64s(&b, "position"));
             let element = column(&b, "element").as_primitive::<Int32Type>().values().to_vec();
             let (reason, detail, payload) = (strings(&b, "reason"), strings(&b, "detail"), strings(&b, "payload"));
+            let bytes = column(&b, "payload_bytes").as_binary::<i32>();
             for i in 0..b.num_rows() {
                 out.push(DeadLetter {
                     date: date.clone(),
@@ -356,6 +359,7 @@ pub fn read_dead_letters(root: &Path) -> Vec<DeadLetter> {
                     reason: reason[i].clone(),
                     detail: detail[i].clone(),
                     payload: payload[i].clone(),
+                    payload_bytes: bytes.is_valid(i).then(|| bytes.value(i).to_vec()),
                 });
             }
         }

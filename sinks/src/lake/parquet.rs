@@ -9,8 +9,8 @@
 
 use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::{
-    ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMillisecondArray,
+    ArrayRef, BinaryArray, BooleanArray, Decimal128Array, Float64Array, Int32Array, Int64Array, RecordBatch,
+    StringArray, TimestampMillisecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
@@ -273,7 +273,9 @@ impl LakeRow for Anomaly {
     }
 }
 
-/// `dead_letter/date=D/*.parquet`: when, from where, why, and the raw record.
+/// `dead_letter/date=D/*.parquet`: when, from where, why, and the raw record: `payload`
+/// as text, and `payload_bytes`, the exact bytes, when they are not valid UTF-8 (null
+/// otherwise: the text is exact).
 pub fn dead_letter_schema() -> SchemaRef {
     schema_of(vec![
         Field::new("received_at", ts_type(), false),
@@ -283,6 +285,7 @@ pub fn dead_letter_schema() -> SchemaRef {
         Field::new("reason", DataType::Utf8, false),
         Field::new("detail", DataType::Utf8, false),
         Field::new("payload", DataType::Utf8, false),
+        Field::new("payload_bytes", DataType::Binary, true),
     ])
 }
 
@@ -295,7 +298,8 @@ pub fn dead_letter_batch(rows: &[Reject]) -> RecordBatch {
         Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.element as i32))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.reason.as_str()))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.detail.as_str()))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.payload.as_str()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.payload.text()))),
+        Arc::new(BinaryArray::from_iter(rows.iter().map(|r| r.payload.invalid_utf8()))),
     ];
     RecordBatch::try_new(dead_letter_schema(), columns).expect("columns match the schema")
 }

@@ -9,7 +9,7 @@ use super::plan::{ChunkRef, FilePlan};
 use crate::batch::wall_ms;
 use crate::format::{Item, parse_line};
 use std::io::{Read, Seek, SeekFrom};
-use tradeflow_model::{Reject, RejectReason, Symbol, Trade};
+use tradeflow_model::{Payload, Reject, RejectReason, Symbol, Trade};
 
 /// Where a valid trade came from (kept beside the trades, for the rare late one).
 #[derive(Copy, Clone, Debug)]
@@ -92,7 +92,7 @@ pub fn parse_chunk(plan: &FilePlan, chunk: ChunkRef) -> std::io::Result<ParsedCh
                         rejects.push(Reject {
                             reason: RejectReason::BadSymbol,
                             detail: format!("field \"s\": {e}"),
-                            payload: String::from_utf8_lossy(line).into_owned(),
+                            payload: Payload::from_bytes(line),
                             source: info.label.clone(),
                             position,
                             element: t.element,
@@ -112,7 +112,7 @@ pub fn parse_chunk(plan: &FilePlan, chunk: ChunkRef) -> std::io::Result<ParsedCh
             Item::Reject(r) => rejects.push(Reject {
                 reason: r.reason,
                 detail: r.detail,
-                payload: String::from_utf8_lossy(r.payload).into_owned(),
+                payload: Payload::from_bytes(r.payload),
                 source: info.label.clone(),
                 position,
                 element: r.element,
@@ -144,7 +144,7 @@ pub fn late_reject(
     Reject {
         reason: RejectReason::Late,
         detail: crate::lateness::late_detail(trade.ts, watermark, lateness_ms),
-        payload: String::from_utf8_lossy(payload).into_owned(),
+        payload: Payload::from_bytes(payload),
         source: label.to_owned(),
         position: origin.position,
         element: origin.element,

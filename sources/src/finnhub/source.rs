@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use timely::scheduling::SyncActivator;
 use tokio::sync::mpsc::error::TryRecvError;
-use tradeflow_model::{Reject, RejectReason};
+use tradeflow_model::{Payload, Reject, RejectReason};
 
 /// Frames decoded per activation at most.
 const BUDGET: usize = 4096;
@@ -115,7 +115,7 @@ impl FinnhubReader {
         let reject = |reason, detail, payload: &[u8], element| Reject {
             reason,
             detail,
-            payload: String::from_utf8_lossy(payload).into_owned(),
+            payload: Payload::from_bytes(payload),
             source: label.to_owned(),
             position,
             element,

@@ -47,7 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timely::scheduling::SyncActivator;
 use tradeflow_model::metrics::{Counter, Gauge, registry};
-use tradeflow_model::{Reject, RejectReason, Trade};
+use tradeflow_model::{Payload, Reject, RejectReason, Trade};
 
 /// Records handled per activation at most.
 const BUDGET: usize = 16 * 1024;
@@ -469,7 +469,7 @@ impl KafkaReader {
             let label = o.label.as_str();
             let partitions = &mut self.partitions;
             let skipped = &mut self.metrics.pending_skipped;
-            let reject = |reason, detail, payload: String, element| Reject {
+            let reject = |reason, detail, payload: Payload, element| Reject {
                 reason,
                 detail,
                 payload,
@@ -480,7 +480,7 @@ impl KafkaReader {
                 received_at,
             };
             // A valid trade: range, then lateness against the partition's clock.
-            let mut decide = |batch: &mut Batch, trade: Trade, element: u32, raw: &dyn Fn(&Trade) -> String| {
+            let mut decide = |batch: &mut Batch, trade: Trade, element: u32, raw: &dyn Fn(&Trade) -> Payload| {
                 let time = timestamp.unwrap_or(trade.ts);
                 if before_start(time) {
                     *skipped += 1;
@@ -502,7 +502,7 @@ impl KafkaReader {
                 (None | Some([]), _) => batch.rejects.push(reject(
                     RejectReason::InvalidJson,
                     "the record has no value (an empty record or a tombstone)".into(),
-                    String::new(),
+                    Payload::default(),
                     0,
                 )),
                 (Some(value), None) => parse_line(value, &mut |item| match item {
@@ -510,28 +510,25 @@ impl KafkaReader {
                         Ok(trade) => {
                             // The raw text is copied only for a late trade's dead letter.
                             let raw = t.raw;
-                            decide(batch, trade, t.element, &|_| String::from_utf8_lossy(raw).into_owned());
+                            decide(batch, trade, t.element, &|_| Payload::from_bytes(raw));
                         }
                         // Unreachable: the parser applies the same check.
                         Err(e) => batch.rejects.push(reject(
                             RejectReason::BadSymbol,
                             format!("field \"s\": {e}"),
-                            String::from_utf8_lossy(t.raw).into_owned(),
+                            Payload::from_bytes(t.raw),
                             t.element,
                         )),
                     },
-                    Item::Reject(r) => batch.rejects.push(reject(
-                        r.reason,
-                        r.detail,
-                        String::from_utf8_lossy(r.payload).into_owned(),
-                        r.element,
-                    )),
+                    Item::Reject(r) => {
+                        batch.rejects.push(reject(r.reason, r.detail, Payload::from_bytes(r.payload), r.element))
+                    }
                     Item::Ping | Item::ServerError(_) => {}
                 }),
                 (Some(value), Some(avro)) => match avro.decode(value)? {
-                    AvroRecord::Trade(trade) => decide(batch, trade, 0, &flat_json),
+                    AvroRecord::Trade(trade) => decide(batch, trade, 0, &|t| flat_json(t).into()),
                     AvroRecord::Reject(reason, detail, payload) => {
-                        batch.rejects.push(reject(reason, detail, payload, 0))
+                        batch.rejects.push(reject(reason, detail, payload.into(), 0))
                     }
                 },
             }

@@ -14,7 +14,7 @@ use crate::lateness::{Partitions, late_detail};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tradeflow_model::{Reject, RejectReason};
+use tradeflow_model::{Payload, Reject, RejectReason};
 
 /// Trades emitted per activation at most.
 const BUDGET: usize = 16 * 1024;
@@ -109,7 +109,7 @@ impl Reader for SimReader {
                 batch.rejects.push(Reject {
                     reason: RejectReason::Late,
                     detail: late_detail(sim.ts, watermark, self.lateness_ms),
-                    payload: String::from_utf8_lossy(&payload).into_owned(),
+                    payload: Payload::from_bytes(&payload),
                     source: format!("sim://{symbol}?seed={}", self.config.seed),
                     position: sim.seq,
                     element: 0,
