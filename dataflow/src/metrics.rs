@@ -32,7 +32,10 @@ pub fn render() -> String {
 /// `lake`, `lake+s3`, `kafka`, `finnhub`, ...), suffixed with `#<index>` when several
 /// sources share it.
 pub fn source_names(urls: &[String]) -> Vec<String> {
-    let schemes: Vec<&str> = urls.iter().map(|u| u.split_once("://").map_or(u.as_str(), |(s, _)| s)).collect();
+    let schemes: Vec<&str> = urls
+        .iter()
+        .map(|u| if u == "-" { "stdin" } else { u.split_once("://").map_or(u.as_str(), |(s, _)| s) })
+        .collect();
     schemes
         .iter()
         .enumerate()

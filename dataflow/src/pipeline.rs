@@ -86,6 +86,15 @@ pub fn build<'scope>(
                 polled_source(scope, "Finnhub", reader)
             }
             Source::Finnhub(_) => polled_source(scope, "Finnhub", tradeflow_sources::driver::Finished),
+            Source::Stdin if index == 0 => {
+                let reader = tradeflow_sources::stdin::StdinReader::new(
+                    config.lateness_ms,
+                    config.idle_timeout,
+                    shared.stop.clone(),
+                );
+                polled_source(scope, "Stdin", reader)
+            }
+            Source::Stdin => polled_source(scope, "Stdin", tradeflow_sources::driver::Finished),
             // Partition p on worker p % peers: each partition read by exactly one worker.
             Source::Kafka(plan) => {
                 let mut reader = tradeflow_sources::kafka::KafkaReader::new(

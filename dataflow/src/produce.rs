@@ -119,7 +119,7 @@ pub fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
         compression,
     };
     let (producer, topic) = TradeProducer::open(&spec, &options).map_err(|e| anyhow::anyhow!(e))?;
-    eprintln!(
+    crate::say!(
         "produce: {} {} with {} partition(s); {} values, {} compression",
         spec.label(),
         if topic.created { "created" } else { "exists" },
@@ -133,10 +133,12 @@ pub fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
         let stop = stop.clone();
         let _ = ctrlc::set_handler(move || {
             if stop.swap(true, Ordering::SeqCst) {
-                eprintln!("second Ctrl-C: exiting without waiting for deliveries");
+                crate::say!("second Ctrl-C: exiting without waiting for deliveries");
                 std::process::exit(130);
             }
-            eprintln!("Ctrl-C: stopping; waiting for the trades already sent to be delivered (Ctrl-C again to abort)");
+            crate::say!(
+                "Ctrl-C: stopping; waiting for the trades already sent to be delivered (Ctrl-C again to abort)"
+            );
         });
     }
     let started = Instant::now();
@@ -226,15 +228,15 @@ pub fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
     let rate = delivered as f64 / elapsed.as_secs_f64().max(1e-9);
     let rejected: u64 = read.rejected.values().sum();
     let reasons: Vec<String> = read.rejected.iter().map(|(r, n)| format!("{r} {}", group(*n))).collect();
-    eprintln!("tradeflow produce finished in {:.2}s", elapsed.as_secs_f64());
-    eprintln!("  topic            {} ({} partitions)", spec.label(), topic.partitions);
-    eprintln!("  trades sent      {:>12}", group(sent));
-    eprintln!("  delivered        {:>12}  ({}/s)", group(delivered), group(rate as u64));
-    eprintln!("  failed           {:>12}  (re-sent {})", group(failed), group(resent));
+    crate::say!("tradeflow produce finished in {:.2}s", elapsed.as_secs_f64());
+    crate::say!("  topic            {} ({} partitions)", spec.label(), topic.partitions);
+    crate::say!("  trades sent      {:>12}", group(sent));
+    crate::say!("  delivered        {:>12}  ({}/s)", group(delivered), group(rate as u64));
+    crate::say!("  failed           {:>12}  (re-sent {})", group(failed), group(resent));
     if rejected > 0 {
-        eprintln!("  input rejected   {:>12}  ({}; not sent)", group(rejected), reasons.join(", "));
+        crate::say!("  input rejected   {:>12}  ({}; not sent)", group(rejected), reasons.join(", "));
     } else {
-        eprintln!("  input rejected   {:>12}", 0);
+        crate::say!("  input rejected   {:>12}", 0);
     }
     flushed.map_err(|e| anyhow::anyhow!(e))?;
     // A source that gave up (Finnhub refusing the key) already logged why.
@@ -315,7 +317,7 @@ fn open_input(from: &str) -> anyhow::Result<Input> {
                 .map_err(|e| anyhow::anyhow!("--from {from:?}: {e}"))?;
             Input::Finnhub(config)
         }
-        SourceSpec::Kafka(_) | SourceSpec::Lake { .. } => {
+        SourceSpec::Kafka(_) | SourceSpec::Lake { .. } | SourceSpec::Stdin => {
             anyhow::bail!("--from {from:?}: produce reads sim://, file:// or finnhub:// sources")
         }
     })
@@ -343,7 +345,7 @@ impl Ticker {
         let now = Instant::now();
         let rate = (sent - self.last.1) as f64 / now.duration_since(self.last.0).as_secs_f64().max(1e-9);
         self.last = (now, sent);
-        eprintln!(
+        crate::say!(
             "[{:>7.1}s] produce: sent {} ({}/s) | delivered {} | failed {}",
             started.elapsed().as_secs_f64(),
             group(sent),

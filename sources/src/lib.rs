@@ -23,4 +23,5 @@ pub mod kafka;
 pub mod lake;
 pub mod lateness;
 pub mod sim;
+pub mod stdin;
 pub mod url;

@@ -8,6 +8,7 @@
 //!   — Finnhub's WebSocket feed (see [`crate::finnhub::parse_url`]).
 //! * `kafka://host:port[,host:port]/topic?group=G&start=…&end=…&format=json|avro` — a
 //!   Kafka topic, live or a bounded replay (see [`crate::kafka::spec`]).
+//! * `-` or `stdin://` — NDJSON from standard input, until it ends (see [`crate::stdin`]).
 //!
 //! Every error names the offending value and shows a working example.
 
@@ -47,6 +48,8 @@ pub enum SourceSpec {
     /// A Kafka topic, live or replayed (brokers from `KAFKA_BOOTSTRAP_SERVERS` when the
     /// URL names none: resolved later).
     Kafka(crate::kafka::KafkaSpec),
+    /// Standard input.
+    Stdin,
 }
 
 impl SourceSpec {
@@ -55,7 +58,7 @@ impl SourceSpec {
         match self {
             SourceSpec::File { .. } | SourceSpec::Lake { .. } => true,
             SourceSpec::Sim { config, .. } => config.count.is_some(),
-            SourceSpec::Finnhub(_) => false,
+            SourceSpec::Finnhub(_) | SourceSpec::Stdin => false,
             SourceSpec::Kafka(spec) => spec.is_bounded(),
         }
     }
@@ -76,11 +79,14 @@ pub fn parse_source(text: &str) -> Result<SourceSpec, SourceUrlError> {
     let fail = |reason: String| SourceUrlError { url: text.to_owned(), reason };
     // Several brokers (`kafka://h1:9092,h2:9092/topic`) are not a URL authority the `url`
     // crate accepts.
+    if text == "-" || text == "stdin://" {
+        return Ok(SourceSpec::Stdin);
+    }
     if text.starts_with("kafka://") {
         return crate::kafka::parse_url(text).map(SourceSpec::Kafka).map_err(fail);
     }
     let url = Url::parse(text).map_err(|e| {
-        fail(format!("not a URL ({e}); use file:///abs/path.ndjson, sim://?rate=50000, kafka://host:9092/topic, finnhub://?symbols=AAPL or lake:///abs/dir"))
+        fail(format!("not a URL ({e}); use file:///abs/path.ndjson, - (standard input), sim://?rate=50000, kafka://host:9092/topic, finnhub://?symbols=AAPL or lake:///abs/dir"))
     })?;
     match url.scheme() {
         "file" => parse_file(&url).map_err(fail),

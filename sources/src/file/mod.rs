@@ -33,7 +33,7 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Capability, CapabilitySet};
 use timely::dataflow::{Scope, StreamVec};
 use tradeflow_model::metrics::Counter;
-use tradeflow_model::{Reject, RejectReason, Time};
+use tradeflow_model::{Payload, Reject, RejectReason, Time};
 
 /// Default chunk size: 4 MiB, about 58 000 trades.
 pub const DEFAULT_CHUNK_BYTES: u64 = 4 << 20;
@@ -57,7 +57,7 @@ pub enum FileEvent {
     /// A parsed chunk, for this worker's sequencer.
     Chunk(Box<ParsedChunk>),
     /// A chunk that could not be read.
-    Failed(Reject),
+    Failed(Box<Reject>),
     /// This worker has parsed all its chunks.
     Finished,
 }
@@ -117,18 +117,23 @@ impl Reader for ChunkReader {
             }
             Err(e) => {
                 let label = &self.plan.files[chunk.file].label;
-                tracing::error!("{label}: reading bytes {}..{} failed: {e}", chunk.start, chunk.end);
+                // Input that cannot be read is lost: the run must not end as if it were
+                // complete (it stops, keeps what it has, and exits non-zero).
+                crate::batch::report_failure(format!(
+                    "{label}: reading bytes {}..{} failed: {e}; the file changed or became unreadable while the run read it",
+                    chunk.start, chunk.end
+                ));
                 out.push(FileEvent::Summary(ChunkSummary { chunk: chunk.global, max_ts: None }));
-                out.push(FileEvent::Failed(Reject {
+                out.push(FileEvent::Failed(Box::new(Reject {
                     reason: RejectReason::InvalidJson,
                     detail: format!("bytes {}..{} could not be read: {e}", chunk.start, chunk.end),
-                    payload: String::new(),
+                    payload: Payload::default(),
                     source: label.clone(),
                     position: chunk.start,
                     element: 0,
                     segment: chunk.start,
                     received_at: wall_ms(),
-                }));
+                })));
             }
         }
         self.pending.set(self.pending.get() + 1);
@@ -200,7 +205,7 @@ fn sequence<'scope>(
                             let time = *cap.least().expect("total order");
                             let slot = failed.entry(time).or_insert_with(|| (CapabilitySet::new(), Vec::new()));
                             slot.0.insert(cap.retain_least(0).expect("total order"));
-                            slot.1.push(reject);
+                            slot.1.push(*reject);
                         }
                         FileEvent::Summary(_) => {}
                     }

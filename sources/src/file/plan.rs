@@ -21,6 +21,14 @@ pub enum FileSourceError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A pipe, FIFO or device: no size to split into chunks, and read at most once.
+    #[error(
+        "--source file://{path}: not a regular file (a pipe, FIFO or device); read standard input with --source - instead, e.g. `kcat -C -t trades -e | tradeflow run --source -` or `tradeflow run --source - < {path}`"
+    )]
+    NotAFile {
+        /// The path.
+        path: String,
+    },
 }
 
 /// One input file.
@@ -82,14 +90,19 @@ impl FilePlan {
                 }
             }
             paths.sort();
-        } else {
+        } else if meta.is_file() {
             paths.push(path.to_path_buf());
+        } else {
+            return Err(FileSourceError::NotAFile { path: path.display().to_string() });
         }
         let chunk_bytes = chunk_bytes.max(1);
         let mut files = Vec::new();
         let mut first_chunk = 0;
         for path in paths {
-            let size = std::fs::metadata(&path)
+            // Opened once now, so that a file the run cannot read stops it before it
+            // starts instead of being skipped: input is never lost silently.
+            let size = std::fs::File::open(&path)
+                .and_then(|file| file.metadata())
                 .map_err(|source| FileSourceError::Unreadable { path: path.display().to_string(), source })?
                 .len();
             let chunks = size.div_ceil(chunk_bytes) as usize;
