@@ -67,8 +67,8 @@ impl Destination {
     fn open_as(url: &str, flag: &'static str) -> Result<Destination, LakeError> {
         let bad = |reason: String| LakeError::BadUrl { url: url.to_owned(), reason };
         match url.split_once("://") {
-            None => Self::local(url),
-            Some(("file", rest)) => Self::local(rest),
+            None => Self::local(url, flag),
+            Some(("file", rest)) => Self::local(rest, flag),
             Some(("s3", rest)) => {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
                 let bucket =
@@ -84,7 +84,9 @@ impl Destination {
         }
     }
 
-    fn local(path: &str) -> Result<Destination, LakeError> {
+    /// A local lake: created when written (`--lake`); when read (`--source lake://`), it
+    /// must exist, so that a mistyped path is an error rather than an empty replay.
+    fn local(path: &str, flag: &'static str) -> Result<Destination, LakeError> {
         if path.is_empty() {
             return Err(LakeError::BadUrl {
                 url: path.to_owned(),
@@ -92,6 +94,16 @@ impl Destination {
             });
         }
         let root = PathBuf::from(path);
+        if flag == "--source" {
+            if !root.is_dir() {
+                let reason = if root.exists() { "is not a directory" } else { "does not exist" };
+                return Err(LakeError::Read {
+                    lake: root.display().to_string(),
+                    message: format!("{reason}: give the root of a lake written with --lake"),
+                });
+            }
+            return Ok(Destination::Local { root });
+        }
         std::fs::create_dir_all(&root)
             .map_err(|source| LakeError::Directory { dir: root.display().to_string(), source })?;
         Ok(Destination::Local { root })
