@@ -478,7 +478,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Direct reads, writes and deletes of objects under the lake root.
-struct Objects {
+pub(crate) struct Objects {
     store: Arc<dyn ObjectStore>,
     root: Path,
     runtime: tokio::runtime::Runtime,
@@ -486,7 +486,7 @@ struct Objects {
 }
 
 impl Objects {
-    fn new(lake: &Lake) -> Result<Objects, String> {
+    pub(crate) fn new(lake: &Lake) -> Result<Objects, String> {
         let (store, root) = lake.destination().store().map_err(|e| e.to_string())?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         Ok(Objects { store, root, runtime, lake: lake.url().to_owned() })
@@ -527,7 +527,7 @@ impl Objects {
         }
     }
 
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+    pub(crate) fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
         let path = self.path(key);
         self.retry(&format!("reading {key}"), || {
             self.runtime.block_on(async {
@@ -544,7 +544,7 @@ impl Objects {
         self.get(key)?.ok_or_else(|| format!("the checkpoint object {key} is missing from {}", self.lake))
     }
 
-    fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), String> {
+    pub(crate) fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), String> {
         let path = self.path(key);
         let data = bytes::Bytes::from(bytes);
         self.retry(&format!("writing {key}"), || {
@@ -552,7 +552,7 @@ impl Objects {
         })
     }
 
-    fn delete(&self, key: &str) -> Result<(), String> {
+    pub(crate) fn delete(&self, key: &str) -> Result<(), String> {
         let path = self.path(key);
         self.runtime.block_on(self.store.delete(&path)).map_err(|e| e.to_string())
     }

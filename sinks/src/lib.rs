@@ -7,4 +7,5 @@
 
 pub mod checkpoint;
 pub mod lake;
+pub mod lease;
 pub mod postgres;
