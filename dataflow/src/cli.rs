@@ -228,6 +228,18 @@ pub enum LineFormat {
     Mixed,
 }
 
+/// Makes a panic on any thread end the whole process at once, with the panic's message
+/// and exit code 101. Timely's other workers would otherwise wait for ever for the
+/// progress of the one that died, and a stop would wait for them.
+fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        crate::logging::eprint_line("error: a thread panicked (above); the run is stopped, exit code 101");
+        std::process::exit(101);
+    }));
+}
+
 /// Runs the command line; the process exit code.
 pub fn main() -> ExitCode {
     crate::config::load_dotenv();
@@ -239,6 +251,7 @@ pub fn main() -> ExitCode {
         }
     };
     crate::logging::init(cli.log_format);
+    exit_on_panic();
     let result = match cli.command {
         Command::Run(args) => {
             crate::config::RunConfig::from_args(&args).map_err(anyhow::Error::from).and_then(crate::run::run)
@@ -250,7 +263,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            crate::say!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

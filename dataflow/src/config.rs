@@ -29,6 +29,8 @@ pub enum Source {
     Finnhub(tradeflow_sources::finnhub::FinnhubConfig),
     /// A Kafka topic, its partitions and offset ranges resolved against the brokers.
     Kafka(std::sync::Arc<tradeflow_sources::kafka::KafkaPlan>),
+    /// Standard input, until it ends.
+    Stdin,
     /// A lake's trades, replayed (`lake` is a `--lake` style URL).
     Lake {
         /// The lake.
@@ -81,6 +83,8 @@ pub struct RunConfig {
     pub progress_interval: Option<Duration>,
     /// The changelog's run id.
     pub run_id: String,
+    /// The job (`--job`, or derived from the settings): its lease and checkpoints.
+    pub job: String,
     /// Largest trades file in rows.
     pub lake_file_rows: usize,
     /// Timely's execution configuration.
@@ -127,12 +131,53 @@ fn millis(flag: &str, text: &str) -> Result<i64, ConfigError> {
     i64::try_from(d.as_millis()).map_err(|_| ConfigError(format!("{flag} {text:?}: too long")))
 }
 
+/// The largest value each setting takes (README: "Limits"). Beyond them a run would
+/// overflow its arithmetic or hold memory out of proportion to its input, so they are
+/// refused at start, naming the flag and the limit.
+pub mod limits {
+    use std::time::Duration;
+
+    /// `--window`: 7 days.
+    pub const WINDOW_MS: i64 = 7 * 86_400_000;
+    /// `--window` / `--slide`: the windows each trade updates.
+    pub const WINDOWS_PER_PANE: i64 = 1_000;
+    /// `--volatility-windows`, `--baseline-windows`: past windows kept per symbol.
+    pub const HISTORY_WINDOWS: usize = 10_000;
+    /// `--allowed-lateness`: 7 days (open windows are held that long).
+    pub const LATENESS_MS: i64 = 7 * 86_400_000;
+    /// `--idle-timeout`, `--progress-interval`, `--checkpoint-interval`: 1 day.
+    pub const WAIT: Duration = Duration::from_secs(86_400);
+    /// `--postgres-retry-for`: 7 days.
+    pub const RETRY: Duration = Duration::from_secs(7 * 86_400);
+    /// `--lake-file-rows`.
+    pub const LAKE_FILE_ROWS: usize = 10_000_000;
+    /// `-w`: worker threads per process (timely's buffers grow with the square).
+    pub const THREADS: usize = 256;
+    /// `-n`: processes.
+    pub const PROCESSES: usize = 1_024;
+}
+
+fn at_most(flag: &str, text: &str, ms: i64, limit_ms: i64, limit: &str) -> Result<(), ConfigError> {
+    if ms > limit_ms {
+        return Err(ConfigError(format!("{flag} {text:?}: at most {limit}")));
+    }
+    Ok(())
+}
+
+fn at_most_duration(flag: &str, text: &str, value: Duration, limit: Duration, shown: &str) -> Result<(), ConfigError> {
+    if value > limit {
+        return Err(ConfigError(format!("{flag} {text:?}: at most {shown}")));
+    }
+    Ok(())
+}
+
 impl RunConfig {
     /// Validates the raw flags.
     pub fn from_args(args: &RunArgs) -> Result<RunConfig, ConfigError> {
         let postgres = match postgres_target(args.postgres.as_deref())? {
             Some(target) => {
                 let retry_for = duration("--postgres-retry-for", &args.postgres_retry_for)?;
+                at_most_duration("--postgres-retry-for", &args.postgres_retry_for, retry_for, limits::RETRY, "7d")?;
                 Some(PostgresConfig { target, retry_for })
             }
             None => None,
@@ -154,19 +199,43 @@ impl RunConfig {
                 args.slide.as_deref().unwrap_or("(= window)")
             ))
         })?;
+        at_most("--window", &args.window, window, limits::WINDOW_MS, "7d")?;
+        if windows.windows_per_pane() > limits::WINDOWS_PER_PANE {
+            return Err(ConfigError(format!(
+                "--window {} --slide {}: {} windows hold each trade, more than the limit of {}: every trade would update that many rows; use a longer --slide (at least {})",
+                args.window,
+                args.slide.as_deref().unwrap_or("(= window)"),
+                windows.windows_per_pane(),
+                limits::WINDOWS_PER_PANE,
+                humantime::format_duration(Duration::from_millis(
+                    (window as u64).div_ceil(limits::WINDOWS_PER_PANE as u64)
+                )),
+            )));
+        }
         let lateness_ms = millis("--allowed-lateness", &args.allowed_lateness)?;
+        at_most("--allowed-lateness", &args.allowed_lateness, lateness_ms, limits::LATENESS_MS, "7d")?;
         let idle_timeout = duration("--idle-timeout", &args.idle_timeout)?;
         if idle_timeout.is_zero() {
             return Err(ConfigError("--idle-timeout 0: must be positive, e.g. 10s".into()));
         }
+        at_most_duration("--idle-timeout", &args.idle_timeout, idle_timeout, limits::WAIT, "1d")?;
         let progress = duration("--progress-interval", &args.progress_interval)?;
-        if args.volatility_windows == 0 {
-            return Err(ConfigError(
-                "--volatility-windows 0: must be at least 1 (volatility needs 3 windows to be non-NULL)".into(),
-            ));
-        }
-        if args.baseline_windows == 0 {
-            return Err(ConfigError("--baseline-windows 0: must be at least 1".into()));
+        at_most_duration("--progress-interval", &args.progress_interval, progress, limits::WAIT, "1d")?;
+        for (flag, value) in
+            [("--volatility-windows", args.volatility_windows), ("--baseline-windows", args.baseline_windows)]
+        {
+            if value == 0 {
+                return Err(ConfigError(format!(
+                    "{flag} 0: must be at least 1{}",
+                    if flag == "--volatility-windows" { " (volatility needs 3 windows to be non-NULL)" } else { "" }
+                )));
+            }
+            if value > limits::HISTORY_WINDOWS {
+                return Err(ConfigError(format!(
+                    "{flag} {value}: at most {}: each symbol keeps that many past windows in memory",
+                    limits::HISTORY_WINDOWS
+                )));
+            }
         }
         if args.min_history > args.baseline_windows {
             return Err(ConfigError(format!(
@@ -179,8 +248,12 @@ impl RunConfig {
                 return Err(ConfigError(format!("{flag} {value}: must be a positive number")));
             }
         }
-        if args.lake_file_rows == 0 {
-            return Err(ConfigError("--lake-file-rows 0: must be positive".into()));
+        if args.lake_file_rows == 0 || args.lake_file_rows > limits::LAKE_FILE_ROWS {
+            return Err(ConfigError(format!(
+                "--lake-file-rows {}: must be between 1 and {}",
+                args.lake_file_rows,
+                limits::LAKE_FILE_ROWS
+            )));
         }
 
         let start = wall_ms() / 1000 * 1000;
@@ -203,6 +276,7 @@ impl RunConfig {
                         .map_err(|e| ConfigError(format!("--source {text:?}: {e}")))?;
                     sources.push(Source::Finnhub(config));
                 }
+                SourceSpec::Stdin => sources.push(Source::Stdin),
                 SourceSpec::Kafka(mut spec) => {
                     // Resolved once now: a missing topic or unreachable brokers stop the
                     // run before it starts, and `end=latest` is the high watermarks now.
@@ -226,12 +300,14 @@ impl RunConfig {
         let bounded = sources.iter().all(|s| match s {
             Source::File(_) | Source::Lake { .. } => true,
             Source::Sim(c) => c.count.is_some(),
-            Source::Finnhub(_) => false,
+            // Ends with its input, but nothing says when: reported like a live source.
+            Source::Finnhub(_) | Source::Stdin => false,
             Source::Kafka(plan) => plan.is_bounded(),
         });
 
         let (timely, processes) = timely_config(&args.timely)?;
         let interval = duration("--checkpoint-interval", &args.checkpoint_interval)?;
+        at_most_duration("--checkpoint-interval", &args.checkpoint_interval, interval, limits::WAIT, "1d")?;
         let resumable = sources.iter().all(|s| matches!(s, Source::Kafka(_)));
         let checkpoint_off = if interval.is_zero() {
             Some("--checkpoint-interval 0".to_owned())
@@ -247,10 +323,7 @@ impl RunConfig {
         {
             return Err(ConfigError(format!("--job {job:?}: use letters, digits, '-', '_' and '.' only")));
         }
-        let run_id = args
-            .run_id
-            .clone()
-            .unwrap_or_else(|| format_ts(start).replace([':', '-'], "").trim_end_matches(".000Z").to_owned() + "Z");
+        let run_id = args.run_id.clone().unwrap_or_else(unique_run_id);
         if run_id.is_empty() || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             return Err(ConfigError(format!("--run-id {run_id:?}: use letters, digits, '-', '_' and '.' only")));
         }
@@ -258,7 +331,7 @@ impl RunConfig {
         let job = args.job.clone().unwrap_or_else(|| default_job(&settings));
         let checkpoint = checkpoint_off.is_none().then(|| CheckpointConfig {
             interval,
-            header: tradeflow_sinks::checkpoint::JobHeader { job, settings, run_id: run_id.clone() },
+            header: tradeflow_sinks::checkpoint::JobHeader { job: job.clone(), settings, run_id: run_id.clone() },
             from_scratch: args.from_scratch,
         });
         Ok(RunConfig {
@@ -284,6 +357,7 @@ impl RunConfig {
             idle_timeout,
             progress_interval: (!progress.is_zero()).then_some(progress),
             run_id,
+            job,
             lake_file_rows: args.lake_file_rows,
             timely,
             process: args.timely.process,
@@ -293,6 +367,18 @@ impl RunConfig {
             dashboard_addr,
         })
     }
+}
+
+/// A run id no other run shares: the start time to the millisecond (`20231114T221320.123Z`)
+/// and 32 random bits, so that runs started at the same instant on one lake still write
+/// changelog files of their own.
+fn unique_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut random = std::collections::hash_map::RandomState::new().build_hasher();
+    random.write_u32(std::process::id());
+    random.write_i64(wall_ms());
+    let time = format_ts(wall_ms()).replace([':', '-'], "");
+    format!("{time}-{:08x}", random.finish() as u32)
 }
 
 /// What decides a job's results, by name: a checkpoint is only resumed by a run with the
@@ -407,6 +493,23 @@ fn timely_config(args: &TimelyArgs) -> Result<(timely::Config, usize), ConfigErr
     }
     if args.processes == 0 {
         return Err(ConfigError("-n 0: need at least one process".into()));
+    }
+    if args.workers > limits::THREADS {
+        return Err(ConfigError(format!(
+            "-w {}: at most {} worker threads per process (timely's channel buffers grow with the square of the workers); use about one per core, and -n for more machines",
+            args.workers,
+            limits::THREADS
+        )));
+    }
+    if args.processes > limits::PROCESSES {
+        return Err(ConfigError(format!("-n {}: at most {} processes", args.processes, limits::PROCESSES)));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if args.workers > cores {
+        tracing::warn!(
+            "-w {}: more worker threads than this machine's {cores} cores; they take turns instead of adding speed, and memory grows with the square of -w",
+            args.workers
+        );
     }
     if args.process >= args.processes {
         return Err(ConfigError(format!("-p {}: the process index must be below -n {}", args.process, args.processes)));

@@ -62,6 +62,19 @@ pub fn init(format: LogFormat) {
     };
 }
 
+/// Writes `line` and a newline to stderr, ignoring a closed or full stderr (`2>/dev/full`,
+/// `2>&1 | head -1`): diagnostics are never worth a panic, unlike `eprintln!`.
+pub fn eprint_line(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(line.as_bytes()).and_then(|()| err.write_all(b"\n"));
+}
+
+/// `eprintln!` that never panics: see [`eprint_line`].
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::logging::eprint_line(&format!($($arg)*)) };
+}
+
 /// Writes each log event to stderr in one piece, around the progress bar if one is drawn.
 struct Stderr;
 
@@ -186,7 +199,7 @@ pub fn progress(config: &RunConfig, stats: Arc<RunStats>, done: Arc<AtomicBool>)
         while !done.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(50));
             if Instant::now() >= next {
-                eprintln!("{}", stats.progress_line(&mut last));
+                crate::say!("{}", stats.progress_line(&mut last));
                 next += every;
             }
         }

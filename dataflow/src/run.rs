@@ -22,6 +22,21 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
         Some(url) => Some(Arc::new(Lake::open(url)?)),
         None => None,
     };
+    // One writer per job and process: another live run of the job stops this one here.
+    let _lease = match &lake {
+        Some(lake) => {
+            let stop = stop.clone();
+            let lost = move |why: String| {
+                tradeflow_sources::batch::report_failure(why);
+                stop.store(true, Ordering::Relaxed);
+            };
+            Some(
+                tradeflow_sinks::lease::Lease::acquire(lake, &config.job, config.process, &config.run_id, lost)
+                    .map_err(ConfigError)?,
+            )
+        }
+        None => None,
+    };
     // The job's checkpoint: found (and its settings checked) before anything runs.
     let checkpoints = match (&config.checkpoint, &lake) {
         (Some(settings), Some(lake)) => {
@@ -86,6 +101,8 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
     );
     let timely_config = config.timely.clone();
     let (threads, process, config_processes) = (config.threads, config.process, config.processes);
+    // A fault for the tests: this worker panics once the pipeline is running.
+    let panic_worker = std::env::var("TRADEFLOW_PANIC_WORKER").ok().and_then(|v| v.parse::<usize>().ok());
     let guards = timely::execute(timely_config, move |worker| {
         let (stats, lake, postgres, pg_stats, stop, total, failed, dashboard, checkpoints) = shared.clone();
         let handles = Shared {
@@ -100,6 +117,11 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
         // Every worker builds the same dataflow, so a checkpoint that cannot be restored
         // fails on every worker alike.
         let probe = probe.unwrap_or_else(|e| panic!("{e}"));
+        if panic_worker == Some(worker.index()) {
+            let running = Instant::now();
+            step_until(worker, |_| running.elapsed() > Duration::from_millis(300));
+            panic!("injected by TRADEFLOW_PANIC_WORKER={}", worker.index());
+        }
         step_until(worker, |_| probe.done());
         step_until(worker, |w| !w.has_dataflows());
         // Every worker of every process is past the pipeline once epoch 0 of this small
@@ -181,7 +203,7 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
     }
     if process == 0 {
         let totals = total.lock().expect("totals lock").clone();
-        eprintln!("{}", summary(&totals, started.elapsed(), workers));
+        crate::say!("{}", summary(&totals, started.elapsed(), workers));
     }
     if let (Some(postgres), Some(committed)) = (&postgres, pg_stats.lock().expect("postgres stats lock").take()) {
         let server = if config_processes > 1 {
@@ -189,15 +211,15 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
         } else {
             postgres.target().name().to_owned()
         };
-        eprintln!("{}", committed.summary_lines(&server));
+        crate::say!("{}", committed.summary_lines(&server));
     }
     if stop.load(Ordering::Relaxed) {
         if suspend {
-            eprintln!(
+            crate::say!(
                 "stopped: everything read is flushed and checkpointed; open windows stay provisional. Run the same command again to resume"
             );
         } else {
-            eprintln!("stopped by Ctrl-C after flushing everything read");
+            crate::say!("stopped by Ctrl-C after flushing everything read");
         }
     }
     Ok(())

@@ -70,14 +70,14 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
             line.clear();
         }
         if written.is_multiple_of(65_536) && Instant::now() >= next_report {
-            eprintln!("simulate: {} of {} trades written", group(written), group(count));
+            crate::say!("simulate: {} of {} trades written", group(written), group(count));
             next_report += Duration::from_secs(2);
         }
     }
     flush_message(&mut pending, &mut line);
     out.write_all(&line).with_context(|| format!("writing {}", path.display()))?;
     out.flush().with_context(|| format!("writing {}", path.display()))?;
-    eprintln!(
+    crate::say!(
         "simulate: wrote {} trades to {} in {:.1}s",
         group(written),
         path.display(),
@@ -132,7 +132,7 @@ fn serve(args: &SimulateArgs, addr: &str) -> anyhow::Result<()> {
         ServeConfig { addr: addr.to_owned(), feed, ping_interval, disconnect_every, max_symbols: args.max_symbols };
     let drops = disconnect_every.map(|d| format!(", dropping connections every {}", humantime::format_duration(d)));
     server::serve(config, |bound| {
-        eprintln!(
+        crate::say!(
             "simulate: serving a Finnhub-compatible feed at ws://{bound} ({what}; pings every {}{}); Ctrl-C stops",
             humantime::format_duration(ping_interval),
             drops.unwrap_or_default()

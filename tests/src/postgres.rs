@@ -66,7 +66,7 @@ fn binaries() -> Result<PathBuf, String> {
 }
 
 /// True when this process runs as root (PostgreSQL then runs as `postgres`).
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
 }
 
