@@ -67,7 +67,9 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct SymbolWindows {
-    windows: BTreeMap<i64, Entry>,
+    /// Boxed: a B-tree node has room for 11 entries, so unboxed a symbol with one open
+    /// window would cost eleven windows' bytes (5 KB; 0.5 GB for 100 000 symbols).
+    windows: BTreeMap<i64, Box<Entry>>,
     /// The oldest and newest window changed since the last refresh.
     dirty: Option<(i64, i64)>,
 }
@@ -133,7 +135,7 @@ impl WindowBook {
     pub fn snapshot(&self) -> String {
         assert!(self.dirty.is_empty(), "a window book is saved between epochs");
         let mut symbols: Vec<(&Symbol, Vec<(&i64, &Entry)>)> =
-            self.symbols.iter().map(|(s, w)| (s, w.windows.iter().collect())).collect();
+            self.symbols.iter().map(|(s, w)| (s, w.windows.iter().map(|(s, e)| (s, &**e)).collect())).collect();
         symbols.sort_by(|a, b| a.0.cmp(b.0));
         String::from_utf8(tradeflow_model::checkpoint::to_json(&(self.watermark, symbols))).expect("JSON is UTF-8")
     }
@@ -154,7 +156,7 @@ impl WindowBook {
                     book.open_windows += 1;
                 }
                 book.to_evict.entry(start + evict_after).or_default().push((symbol.clone(), start));
-                held.windows.insert(start, entry);
+                held.windows.insert(start, Box::new(entry));
             }
             book.symbols.insert(symbol, held);
         }
@@ -191,7 +193,13 @@ impl WindowBook {
                 None => {
                     book.windows.insert(
                         start,
-                        Entry { agg: agg.clone(), vwap: None, row: None, anomalies: [None, None], is_final: false },
+                        Box::new(Entry {
+                            agg: agg.clone(),
+                            vwap: None,
+                            row: None,
+                            anomalies: [None, None],
+                            is_final: false,
+                        }),
                     );
                     self.to_finalize.entry(end).or_default().push((symbol.clone(), start));
                     self.to_evict.entry(start + evict_after).or_default().push((symbol.clone(), start));
@@ -315,7 +323,7 @@ fn replace_row(entry: &mut Entry, mut row: WindowMetrics, found: [Option<Anomaly
 /// The vwaps of the present windows in `[start − (K_v − 1)·S, start]`, in order.
 fn volatility_at(
     params: &AnalyticsParams,
-    windows: &BTreeMap<i64, Entry>,
+    windows: &BTreeMap<i64, Box<Entry>>,
     start: i64,
     scratch: &mut Vec<f64>,
 ) -> Option<Volatility> {
@@ -329,7 +337,7 @@ fn volatility_at(
 fn derive(
     params: &AnalyticsParams,
     symbol: &Symbol,
-    windows: &BTreeMap<i64, Entry>,
+    windows: &BTreeMap<i64, Box<Entry>>,
     start: i64,
     scratch: &mut Vec<f64>,
 ) -> (WindowMetrics, [Option<Anomaly>; 2]) {

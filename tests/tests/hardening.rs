@@ -328,3 +328,38 @@ fn a_byte_order_mark_made_the_first_line_invalid() {
     out.assert_success("a file with a BOM");
     assert_eq!((out.summary().accepted, out.summary().rejected), (2, 0), "{}", out.stderr);
 }
+
+#[test]
+fn the_trades_writer_held_a_file_open_per_symbol() {
+    // 3 000 symbols with 40 trades each over one hour, read in several chunks so that the
+    // hour's files are open while the input is read, under a limit of 256 open files: the
+    // writer used to hold one open file (and a Parquet writer) per symbol.
+    let dir = temp_dir();
+    let input = dir.path().join("universe.ndjson");
+    let (symbols, each) = (3_000usize, 40usize);
+    let mut text = String::new();
+    for i in 0..symbols * each {
+        let ts = 1_699_999_200_000i64 + (i as i64 * 3_599_000) / (symbols * each) as i64;
+        text.push_str(&format!(
+            "{{\"s\":\"X{:05}\",\"p\":{}.5,\"t\":{ts},\"v\":1,\"c\":[\"padding-to-span-chunks\"]}}\n",
+            i % symbols,
+            10 + i % 50
+        ));
+    }
+    assert!(text.len() > 8 << 20, "more than two 4 MiB chunks");
+    std::fs::write(&input, text).expect("writing the input");
+    let lake = dir.path().join("lake");
+    let command = format!(
+        "ulimit -n 256 && exec {} run --progress-interval 0 --source {} --lake {}",
+        tradeflow_tests::tradeflow_bin().display(),
+        file_url(&input),
+        file_url(&lake)
+    );
+    let out = Command::new("sh").args(["-c", &command]).output().expect("running tradeflow");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("Too many open files"), "{stderr}");
+    let files = files_under(&lake.join("trades")).len();
+    assert_eq!(files, symbols, "one file per symbol and hour");
+    assert_eq!(read_trades(&lake).len(), symbols * each);
+}

@@ -18,8 +18,13 @@
 //!
 //! Determinism: a file's name (`20231114T22-0000.parquet`: hour, then index within the
 //! hour) and its content depend only on the set of accepted trades, not on workers,
-//! batches or timing, so a replay rewrites the very same objects. Memory per symbol is
-//! the trades within the allowed lateness plus one row group being encoded.
+//! batches or timing, so a replay rewrites the very same objects.
+//!
+//! Memory and open files follow what is buffered, not the number of symbols: a file's
+//! rows are staged until there is a full batch for the encoder ([`WRITE_ROWS`]), and only
+//! then does the encoder start the file (a spool file and a Parquet writer); a symbol
+//! with fewer trades in its hour is written in one go when the hour closes. So only busy
+//! symbols hold a file open, one per [`WRITE_ROWS`] rows at least.
 
 use super::encoder::EncodeJob;
 use super::paths::{hour_label, partition};
@@ -38,6 +43,10 @@ const HOUR: i64 = 3_600_000;
 
 struct OpenFile {
     id: u64,
+    /// Whether the encoder has started the file: only once it has a full batch of rows
+    /// (or at its close), so that a symbol with a few trades in an hour holds no open
+    /// file, no Parquet writer and no spool until it is written in one go.
+    started: bool,
     hour: i64,
     index: u32,
     rows: usize,
@@ -264,8 +273,18 @@ fn push_row(lake: &Lake, open: &mut OpenFile, trade: Trade) {
     open.staged.push(trade);
     open.rows += 1;
     if open.staged.len() >= WRITE_ROWS {
+        // A busy symbol: its next batch will be full too.
         let rows = std::mem::replace(&mut open.staged, Vec::with_capacity(WRITE_ROWS));
+        start(lake, open);
         lake.encode(EncodeJob::Rows { id: open.id, rows });
+    }
+}
+
+/// Has the encoder start `open`'s file, if it has not yet.
+fn start(lake: &Lake, open: &mut OpenFile) {
+    if !open.started {
+        open.started = true;
+        lake.encode(EncodeJob::Open { id: open.id, spool: lake.spool_path() });
     }
 }
 
@@ -291,13 +310,14 @@ fn open_file(lake: &Lake, hour: i64, last: Option<(i64, u32)>) -> OpenFile {
         Some((h, i)) if h == hour => i + 1,
         _ => 0,
     };
-    let id = lake.next_file_id();
-    lake.encode(EncodeJob::Open { id, spool: lake.spool_path() });
-    OpenFile { id, hour, index, rows: 0, staged: Vec::with_capacity(WRITE_ROWS) }
+    // Rows are staged as they come: memory follows what is buffered, not the number of
+    // symbols (most of a large universe's symbols have a few trades an hour).
+    OpenFile { id: lake.next_file_id(), started: false, hour, index, rows: 0, staged: Vec::new() }
 }
 
 fn close(lake: &Lake, symbol: &Symbol, files: &mut SymbolFiles) {
-    let Some(open) = files.open.take() else { return };
+    let Some(mut open) = files.open.take() else { return };
+    start(lake, &mut open);
     files.last = Some((open.hour, open.index));
     if !open.staged.is_empty() {
         lake.encode(EncodeJob::Rows { id: open.id, rows: open.staged });
