@@ -188,7 +188,7 @@ fn still_held(holder: &Holder) -> Option<String> {
 /// Whether process `pid` of this machine is a running tradeflow (not a zombie, not
 /// another program that reuses the pid). Without `/proc`, any process counts as running
 /// (the lease then expires by time).
-fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     let comm = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
     let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -202,7 +202,7 @@ fn process_alive(pid: u32) -> bool {
 }
 
 /// This machine's name.
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

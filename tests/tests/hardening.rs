@@ -363,3 +363,38 @@ fn the_trades_writer_held_a_file_open_per_symbol() {
     assert_eq!(files, symbols, "one file per symbol and hour");
     assert_eq!(read_trades(&lake).len(), symbols * each);
 }
+
+#[test]
+fn a_killed_run_left_its_staging_files_behind() {
+    // A kill -9 leaves the spool files and spilled runs of the killed process in the
+    // lake's staging directory; the next run on this host removes them, and keeps those
+    // of other hosts (a shared local lake) and of live processes.
+    let dir = temp_dir();
+    let lake = dir.path().join("lake");
+    let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .take(48)
+        .collect();
+    let staging = lake.join(".tradeflow-staging");
+    let gone = staging.join(format!("{host}-4000000"));
+    let elsewhere = staging.join("another-host-4000000");
+    // A live tradeflow (another job, no lake) whose pid names a staging directory.
+    let mut live = tradeflow_command();
+    live.args(["run", "--no-lake", "--progress-interval", "0", "--source", "sim://?rate=10"]);
+    let mut live = Running::spawn(live);
+    let alive = staging.join(format!("{host}-{}", live.pid()));
+    for stale in [&gone, &elsewhere, &alive] {
+        std::fs::create_dir_all(stale).expect("mkdir");
+        std::fs::write(stale.join("7.run"), b"spilled trades").expect("writing");
+    }
+    let out = run_in(dir.path(), &[]);
+    assert!(live.terminate(), "stopping the live run");
+    live.finish(TIMEOUT);
+    out.assert_success("a run after a killed one");
+    assert!(!gone.exists(), "the staging files of a process that is gone are removed:\n{}", out.stderr);
+    assert!(elsewhere.exists(), "another host's staging files are kept");
+    assert!(alive.exists(), "a live process's staging files are kept");
+}

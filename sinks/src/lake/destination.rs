@@ -8,6 +8,7 @@
 //! minutes; permanent ones (missing bucket, refused credentials) stop the run at once
 //! with the bucket and the fix. Secrets never appear in messages.
 
+use super::paths::file_safe;
 use super::store::{LakeError, Payload};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
@@ -147,8 +148,36 @@ impl Destination {
     pub fn staging_dir(&self) -> PathBuf {
         let pid = std::process::id();
         match self {
-            Destination::Local { root } => root.join(".tradeflow-staging").join(pid.to_string()),
+            Destination::Local { root } => {
+                root.join(".tradeflow-staging").join(format!("{}-{pid}", file_safe(&crate::lease::hostname())))
+            }
             Destination::Remote { .. } => std::env::temp_dir().join(format!("tradeflow-spool-{pid}")),
+        }
+    }
+
+    /// Removes the staging directories that processes of this host left behind when they
+    /// were killed (their spool files and spilled runs), so that crashes do not fill the
+    /// disk; those of live processes, and of other hosts sharing a local lake, are kept.
+    pub fn remove_stale_staging(&self) {
+        let mine = self.staging_dir();
+        let Some(parent) = mine.parent() else { return };
+        let Ok(entries) = std::fs::read_dir(parent) else { return };
+        let host = format!("{}-", file_safe(&crate::lease::hostname()));
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = match self {
+                Destination::Local { .. } => name.strip_prefix(&host),
+                Destination::Remote { .. } => name.strip_prefix("tradeflow-spool-"),
+            };
+            let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else { continue };
+            if pid != std::process::id() && !crate::lease::process_alive(pid) && entry.path() != mine {
+                match std::fs::remove_dir_all(entry.path()) {
+                    Ok(()) => tracing::info!("removed {}, left by a run that is gone", entry.path().display()),
+                    Err(e) => {
+                        tracing::warn!("cannot remove {}, left by a run that is gone: {e}", entry.path().display())
+                    }
+                }
+            }
         }
     }
 

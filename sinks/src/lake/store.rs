@@ -108,6 +108,7 @@ impl Lake {
     /// A lake at `destination`.
     pub fn with_destination(url: &str, destination: Destination) -> Result<Lake, LakeError> {
         let spool = destination.staging_dir();
+        destination.remove_stale_staging();
         std::fs::create_dir_all(&spool)
             .map_err(|source| LakeError::Directory { dir: spool.display().to_string(), source })?;
         let (sender, receiver) = mpsc::unbounded_channel();
