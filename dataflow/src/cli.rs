@@ -130,6 +130,11 @@ pub struct RunArgs {
     /// Largest trades file, in rows.
     #[arg(long, default_value_t = 1_000_000, value_name = "ROWS")]
     pub lake_file_rows: usize,
+    /// Layout of the lake's trades: symbol = a file per symbol and hour
+    /// (trades/date=D/symbol=S/); hour = an hour's trades of every symbol, sorted by
+    /// symbol (trades/date=D/hour=HH/), for large universes.
+    #[arg(long, value_enum, default_value_t = LakeLayout::Symbol, value_name = "LAYOUT")]
+    pub lake_layout: LakeLayout,
     /// How often a durable checkpoint is written to the lake (every source position, the
     /// open windows, what the sinks hold), so that a stopped or crashed run resumes where
     /// it was when the same command runs again; 0 = off. Needs the lake and sources that
@@ -215,6 +220,15 @@ pub struct MigrateArgs {
     /// How long to retry while the server is unreachable.
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub retry_for: String,
+}
+
+/// `--lake-layout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LakeLayout {
+    /// A file per symbol and hour.
+    Symbol,
+    /// Files per hour, sorted by symbol.
+    Hour,
 }
 
 /// How `simulate` encodes trades.

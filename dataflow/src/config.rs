@@ -87,6 +87,8 @@ pub struct RunConfig {
     pub job: String,
     /// Largest trades file in rows.
     pub lake_file_rows: usize,
+    /// `--lake-layout`.
+    pub lake_layout: tradeflow_sinks::lake::TradesLayout,
     /// Timely's execution configuration.
     pub timely: timely::Config,
     /// This process's index.
@@ -359,6 +361,10 @@ impl RunConfig {
             run_id,
             job,
             lake_file_rows: args.lake_file_rows,
+            lake_layout: match args.lake_layout {
+                crate::cli::LakeLayout::Symbol => tradeflow_sinks::lake::TradesLayout::Symbol,
+                crate::cli::LakeLayout::Hour => tradeflow_sinks::lake::TradesLayout::Hour,
+            },
             timely,
             process: args.timely.process,
             processes,
@@ -414,6 +420,11 @@ fn job_settings(
     settings.insert("min-history".into(), args.min_history.to_string());
     settings.insert("jump-sigma".into(), args.jump_sigma.to_string());
     settings.insert("lake-file-rows".into(), args.lake_file_rows.to_string());
+    // Only when not the default, so that the jobs of lakes written before the flag existed
+    // keep their names.
+    if args.lake_layout != crate::cli::LakeLayout::Symbol {
+        settings.insert("lake-layout".into(), format!("{:?}", args.lake_layout).to_lowercase());
+    }
     settings.insert("workers".into(), format!("{} process(es) x {} thread(s)", processes, args.timely.workers));
     settings
 }

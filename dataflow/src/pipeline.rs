@@ -13,7 +13,10 @@ use timely::dataflow::{ProbeHandle, Scope};
 use tradeflow_model::Time;
 use tradeflow_model::checkpoint::{Checkpoints, Saver};
 use tradeflow_operators::{GlobalWatermark, window_analytics};
-use tradeflow_sinks::lake::{ChangelogConfig, Lake, write_changelog, write_dead_letters, write_finals, write_trades};
+use tradeflow_sinks::lake::{
+    ChangelogConfig, Lake, TradesLayout, write_changelog, write_dead_letters, write_finals, write_trades,
+    write_trades_by_hour,
+};
 use tradeflow_sinks::postgres::{PgSink, write_postgres};
 use tradeflow_sources::driver::{checkpointed_source, polled_source};
 use tradeflow_sources::file::file_source;
@@ -132,7 +135,15 @@ pub fn build<'scope>(
     if let Some(lake) = &shared.lake {
         let (metrics, anomalies) = (analytics.metrics.clone(), analytics.anomalies.clone());
         let rows = config.lake_file_rows;
-        write_trades(trades, watermarks.clone(), reporters, lake.clone(), rows, saver("lake-trades"))?;
+        match config.lake_layout {
+            TradesLayout::Symbol => {
+                write_trades(trades, watermarks.clone(), reporters, lake.clone(), rows, saver("lake-trades"))?
+            }
+            TradesLayout::Hour => {
+                let saved = saver("lake-trades-by-hour");
+                write_trades_by_hour(trades, watermarks.clone(), reporters, lake.clone(), rows, saved)?
+            }
+        }
         let saved = saver("lake-window_metrics");
         write_finals(metrics, watermarks.clone(), reporters, windows, lake.clone(), 1_000_000, saved)?;
         let saved = saver("lake-anomalies");

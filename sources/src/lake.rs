@@ -1,7 +1,11 @@
 //! `lake:///abs/dir` and `lake+s3://bucket/prefix` sources: replaying the lake's trades.
 //!
 //! Background: the lake's `trades` dataset holds every accepted trade exactly once, one
-//! file per symbol and UTC hour (or several for a busy hour), each sorted by time. A
+//! file per symbol and UTC hour (or several for a busy hour), each sorted by time; or, in
+//! the by-hour layout (`hour=HH` instead of `symbol=S`), files of an hour's trades of
+//! every symbol, sorted by symbol, with a `symbol` column. A batch's order does not
+//! matter: nothing a replay reads is judged late, since each file's trades are at or
+//! after its hour, which the previous file's watermark report did not pass. A
 //! replay lists the files, gives them to workers round-robin in (hour, symbol, index)
 //! order, and reads each worker's files hour by hour. Each file is a partition; being
 //! sorted, none of its trades is late, so the replay accepts exactly the trades the
@@ -169,13 +173,18 @@ impl LakeReader {
     }
 
     fn read_file(&self, file: &TradesFile, batch: &mut Batch) -> Result<(), Fetch> {
-        let symbol = Symbol::parse(&file.symbol)
-            .map_err(|e| Fetch::Corrupt(format!("partition symbol {:?}: {e}", file.symbol)))?;
+        // By-hour files (no symbol partition) have a symbol column.
+        let symbol = match &file.symbol {
+            Some(symbol) => {
+                Some(Symbol::parse(symbol).map_err(|e| Fetch::Corrupt(format!("partition symbol {symbol:?}: {e}")))?)
+            }
+            None => None,
+        };
         let bytes = self.fetch(file)?;
-        self.decode(bytes, &symbol, batch).map_err(Fetch::Corrupt)
+        self.decode(bytes, symbol.as_ref(), batch).map_err(Fetch::Corrupt)
     }
 
-    fn decode(&self, bytes: bytes::Bytes, symbol: &Symbol, batch: &mut Batch) -> Result<(), String> {
+    fn decode(&self, bytes: bytes::Bytes, symbol: Option<&Symbol>, batch: &mut Batch) -> Result<(), String> {
         let reader =
             ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()).map_err(|e| e.to_string())?;
         for record_batch in reader {

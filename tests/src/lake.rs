@@ -167,13 +167,28 @@ pub struct LakeTrade {
     pub conditions: Option<Vec<String>>,
 }
 
-/// Every row of `trades/date=D/symbol=S/*.parquet`.
+/// Every row of `trades/date=D/symbol=S/*.parquet`, or of `trades/date=D/hour=HH/*.parquet`
+/// (the by-hour layout, whose files have a `symbol` column and are sorted by it).
 pub fn read_trades(root: &Path) -> Vec<LakeTrade> {
     let mut out = Vec::new();
     for (partitions, path) in parquet_files(root, "trades") {
-        let symbol = partitions.get("symbol").unwrap_or_else(|| panic!("{} has no symbol= partition", path.display()));
+        let partition = partitions.get("symbol");
+        assert!(
+            partition.is_some() || partitions.contains_key("hour"),
+            "{} has no symbol= or hour= partition",
+            path.display()
+        );
         let date = partitions.get("date").unwrap_or_else(|| panic!("{} has no date= partition", path.display()));
         for batch in read_batches(&path) {
+            let symbols = match partition {
+                Some(symbol) => vec![symbol.clone(); batch.num_rows()],
+                None => strings(&batch, "symbol"),
+            };
+            if let Some(hour) = partitions.get("hour") {
+                assert!(symbols.is_sorted(), "{} is not sorted by symbol", path.display());
+                let ts = timestamps(&batch, "ts");
+                assert!(ts.iter().all(|t| format!("{:02}", t.rem_euclid(86_400_000) / 3_600_000) == *hour));
+            }
             let ts = timestamps(&batch, "ts");
             let prices = decimals(&batch, "price");
             let volumes = decimals(&batch, "volume");
@@ -185,7 +200,7 @@ pub fn read_trades(root: &Path) -> Vec<LakeTrade> {
                     list.as_string::<i32>().iter().map(|s| s.unwrap_or_default().to_owned()).collect()
                 });
                 out.push(LakeTrade {
-                    symbol: symbol.clone(),
+                    symbol: symbols[i].clone(),
                     ts: ts[i],
                     price: i64::try_from(prices[i]).expect("fits"),
                     volume: i64::try_from(volumes[i]).expect("fits"),

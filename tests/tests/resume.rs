@@ -316,6 +316,12 @@ fn a_replay_killed_at_random_moments_and_restarted_equals_an_uninterrupted_run()
 }
 
 #[test]
+fn a_replay_into_the_hour_layout_killed_at_random_moments_and_restarted_equals_an_uninterrupted_run() {
+    // Small files: hours spill to sorted runs, and a resume rebuilds them from the payloads.
+    killed_at_random_moments(&["-w", "2", "--lake-layout", "hour", "--lake-file-rows", "20000"], 4);
+}
+
+#[test]
 fn a_replay_on_two_workers_killed_at_random_moments_and_restarted_equals_an_uninterrupted_run() {
     killed_at_random_moments(&["-w", "2"], 2);
 }

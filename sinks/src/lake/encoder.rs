@@ -5,7 +5,9 @@
 //! finished file for upload. The dataflow workers spend their time on the dataflow;
 //! encoding and compression run beside them.
 
-use super::parquet::{trades_batch, trades_schema, trades_writer_properties};
+use super::parquet::{
+    trades_batch, trades_by_hour_batch, trades_by_hour_schema, trades_schema, trades_writer_properties,
+};
 use parquet::arrow::ArrowWriter;
 use rustc_hash::FxHashMap;
 use std::fs::File;
@@ -16,8 +18,9 @@ use tradeflow_model::Trade;
 
 /// Work for the encoder thread.
 pub(crate) enum EncodeJob {
-    /// Start file `id`, spooled at `spool`.
-    Open { id: u64, spool: PathBuf },
+    /// Start file `id`, spooled at `spool`; `with_symbol`: the by-hour schema, with a
+    /// `symbol` column.
+    Open { id: u64, spool: PathBuf, with_symbol: bool },
     /// Append rows to file `id`.
     Rows { id: u64, rows: Vec<Trade> },
     /// Finish file `id` and publish it as `key`.
@@ -38,27 +41,29 @@ pub(crate) fn encode_loop(
         tradeflow_model::metrics::SinkMetrics::of("lake").errors.inc();
         errors.lock().expect("lake error lock").get_or_insert(message);
     };
-    // Per open file: its spool path, its writer, and the rows written to it.
-    let mut open: FxHashMap<u64, (PathBuf, ArrowWriter<File>, u64)> = FxHashMap::default();
+    // Per open file: its spool path, its writer, the rows written to it, and whether it
+    // has a symbol column.
+    let mut open: FxHashMap<u64, (PathBuf, ArrowWriter<File>, u64, bool)> = FxHashMap::default();
     for job in jobs {
         match job {
-            EncodeJob::Open { id, spool } => {
+            EncodeJob::Open { id, spool, with_symbol } => {
+                let schema = if with_symbol { trades_by_hour_schema() } else { trades_schema() };
                 let writer = File::create(&spool)
                     .map_err(|e| format!("cannot create spool file {}: {e}", spool.display()))
                     .and_then(|f| {
-                        ArrowWriter::try_new(f, trades_schema(), Some(trades_writer_properties()))
-                            .map_err(|e| e.to_string())
+                        ArrowWriter::try_new(f, schema, Some(trades_writer_properties())).map_err(|e| e.to_string())
                     });
                 match writer {
                     Ok(writer) => {
-                        open.insert(id, (spool, writer, 0));
+                        open.insert(id, (spool, writer, 0, with_symbol));
                     }
                     Err(e) => fail(e),
                 }
             }
             EncodeJob::Rows { id, rows } => {
-                if let Some((_, writer, written)) = open.get_mut(&id) {
-                    match writer.write(&trades_batch(&rows)) {
+                if let Some((_, writer, written, with_symbol)) = open.get_mut(&id) {
+                    let batch = if *with_symbol { trades_by_hour_batch(&rows) } else { trades_batch(&rows) };
+                    match writer.write(&batch) {
                         Ok(()) => *written += rows.len() as u64,
                         Err(e) => fail(format!("encoding trades: {e}")),
                     }
@@ -66,7 +71,7 @@ pub(crate) fn encode_loop(
             }
             EncodeJob::Barrier(done) => barrier(done),
             EncodeJob::Close { id, key } => {
-                let Some((spool, writer, rows)) = open.remove(&id) else { continue };
+                let Some((spool, writer, rows, _)) = open.remove(&id) else { continue };
                 match writer.close() {
                     Ok(_) => publish(key, spool, rows),
                     Err(e) => fail(format!("finishing {key}: {e}")),

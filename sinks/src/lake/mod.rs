@@ -10,6 +10,7 @@ pub mod parquet;
 pub mod paths;
 pub mod store;
 pub mod trades;
+pub mod trades_by_hour;
 pub mod watermarked;
 
 pub use changelog::{ChangelogConfig, write_changelog};
@@ -18,3 +19,16 @@ pub use destination::Destination;
 pub use finals::write_finals;
 pub use store::{Lake, LakeError, LakeStats, Payload};
 pub use trades::write_trades;
+pub use trades_by_hour::write_trades_by_hour;
+
+/// How the `trades` dataset is laid out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TradesLayout {
+    /// `trades/date=D/symbol=S/`: a file per symbol and hour (the default; the original
+    /// design's layout).
+    #[default]
+    Symbol,
+    /// `trades/date=D/hour=HH/`: an hour's trades of every symbol, sorted by symbol, with a
+    /// `symbol` column (large universes).
+    Hour,
+}

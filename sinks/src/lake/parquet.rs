@@ -108,11 +108,38 @@ pub fn trades_batch(rows: &[Trade]) -> RecordBatch {
     RecordBatch::try_new(trades_schema(), columns).expect("columns match the schema")
 }
 
-/// Reads a batch of the trades dataset back into trades of `symbol`: the inverse of
-/// [`trades_batch`]. Errors name the column that is not as written.
-pub fn trades_from_batch(batch: &RecordBatch, symbol: &Symbol) -> Result<Vec<Trade>, String> {
+/// The by-hour layout's trades files: `symbol` first (the sort key), then the columns of
+/// [`trades_schema`].
+pub fn trades_by_hour_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let mut fields = vec![Field::new("symbol", DataType::Utf8, false)];
+            fields.extend(trades_schema().fields().iter().map(|f| f.as_ref().clone()));
+            schema_of(fields)
+        })
+        .clone()
+}
+
+/// One batch of trades of any symbols, for [`trades_by_hour_schema`].
+pub fn trades_by_hour_batch(rows: &[Trade]) -> RecordBatch {
+    let mut columns: Vec<ArrayRef> =
+        vec![Arc::new(StringArray::from_iter_values(rows.iter().map(|t| t.symbol.as_str())))];
+    columns.extend(trades_batch(rows).columns().iter().cloned());
+    RecordBatch::try_new(trades_by_hour_schema(), columns).expect("columns match the schema")
+}
+
+/// Reads a batch of the trades dataset back into trades: of `symbol` (the file's
+/// partition) when given, else of the batch's `symbol` column; the inverse of
+/// [`trades_batch`] and [`trades_by_hour_batch`]. Errors name the column that is not as
+/// written.
+pub fn trades_from_batch(batch: &RecordBatch, symbol: Option<&Symbol>) -> Result<Vec<Trade>, String> {
     use arrow_array::{Array, ListArray};
     let column = |name: &str| batch.column_by_name(name).ok_or_else(|| format!("no column {name:?}"));
+    let symbols = match symbol {
+        Some(_) => None,
+        None => Some(column("symbol")?.as_any().downcast_ref::<StringArray>().ok_or("symbol is not a string")?),
+    };
     let ts = column("ts")?.as_any().downcast_ref::<TimestampMillisecondArray>().ok_or("ts is not timestamp(ms)")?;
     let price = column("price")?.as_any().downcast_ref::<Decimal128Array>().ok_or("price is not decimal")?;
     let volume = column("volume")?.as_any().downcast_ref::<Decimal128Array>().ok_or("volume is not decimal")?;
@@ -129,8 +156,15 @@ pub fn trades_from_batch(batch: &RecordBatch, symbol: &Symbol) -> Result<Vec<Tra
             let strings = values.as_any().downcast_ref::<StringArray>().ok_or("conditions items are not strings")?;
             Conditions::from_list(&strings.iter().map(|s| s.unwrap_or_default()).collect::<Vec<_>>())
         };
+        let symbol = match (symbol, symbols) {
+            (Some(symbol), _) => symbol.clone(),
+            (None, Some(symbols)) => {
+                Symbol::parse(symbols.value(row)).map_err(|e| format!("symbol {:?}: {e}", symbols.value(row)))?
+            }
+            (None, None) => unreachable!("one of the two is set above"),
+        };
         trades.push(Trade {
-            symbol: symbol.clone(),
+            symbol,
             ts: ts.value(row),
             price: Price(i64::try_from(price.value(row)).map_err(|_| "price out of range")?),
             volume: Qty(i64::try_from(volume.value(row)).map_err(|_| "volume out of range")?),
@@ -334,6 +368,7 @@ mod tests {
                 conditions: Conditions::from_list::<&str>(&[]),
             },
         ];
-        assert_eq!(trades_from_batch(&trades_batch(&trades), &symbol).unwrap(), trades);
+        assert_eq!(trades_from_batch(&trades_batch(&trades), Some(&symbol)).unwrap(), trades);
+        assert_eq!(trades_from_batch(&trades_by_hour_batch(&trades), None).unwrap(), trades);
     }
 }

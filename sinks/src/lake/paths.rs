@@ -91,8 +91,9 @@ pub fn unescape_partition_value(value: &str) -> String {
 pub struct TradesFile {
     /// The object name, relative to the lake root.
     pub key: String,
-    /// The symbol (decoded).
-    pub symbol: String,
+    /// The symbol (decoded), or `None` in the by-hour layout (`hour=HH`), whose files
+    /// hold every symbol.
+    pub symbol: Option<String>,
     /// Start of the UTC hour its trades fall in, ms.
     pub hour: i64,
     /// Index of the file within the hour.
@@ -103,7 +104,14 @@ pub struct TradesFile {
 pub fn parse_trades_key(key: &str) -> Option<TradesFile> {
     let mut parts = key.strip_prefix("trades/")?.split('/');
     let _date = parts.next()?.strip_prefix("date=")?;
-    let symbol = unescape_partition_value(parts.next()?.strip_prefix("symbol=")?);
+    let second = parts.next()?;
+    let symbol = match second.strip_prefix("symbol=") {
+        Some(symbol) => Some(unescape_partition_value(symbol)),
+        None => {
+            second.strip_prefix("hour=")?;
+            None
+        }
+    };
     let name = parts.next()?.strip_suffix(".parquet")?;
     if parts.next().is_some() {
         return None;
@@ -162,8 +170,10 @@ mod tests {
                 hour_label(1_700_000_000_123)
             );
             let file = parse_trades_key(&key).unwrap();
-            assert_eq!((file.symbol.as_str(), file.hour, file.index), (symbol, 1_699_999_200_000, 3));
+            assert_eq!((file.symbol.as_deref(), file.hour, file.index), (Some(symbol), 1_699_999_200_000, 3));
         }
+        let file = parse_trades_key("trades/date=2023-11-14/hour=22/20231114T22-0001.parquet").unwrap();
+        assert_eq!((file.symbol, file.hour, file.index), (None, 1_699_999_200_000, 1));
         assert_eq!(parse_trades_key("trades/date=2023-11-14/symbol=A/.tmp"), None);
         assert_eq!(parse_trades_key("window_metrics/date=2023-11-14/20231114T22-0000.parquet"), None);
     }

@@ -284,7 +284,7 @@ fn push_row(lake: &Lake, open: &mut OpenFile, trade: Trade) {
 fn start(lake: &Lake, open: &mut OpenFile) {
     if !open.started {
         open.started = true;
-        lake.encode(EncodeJob::Open { id: open.id, spool: lake.spool_path() });
+        lake.encode(EncodeJob::Open { id: open.id, spool: lake.spool_path(), with_symbol: false });
     }
 }
 
