@@ -310,13 +310,14 @@ impl RunConfig {
         let (timely, processes) = timely_config(&args.timely)?;
         let interval = duration("--checkpoint-interval", &args.checkpoint_interval)?;
         at_most_duration("--checkpoint-interval", &args.checkpoint_interval, interval, limits::WAIT, "1d")?;
-        let resumable = sources.iter().all(|s| matches!(s, Source::Kafka(_)));
+        // Sources that can be read again from a recorded position.
+        let resumable = sources.iter().all(|s| matches!(s, Source::Kafka(_) | Source::File(_) | Source::Lake { .. }));
         let checkpoint_off = if interval.is_zero() {
             Some("--checkpoint-interval 0".to_owned())
         } else if args.no_lake {
             Some("--no-lake: checkpoints are kept in the lake".to_owned())
         } else if !resumable {
-            Some("only kafka:// sources can be re-read from a checkpoint so far".to_owned())
+            Some("only kafka://, file:// and lake:// sources can be re-read from a checkpoint".to_owned())
         } else {
             None
         };

@@ -59,10 +59,19 @@ pub fn build<'scope>(
     for (number, source) in config.sources.iter().enumerate() {
         let reporter = (number * peers + index) as u32;
         let batches = match source {
-            Source::File(plan) => file_source(scope, plan.clone(), config.lateness_ms, shared.stop.clone()),
+            Source::File(plan) => {
+                let saver = saver(&format!("source{number}"));
+                file_source(scope, plan.clone(), config.lateness_ms, shared.stop.clone(), saver, backlog.clone())?
+            }
             Source::Lake { lake, plan } => {
                 match tradeflow_sources::lake::LakeReader::open(plan, index, peers, shared.stop.clone()) {
-                    Ok(reader) => polled_source(scope, "LakeReplay", reader),
+                    Ok(mut reader) => {
+                        let saver = saver(&format!("source{number}"));
+                        if let Some(restored) = saver.as_ref().and_then(Saver::restore) {
+                            reader.restore(&restored.state)?;
+                        }
+                        checkpointed_source(scope, "LakeReplay", reader, saver, backlog.clone())
+                    }
                     Err(e) => {
                         // It opened fine at start; report and contribute nothing rather than hang.
                         tracing::error!("replaying {lake}: {e}");

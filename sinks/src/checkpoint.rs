@@ -171,6 +171,11 @@ impl LakeCheckpoints {
             return Ok(format!("job {job}: --from-scratch: ignoring its checkpoint"));
         }
         let first = &manifests[0];
+        // A completed job starts again from the beginning, with whatever settings: there
+        // is nothing to mix its results with.
+        if manifests.len() == self.processes.min(first.processes) && manifests.iter().all(|m| m.complete) {
+            return Ok(format!("job {job}: its last run completed; starting from the beginning"));
+        }
         let settings = &first.header.settings;
         let differences: Vec<String> = settings
             .keys()
@@ -193,9 +198,6 @@ impl LakeCheckpoints {
                 self.lake.url(),
                 differences.join("; ")
             ));
-        }
-        if manifests.len() == self.processes && manifests.iter().all(|m| m.complete) {
-            return Ok(format!("job {job}: its last run completed; starting from the beginning"));
         }
         // The newest boundary every process committed. Every process reads the same
         // manifests, so all of them take the same decision; when there is none (a process

@@ -26,11 +26,7 @@ impl Batch {
     /// is `stopped`, nothing: its open windows stay provisional, for the resumed run to
     /// complete.
     pub fn last(stopped: bool) -> Batch {
-        if stopped && SUSPEND_ON_STOP.load(std::sync::atomic::Ordering::Relaxed) {
-            Batch::default()
-        } else {
-            Batch::end()
-        }
+        if stopped && suspends_on_stop() { Batch::default() } else { Batch::end() }
     }
 
     /// Pushes this batch to `out` with the watermark report `low`, unless it carries no
@@ -66,6 +62,11 @@ pub fn set_suspend_on_stop(suspend: bool) {
 }
 
 pub use tradeflow_model::wall_ms;
+
+/// Whether a stop leaves the open windows for a resumed run (see [`set_suspend_on_stop`]).
+pub fn suspends_on_stop() -> bool {
+    SUSPEND_ON_STOP.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 static FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 

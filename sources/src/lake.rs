@@ -73,6 +73,8 @@ pub fn replay_progress() -> ReplayProgress {
 
 /// Reads this worker's share of a lake's trades.
 pub struct LakeReader {
+    /// The plan's fingerprint, recorded in checkpoints.
+    listing: String,
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     label: String,
@@ -121,7 +123,43 @@ impl LakePlan {
     }
 }
 
+/// What a checkpoint records of a [`LakeReader`]: which of its files it has read, and
+/// what the whole listing was (a resumed run must list the same files).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ReaderState {
+    listing: String,
+    next: usize,
+}
+
+impl LakePlan {
+    /// A short fingerprint of the listing: the number of files, their bytes, and a hash
+    /// of their keys and sizes.
+    fn fingerprint(&self) -> String {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for (file, size) in &self.files {
+            for byte in file.key.bytes().chain(size.to_le_bytes()) {
+                hash = (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        let bytes: u64 = self.files.iter().map(|(_, size)| size).sum();
+        format!("{} files, {bytes} bytes, {hash:016x}", self.files.len())
+    }
+}
+
 impl LakeReader {
+    /// Continues from a checkpoint's part; refuses one taken of another listing.
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        let state: ReaderState = tradeflow_model::checkpoint::from_json("the lake replay", state)?;
+        if state.listing != self.listing {
+            return Err(format!(
+                "{}: the lake's trades changed since the checkpoint (then {}, now {}); resume with the same lake and range, or start again with --from-scratch",
+                self.label, state.listing, self.listing
+            ));
+        }
+        self.next = state.next.min(self.files.len());
+        Ok(())
+    }
+
     /// The reader of worker `index` of `peers`: every `peers`-th file of `plan`.
     pub fn open(plan: &LakePlan, index: usize, peers: usize, stop: Arc<AtomicBool>) -> Result<LakeReader, String> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
@@ -129,6 +167,7 @@ impl LakeReader {
         let (store, prefix) = destination.store().map_err(|e| e.to_string())?;
         let files = plan.files.iter().enumerate().filter(|(i, _)| i % peers.max(1) == index).map(|(_, f)| f.clone());
         Ok(LakeReader {
+            listing: plan.fingerprint(),
             store,
             prefix,
             label: format!("lake+{}", destination.display()),
@@ -215,6 +254,10 @@ fn list_trades(
 impl Reader for LakeReader {
     type Item = Batch;
 
+    fn snapshot(&self) -> Vec<u8> {
+        tradeflow_model::checkpoint::to_json(&ReaderState { listing: self.listing.clone(), next: self.next })
+    }
+
     fn read(&mut self, out: &mut Vec<Batch>) -> Poll {
         if self.done {
             return Poll::Done;
@@ -223,9 +266,11 @@ impl Reader for LakeReader {
             self.counted = true;
             self.progress.total.add(self.files.iter().map(|(_, size)| *size as f64).sum());
         }
-        if self.stop.load(Ordering::Relaxed) || self.next >= self.files.len() {
+        let stopped = self.stop.load(Ordering::Relaxed);
+        if stopped || self.next >= self.files.len() {
             self.done = true;
-            out.push(Batch::end());
+            // A checkpointed run's stop leaves the watermark where it is, for a resume.
+            out.push(Batch::last(stopped && self.next < self.files.len()));
             return Poll::Done;
         }
         let (file, size) = self.files[self.next].clone();

@@ -444,3 +444,77 @@ fn sigterm_stops_like_ctrl_c() {
 fn two_interrupts_at_once_stop_cleanly() {
     stop_a_live_run_then_resume(Stop::TwoInterrupts);
 }
+
+/// The market of [`MARKET_TRADES`] as an NDJSON file (the same as the topic's).
+fn market_file(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("market.ndjson");
+    let rate = (MARKET_TRADES / 200).to_string();
+    let count = MARKET_TRADES.to_string();
+    simulate(&path, &["--count", &count, "--rate", &rate, "--seed", "7", "--symbols", SYMBOLS]);
+    path
+}
+
+/// A `file://` source (its chunks spread over both workers), SIGKILLed at random moments
+/// and restarted: the lake of an uninterrupted run. Then a `lake://` replay of that lake,
+/// killed the same way, equals an uninterrupted replay.
+#[test]
+fn file_and_lake_replays_killed_at_random_moments_and_restarted_equal_an_uninterrupted_run() {
+    let dir = temp_dir();
+    let source = file_url(&market_file(dir.path()));
+    let timely = ["-w", "2"];
+    let reference_lake = dir.path().join("uninterrupted");
+    let reference = run_to_end(&run_args(&source, &reference_lake, &timely), "the uninterrupted run");
+    let summary = reference.summary();
+    check_reference(&summary, MARKET_TRADES, &reference.stderr);
+    let lake = dir.path().join("killed");
+    let attempts = kill_repeatedly(&run_args(&source, &lake, &timely), 5);
+    assert_recovered("file:// -w 2", &attempts, &lake, &reference_lake, &summary);
+
+    let replay = format!("lake://{}", reference_lake.display());
+    let replayed = dir.path().join("replayed");
+    let reference = run_to_end(&run_args(&replay, &replayed, &timely), "the uninterrupted replay").summary();
+    assert_eq!(reference.accepted, summary.accepted, "a replay accepts what the run accepted");
+    let lake = dir.path().join("replay-killed");
+    let attempts = kill_repeatedly(&run_args(&replay, &lake, &timely), 6);
+    assert_recovered("lake:// -w 2", &attempts, &lake, &replayed, &reference);
+}
+
+/// Ctrl-C stops a `file://` run on two workers cleanly (every chunk it parsed decided, its
+/// open windows left provisional), and the same command resumes it to the lake of an
+/// uninterrupted run, reading nothing twice.
+#[test]
+fn ctrl_c_stops_a_file_run_and_the_same_command_resumes_it() {
+    let dir = temp_dir();
+    let source = file_url(&market_file(dir.path()));
+    let timely = ["-w", "2"];
+    let reference_lake = dir.path().join("uninterrupted");
+    let reference = run_to_end(&run_args(&source, &reference_lake, &timely), "the uninterrupted run").summary();
+
+    let lake = dir.path().join("stopped");
+    let args = run_args(&source, &lake, &timely);
+    let mut run = Running::spawn(command(&args));
+    let reading = run.wait_for_stderr(TIMEOUT, |e| progress_accepted(e) > 0);
+    assert!(reading, "the run did not start reading:\n{}", run.stderr_so_far());
+    run.interrupt();
+    let stopped = run.finish(TIMEOUT);
+    let stderr = &stopped.stderr;
+    if stopped.status.code() == Some(0) && !stderr.contains("stopped") {
+        eprintln!("the run completed before Ctrl-C arrived; nothing to resume");
+        return;
+    }
+    assert_eq!(stopped.status.code(), Some(0), "Ctrl-C: the run did not exit 0 ({}):\n{stderr}", stopped.status);
+    assert_no_panic(stderr);
+    let finals = read_window_metrics(&lake).len();
+    assert!(finals < reference.windows_final as usize, "open windows were finalised by the stop:\n{stderr}");
+
+    let resumed_run = run_to_end(&args, "the run resuming the stopped job");
+    let both = format!("stopped run:\n{stderr}\nresumed run:\n{}", resumed_run.stderr);
+    assert!(resumed(&resumed_run.stderr), "the second run did not resume the job:\n{both}");
+    assert_same_tree(
+        &format!("the lake after Ctrl-C and the resumed run vs an uninterrupted run\n{both}"),
+        &results_tree(&lake),
+        &results_tree(&reference_lake),
+    );
+    let read = stopped.summary().accepted + resumed_run.summary().accepted;
+    assert_eq!(read, reference.accepted, "trades accepted by the two runs together\n{both}");
+}

@@ -12,12 +12,26 @@
 //! emits [`Batch`]es. A worker's watermark report is the least ts it may still accept:
 //! for each file it still has chunks of, the largest known maximum before its next chunk
 //! (or the file's first trade) minus the lateness.
+//!
+//! Checkpoints: the cut at a boundary is the set of chunks parsed before it (each
+//! chunk's batch carries the epoch it was parsed at). A worker's part records the next
+//! chunk it would parse and the maxima of the chunks it parsed; a resumed worker
+//! broadcasts those maxima again, so every sequencer knows the prefixes it decides
+//! against, and parses on from its next chunk. A part also names the input's files and
+//! sizes: a checkpoint of other input is refused.
+//!
+//! A checkpointed run stopped by Ctrl-C must not leave a chunk parsed but undecidable
+//! (waiting for an earlier chunk nobody parsed): the cut of every boundary crossed since
+//! its parsing includes it. So a stopped worker broadcasts a stop marker, and keeps
+//! parsing its own chunks below the highest chunk any worker had parsed; once it has
+//! every worker's marker and has reached that horizon, everything parsed is decidable,
+//! it ends without ending its watermark, and its last part records where it stopped.
 
 pub mod chunk;
 pub mod plan;
 
 use crate::batch::{Batch, wall_ms};
-use crate::driver::{Poll, Reader, polled_source};
+use crate::driver::{Poll, Reader, checkpointed_source};
 use chunk::{ParsedChunk, late_reject, parse_chunk};
 use plan::FilePlan;
 use serde::{Deserialize, Serialize};
@@ -31,7 +45,8 @@ use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Capability, CapabilitySet};
-use timely::dataflow::{Scope, StreamVec};
+use timely::dataflow::{ProbeHandle, Scope, StreamVec};
+use tradeflow_model::checkpoint::Saver;
 use tradeflow_model::metrics::Counter;
 use tradeflow_model::{Payload, Reject, RejectReason, Time};
 
@@ -40,13 +55,31 @@ pub const DEFAULT_CHUNK_BYTES: u64 = 4 << 20;
 /// Parsed chunks a worker may hold ahead of the lateness decision.
 const MAX_PENDING: usize = 4;
 
-/// The greatest valid ts of one chunk, broadcast to every worker.
+/// The greatest valid ts of one chunk, broadcast to every worker; or, with `stopped`,
+/// worker `chunk`'s marker that it stopped reading (see the module docs).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkSummary {
-    /// Global chunk index.
+    /// Global chunk index (with `stopped`: the worker's index).
     pub chunk: usize,
     /// Greatest ts of its valid trades.
     pub max_ts: Option<i64>,
+    /// A worker's stop marker rather than a chunk's maximum.
+    pub stopped: bool,
+}
+
+impl ChunkSummary {
+    fn of(chunk: usize, max_ts: Option<i64>) -> ChunkSummary {
+        ChunkSummary { chunk, max_ts, stopped: false }
+    }
+}
+
+/// What a worker's sequencer has learnt that its reader needs to stop cleanly.
+#[derive(Default)]
+struct StopState {
+    /// The workers whose stop markers arrived (this one included).
+    markers: std::collections::BTreeSet<usize>,
+    /// One past the highest chunk any worker parsed.
+    horizon: usize,
 }
 
 /// What the parsing stage emits.
@@ -60,11 +93,16 @@ pub enum FileEvent {
     Failed(Box<Reject>),
     /// This worker has parsed all its chunks.
     Finished,
+    /// This worker stopped reading in a checkpointed run (Ctrl-C), every chunk it parsed
+    /// being decidable: its watermark does not end.
+    Suspended,
 }
 
 /// Parses this worker's chunks in order, at most [`MAX_PENDING`] ahead of the sequencer.
 pub struct ChunkReader {
     plan: Rc<FilePlan>,
+    /// This worker's first chunk (its index).
+    first: usize,
     next: usize,
     peers: usize,
     pending: Rc<Cell<usize>>,
@@ -72,6 +110,56 @@ pub struct ChunkReader {
     stop: Arc<AtomicBool>,
     /// `tradeflow_file_bytes_read_total`: what the progress bar measures.
     bytes_read: Counter,
+    /// Checkpointed runs: the maximum of every chunk this worker parsed, by chunk.
+    maxima: Vec<(usize, Option<i64>)>,
+    /// A resumed worker's maxima to broadcast again before reading on.
+    replay: Vec<(usize, Option<i64>)>,
+    /// Whether this worker's stop marker is sent.
+    marked: bool,
+    /// Shared with this worker's sequencer.
+    stopping: Rc<std::cell::RefCell<StopState>>,
+    /// Checkpointed runs: the pipeline's end, and how far (ms) it may lag before this
+    /// reader waits, when no other worker waits for its chunks.
+    backlog: Option<(ProbeHandle<Time>, Time)>,
+}
+
+/// What a checkpoint records of a [`ChunkReader`].
+#[derive(Serialize, Deserialize)]
+struct ReaderState {
+    /// The input: each file's path and size.
+    files: Vec<(String, u64)>,
+    next: usize,
+    maxima: Vec<(usize, Option<i64>)>,
+}
+
+impl ChunkReader {
+    /// This worker's index: its first chunk.
+    fn index(&self) -> usize {
+        self.first
+    }
+
+    fn files(&self) -> Vec<(String, u64)> {
+        self.plan.files.iter().map(|f| (f.path.display().to_string(), f.size)).collect()
+    }
+
+    /// Continues from a checkpoint's part; refuses one taken of other input.
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        let state: ReaderState = tradeflow_model::checkpoint::from_json("the file source", state)?;
+        if state.files != self.files() {
+            let name = |files: &[(String, u64)]| {
+                files.iter().map(|(p, s)| format!("{p} ({s} bytes)")).collect::<Vec<_>>().join(", ")
+            };
+            return Err(format!(
+                "the input changed since the checkpoint: it was {}, it is {}; resume with the same files, or start again with --from-scratch",
+                name(&state.files),
+                name(&self.files())
+            ));
+        }
+        self.next = state.next;
+        self.replay = state.maxima.clone();
+        self.maxima = state.maxima;
+        Ok(())
+    }
 }
 
 /// The process's count of bytes parsed from `file://` sources (`tradeflow_file_bytes_read_total`).
@@ -85,14 +173,43 @@ pub fn bytes_read() -> Counter {
 
 impl Reader for ChunkReader {
     type Item = FileEvent;
+
+    fn snapshot(&self) -> Vec<u8> {
+        let state = ReaderState { files: self.files(), next: self.next, maxima: self.maxima.clone() };
+        tradeflow_model::checkpoint::to_json(&state)
+    }
+
     fn read(&mut self, out: &mut Vec<FileEvent>) -> Poll {
         if self.finished {
             return Poll::Done;
         }
-        if self.stop.load(Ordering::Relaxed) {
+        for (chunk, max_ts) in self.replay.drain(..) {
+            out.push(FileEvent::Summary(ChunkSummary::of(chunk, max_ts)));
+        }
+        let suspending = self.stop.load(Ordering::Relaxed) && crate::batch::suspends_on_stop();
+        if suspending {
+            if !self.marked {
+                self.marked = true;
+                out.push(FileEvent::Summary(ChunkSummary { chunk: self.index(), max_ts: None, stopped: true }));
+            }
+            let (markers, horizon) = {
+                let state = self.stopping.borrow();
+                (state.markers.len(), state.horizon)
+            };
+            if self.next >= horizon.min(self.plan.chunks()) {
+                if markers < self.peers {
+                    // Another worker may still report a chunk beyond the horizon.
+                    return Poll::Wait(std::time::Duration::from_millis(1));
+                }
+                self.finished = true;
+                out.push(FileEvent::Suspended);
+                return Poll::Done;
+            }
+            // Below the horizon: parse on, so that every chunk parsed can be decided.
+        } else if self.stop.load(Ordering::Relaxed) {
             // Stopped early: release everyone waiting on this worker's chunks.
             while self.next < self.plan.chunks() {
-                out.push(FileEvent::Summary(ChunkSummary { chunk: self.next, max_ts: None }));
+                out.push(FileEvent::Summary(ChunkSummary::of(self.next, None)));
                 self.next += self.peers;
             }
             self.finished = true;
@@ -102,8 +219,22 @@ impl Reader for ChunkReader {
         if self.pending.get() >= MAX_PENDING {
             return Poll::Wait(std::time::Duration::from_millis(1));
         }
+        // Back-pressure, so that checkpoints follow the input closely: wait while the
+        // pipeline lags, unless another worker has parsed beyond this one's next chunk
+        // (its chunks then wait for this one's: it must go on).
+        if let Some((probe, lag)) = &self.backlog
+            && self.next >= self.stopping.borrow().horizon
+            && probe.less_than(&crate::driver::epoch_now().saturating_sub(*lag))
+        {
+            return Poll::Wait(std::time::Duration::from_millis(1));
+        }
         if self.next >= self.plan.chunks() {
             self.finished = true;
+            // A worker that read everything counts as stopped for the others' stop.
+            if !self.marked {
+                self.marked = true;
+                out.push(FileEvent::Summary(ChunkSummary { chunk: self.index(), max_ts: None, stopped: true }));
+            }
             out.push(FileEvent::Finished);
             return Poll::Done;
         }
@@ -112,7 +243,8 @@ impl Reader for ChunkReader {
         self.bytes_read.add(chunk.end - chunk.start);
         match parse_chunk(&self.plan, chunk) {
             Ok(parsed) => {
-                out.push(FileEvent::Summary(ChunkSummary { chunk: chunk.global, max_ts: parsed.max_ts }));
+                self.maxima.push((chunk.global, parsed.max_ts));
+                out.push(FileEvent::Summary(ChunkSummary::of(chunk.global, parsed.max_ts)));
                 out.push(FileEvent::Chunk(Box::new(parsed)));
             }
             Err(e) => {
@@ -123,7 +255,8 @@ impl Reader for ChunkReader {
                     "{label}: reading bytes {}..{} failed: {e}; the file changed or became unreadable while the run read it",
                     chunk.start, chunk.end
                 ));
-                out.push(FileEvent::Summary(ChunkSummary { chunk: chunk.global, max_ts: None }));
+                self.maxima.push((chunk.global, None));
+                out.push(FileEvent::Summary(ChunkSummary::of(chunk.global, None)));
                 out.push(FileEvent::Failed(Box::new(Reject {
                     reason: RejectReason::InvalidJson,
                     detail: format!("bytes {}..{} could not be read: {e}", chunk.start, chunk.end),
@@ -144,30 +277,46 @@ impl Reader for ChunkReader {
 /// A `file://` source on this worker: batches of accepted trades and rejects, with
 /// watermark reports, identical in content to a sequential read of the files.
 /// Setting `stop` ends the source early (Ctrl-C).
+///
+/// In a checkpointed run (`saver`), the reader's part is saved at each boundary and
+/// restored from a resumed checkpoint, and it waits while the pipeline lags by more than
+/// `backlog` allows, unless another worker's chunks wait for its own.
 pub fn file_source<'scope>(
     scope: Scope<'scope, Time>,
     plan: FilePlan,
     lateness_ms: i64,
     stop: Arc<AtomicBool>,
-) -> StreamVec<'scope, Time, Batch> {
+    saver: Option<Saver>,
+    backlog: Option<(ProbeHandle<Time>, Time)>,
+) -> Result<StreamVec<'scope, Time, Batch>, String> {
     let (index, peers) = (scope.index(), scope.peers());
     let plan = Rc::new(plan);
     let pending = Rc::new(Cell::new(0));
-    let reader = ChunkReader {
+    let stopping = Rc::new(std::cell::RefCell::new(StopState::default()));
+    let mut reader = ChunkReader {
         plan: plan.clone(),
+        first: index,
         next: index,
         peers,
         pending: pending.clone(),
         finished: false,
         stop,
         bytes_read: bytes_read(),
+        maxima: Vec::new(),
+        replay: Vec::new(),
+        marked: false,
+        stopping: stopping.clone(),
+        backlog,
     };
-    let events = polled_source(scope, "FileChunks", reader);
+    if let Some(restored) = saver.as_ref().and_then(Saver::restore) {
+        reader.restore(&restored.state)?;
+    }
+    let events = checkpointed_source(scope, "FileChunks", reader, saver, None);
     let (summaries, local) = events.ok_err(|e| match e {
         FileEvent::Summary(s) => Ok(s),
         other => Err(other),
     });
-    sequence(local, summaries.broadcast(), plan, lateness_ms, peers, pending)
+    Ok(sequence(local, summaries.broadcast(), plan, lateness_ms, peers, pending, stopping))
 }
 
 /// Decides lateness chunk by chunk in file order (see the module documentation).
@@ -178,18 +327,24 @@ fn sequence<'scope>(
     lateness_ms: i64,
     peers: usize,
     pending_count: Rc<Cell<usize>>,
+    stopping: Rc<std::cell::RefCell<StopState>>,
 ) -> StreamVec<'scope, Time, Batch> {
     local.binary(summaries, Pipeline, Pipeline, "FileSequence", move |_, _| {
         let mut known: Vec<Option<Option<i64>>> = vec![None; plan.chunks()];
         let mut pending: VecDeque<(Capability<Time>, Box<ParsedChunk>)> = VecDeque::new();
         let mut finished: Option<Capability<Time>> = None;
+        let mut suspended: Option<Capability<Time>> = None;
         let mut failed: BTreeMap<Time, (CapabilitySet<Time>, Vec<Reject>)> = BTreeMap::new();
         let mut reported = i64::MIN;
         move |local_in, summaries_in, output| {
             summaries_in.for_each(|_, batch| {
+                let mut state = stopping.borrow_mut();
                 for s in batch.drain(..) {
-                    if let Some(slot) = known.get_mut(s.chunk) {
+                    if s.stopped {
+                        state.markers.insert(s.chunk);
+                    } else if let Some(slot) = known.get_mut(s.chunk) {
                         *slot = Some(s.max_ts);
+                        state.horizon = state.horizon.max(s.chunk + 1);
                     }
                 }
             });
@@ -200,6 +355,7 @@ fn sequence<'scope>(
                             pending.push_back((cap.retain_least(0).expect("total order"), chunk))
                         }
                         FileEvent::Finished => finished = cap.retain_least(0),
+                        FileEvent::Suspended => suspended = cap.retain_least(0),
                         FileEvent::Failed(reject) => {
                             pending_count.set(pending_count.get() - 1);
                             let time = *cap.least().expect("total order");
@@ -241,6 +397,11 @@ fn sequence<'scope>(
                 && let Some(cap) = finished.take()
             {
                 output.session(&cap).give(Batch::end());
+            }
+            // Stopped in a checkpointed run: everything parsed decided, the worker ends
+            // without ending its watermark, for a resumed run to go on.
+            if pending.is_empty() && suspended.is_some() {
+                suspended = None;
             }
         }
     })
