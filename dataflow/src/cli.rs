@@ -41,6 +41,16 @@ pub enum Command {
     /// the trade's time; creates the topic if needed.
     #[command(disable_help_flag = true)]
     Produce(crate::produce::ProduceArgs),
+    /// Recompute a day's or range's final window metrics and anomalies from the lake's
+    /// raw trades and reconcile them, bit for bit, with the lake and PostgreSQL; reports
+    /// completeness and a data-quality score, and fails naming the first difference.
+    #[command(disable_help_flag = true)]
+    Check(crate::check::CheckArgs),
+    /// Write the daily report of a UTC day: one self-contained HTML page with charts (top
+    /// volatile symbols, volume by hour, VWAP of the top symbols, anomalies) and the same
+    /// numbers as Markdown, from the lake (default) or PostgreSQL (--postgres).
+    #[command(disable_help_flag = true)]
+    Report(crate::report::ReportArgs),
 }
 
 /// Timely's execution flags.
@@ -273,6 +283,8 @@ pub fn main() -> ExitCode {
         Command::Simulate(args) => crate::simulate::simulate(&args),
         Command::Migrate(args) => crate::run::migrate(&args),
         Command::Produce(args) => crate::produce::produce(&args),
+        Command::Check(args) => crate::check::check(&args),
+        Command::Report(args) => crate::report::report(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

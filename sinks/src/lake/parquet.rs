@@ -19,7 +19,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use std::sync::{Arc, OnceLock};
-use tradeflow_model::{Anomaly, Conditions, Price, Qty, Reject, Symbol, Time, Trade, WindowMetrics};
+use tradeflow_model::{Anomaly, AnomalyKind, Conditions, F64, Price, Qty, Reject, Symbol, Time, Trade, WindowMetrics};
 
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -188,6 +188,8 @@ fn metrics_fields() -> Vec<Field> {
         Field::new("open", DataType::Decimal128(18, 8), false),
         Field::new("close", DataType::Decimal128(18, 8), false),
         Field::new("volatility", DataType::Float64, true),
+        // Last, so readers that take columns by position keep working.
+        Field::new("digest", DataType::Int64, false),
     ]
 }
 
@@ -204,8 +206,112 @@ fn metrics_columns<'a>(rows: impl Iterator<Item = &'a WindowMetrics> + Clone) ->
         Arc::new(Float64Array::from_iter_values(rows.clone().map(|r| r.avg_price.0))),
         decimal_array(rows.clone().map(|r| r.open.units() as i128), 18),
         decimal_array(rows.clone().map(|r| r.close.units() as i128), 18),
-        Arc::new(rows.map(|r| r.volatility.map(|v| v.0)).collect::<Float64Array>()),
+        Arc::new(rows.clone().map(|r| r.volatility.map(|v| v.0)).collect::<Float64Array>()),
+        Arc::new(Int64Array::from_iter_values(rows.map(|r| r.digest_i64()))),
     ]
+}
+
+/// Reads a batch of `window_metrics` (final layout, or the changelog's) back into rows,
+/// each with its stored `digest` (`None` when the file has no digest column: written
+/// before digests existed). Rows are marked final. Errors name the column that is not
+/// as written.
+pub fn metrics_from_batch(batch: &RecordBatch) -> Result<Vec<(WindowMetrics, Option<i64>)>, String> {
+    let c = Columns(batch);
+    let (symbol, start, end) = (c.strings("symbol")?, c.timestamps("window_start")?, c.timestamps("window_end")?);
+    let (count, volume, vwap) = (c.int64s("trade_count")?, c.decimals("volume")?, c.floats("vwap")?);
+    let (min, max, avg) = (c.decimals("min_price")?, c.decimals("max_price")?, c.floats("avg_price")?);
+    let (open, close, volatility) = (c.decimals("open")?, c.decimals("close")?, c.floats("volatility")?);
+    let digest = match batch.column_by_name("digest") {
+        Some(_) => Some(c.int64s("digest")?),
+        None => None,
+    };
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let price = |column: &Decimal128Array, name: &str| {
+            i64::try_from(column.value(i)).map(Price).map_err(|_| format!("{name} out of range at row {i}"))
+        };
+        let row = WindowMetrics {
+            symbol: Symbol::parse(symbol.value(i)).map_err(|e| format!("symbol {:?}: {e}", symbol.value(i)))?,
+            window_start: start.value(i),
+            window_end: end.value(i),
+            trade_count: u64::try_from(count.value(i)).map_err(|_| format!("negative trade_count at row {i}"))?,
+            volume: volume.value(i),
+            vwap: nullable_float(vwap, i),
+            min_price: price(min, "min_price")?,
+            max_price: price(max, "max_price")?,
+            avg_price: nullable_float(avg, i).ok_or_else(|| format!("avg_price is NULL at row {i}"))?,
+            open: price(open, "open")?,
+            close: price(close, "close")?,
+            volatility: nullable_float(volatility, i),
+            is_final: true,
+        };
+        rows.push((row, digest.map(|d| d.value(i))));
+    }
+    Ok(rows)
+}
+
+/// Reads a batch of `anomalies` (final layout) back into rows, marked final.
+pub fn anomalies_from_batch(batch: &RecordBatch) -> Result<Vec<Anomaly>, String> {
+    let c = Columns(batch);
+    let (symbol, start, end) = (c.strings("symbol")?, c.timestamps("window_start")?, c.timestamps("window_end")?);
+    let (kind, severity, detected_at) = (c.strings("kind")?, c.floats("severity")?, c.timestamps("detected_at")?);
+    let (observed, baseline) = (c.floats("observed")?, c.floats("baseline")?);
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let not_null = |column: &Float64Array, name: &str| {
+            nullable_float(column, i).ok_or_else(|| format!("{name} is NULL at row {i}"))
+        };
+        rows.push(Anomaly {
+            symbol: Symbol::parse(symbol.value(i)).map_err(|e| format!("symbol {:?}: {e}", symbol.value(i)))?,
+            window_start: start.value(i),
+            window_end: end.value(i),
+            kind: match kind.value(i) {
+                "volume_spike" => AnomalyKind::VolumeSpike,
+                "price_jump" => AnomalyKind::PriceJump,
+                other => return Err(format!("unknown anomaly kind {other:?} at row {i}")),
+            },
+            severity: not_null(severity, "severity")?,
+            detected_at: detected_at.value(i),
+            observed: not_null(observed, "observed")?,
+            baseline: not_null(baseline, "baseline")?,
+            is_final: true,
+        });
+    }
+    Ok(rows)
+}
+
+fn nullable_float(column: &Float64Array, i: usize) -> Option<F64> {
+    use arrow_array::Array;
+    (!column.is_null(i)).then(|| F64(column.value(i)))
+}
+
+/// Typed access to a batch's columns by name, with errors naming the column.
+struct Columns<'a>(&'a RecordBatch);
+
+impl<'a> Columns<'a> {
+    fn get<T: 'static>(&self, name: &str, what: &str) -> Result<&'a T, String> {
+        let column = self.0.column_by_name(name).ok_or_else(|| format!("no column {name:?}"))?;
+        column.as_any().downcast_ref::<T>().ok_or_else(|| format!("column {name:?} is not {what}"))
+    }
+    fn strings(&self, name: &str) -> Result<&'a StringArray, String> {
+        self.get(name, "a string")
+    }
+    fn timestamps(&self, name: &str) -> Result<&'a TimestampMillisecondArray, String> {
+        self.get(name, "timestamp(ms)")
+    }
+    fn int64s(&self, name: &str) -> Result<&'a Int64Array, String> {
+        self.get(name, "int64")
+    }
+    fn floats(&self, name: &str) -> Result<&'a Float64Array, String> {
+        self.get(name, "double")
+    }
+    fn decimals(&self, name: &str) -> Result<&'a Decimal128Array, String> {
+        let column: &Decimal128Array = self.get(name, "decimal")?;
+        if column.scale() != 8 {
+            return Err(format!("column {name:?} has scale {}, not 8", column.scale()));
+        }
+        Ok(column)
+    }
 }
 
 fn anomaly_fields() -> Vec<Field> {
@@ -370,5 +476,39 @@ mod tests {
         ];
         assert_eq!(trades_from_batch(&trades_batch(&trades), Some(&symbol)).unwrap(), trades);
         assert_eq!(trades_from_batch(&trades_by_hour_batch(&trades), None).unwrap(), trades);
+    }
+
+    #[test]
+    fn result_rows_round_trip_through_a_batch_with_their_digest() {
+        let row = WindowMetrics {
+            symbol: Symbol::parse("IC MARKETS:1").unwrap(),
+            window_start: 1_700_000_000_000,
+            window_end: 1_700_000_060_000,
+            trade_count: 3,
+            volume: 0,
+            vwap: None,
+            min_price: Price(1),
+            max_price: Price(3),
+            avg_price: F64(2e-8),
+            open: Price(1),
+            close: Price(3),
+            volatility: Some(F64(0.5)),
+            is_final: true,
+        };
+        let batch = WindowMetrics::batch(std::slice::from_ref(&row));
+        assert_eq!(batch.schema().fields().last().unwrap().name(), "digest");
+        assert_eq!(metrics_from_batch(&batch).unwrap(), vec![(row.clone(), Some(row.digest_i64()))]);
+        let anomaly = Anomaly {
+            symbol: row.symbol.clone(),
+            window_start: row.window_start,
+            window_end: row.window_end,
+            kind: AnomalyKind::PriceJump,
+            severity: F64(4.5),
+            detected_at: row.window_end,
+            observed: F64(-0.25),
+            baseline: F64(0.01),
+            is_final: true,
+        };
+        assert_eq!(anomalies_from_batch(&Anomaly::batch(std::slice::from_ref(&anomaly))).unwrap(), vec![anomaly]);
     }
 }

@@ -112,10 +112,30 @@ pub fn parse_trades_key(key: &str) -> Option<TradesFile> {
             None
         }
     };
-    let name = parts.next()?.strip_suffix(".parquet")?;
+    let name = parts.next()?;
     if parts.next().is_some() {
         return None;
     }
+    let (hour, index) = parse_hour_file_name(name)?;
+    Some(TradesFile { key: key.to_owned(), symbol, hour, index })
+}
+
+/// Reads `<dataset>/date=D/YYYYMMDDTHH-NNNN.parquet` (a file of `window_metrics` or
+/// `anomalies`, holding the rows of the windows starting in that UTC hour): the hour's
+/// start in ms and the file's index; `None` for anything else.
+pub fn parse_result_key(dataset: &str, key: &str) -> Option<(i64, u32)> {
+    let mut parts = key.strip_prefix(dataset)?.strip_prefix('/')?.split('/');
+    parts.next()?.strip_prefix("date=")?;
+    let name = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    parse_hour_file_name(name)
+}
+
+/// `YYYYMMDDTHH-NNNN.parquet`: the hour's start (ms) and the index.
+fn parse_hour_file_name(name: &str) -> Option<(i64, u32)> {
+    let name = name.strip_suffix(".parquet")?;
     let (label, index) = name.split_once('-')?;
     let (day, hour) = label.split_once('T')?;
     if day.len() != 8 || hour.len() != 2 {
@@ -124,12 +144,7 @@ pub fn parse_trades_key(key: &str) -> Option<TradesFile> {
     let (y, m, d): (i64, u32, u32) = (day[..4].parse().ok()?, day[4..6].parse().ok()?, day[6..].parse().ok()?);
     let hour: i64 = hour.parse().ok()?;
     let days = days_from_civil(y, m, d)?;
-    Some(TradesFile {
-        key: key.to_owned(),
-        symbol,
-        hour: days * 86_400_000 + hour * 3_600_000,
-        index: index.parse().ok()?,
-    })
+    Some((days * 86_400_000 + hour * 3_600_000, index.parse().ok()?))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -176,6 +191,10 @@ mod tests {
         assert_eq!((file.symbol, file.hour, file.index), (None, 1_699_999_200_000, 1));
         assert_eq!(parse_trades_key("trades/date=2023-11-14/symbol=A/.tmp"), None);
         assert_eq!(parse_trades_key("window_metrics/date=2023-11-14/20231114T22-0000.parquet"), None);
+        let key = "window_metrics/date=2023-11-14/20231114T22-0002.parquet";
+        assert_eq!(parse_result_key("window_metrics", key), Some((1_699_999_200_000, 2)));
+        assert_eq!(parse_result_key("anomalies", key), None);
+        assert_eq!(parse_result_key("window_metrics", "window_metrics/date=2023-11-14/x.parquet"), None);
     }
 
     #[test]

@@ -30,16 +30,16 @@ use postgres::types::ToSql;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tradeflow_model::{Price, Time};
 
-/// The merge statement. Parameters: the metrics rows ($1-$14), the anomaly rows
-/// ($15-$24), the progress row ($25-$28, skipped when $25 is NULL). Returns the rows
-/// actually changed and deleted.
+/// The merge statement. Parameters: the metrics rows ($1-$14, and their digests $29), the
+/// anomaly rows ($15-$24), the progress row ($25-$28, skipped when $25 is NULL). Returns
+/// the rows actually changed and deleted.
 pub const MERGE: &str = "
 WITH m AS (
     SELECT * FROM unnest($1::boolean[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bigint[],
                          $6::text[], $7::float8[], $8::text[], $9::text[], $10::float8[], $11::text[],
-                         $12::text[], $13::float8[], $14::boolean[])
+                         $12::text[], $13::float8[], $14::boolean[], $29::bigint[])
         AS u(is_delete, symbol, window_start, window_end, trade_count, volume, vwap, min_price, max_price,
-             avg_price, open, close, volatility, is_final)
+             avg_price, open, close, volatility, is_final, digest)
 ),
 a AS (
     SELECT * FROM unnest($15::boolean[], $16::text[], $17::timestamptz[], $18::text[], $19::timestamptz[],
@@ -68,22 +68,23 @@ delete_anomalies AS (
 ),
 upsert_metrics AS (
     INSERT INTO window_metrics AS t (symbol, window_start, window_end, trade_count, volume, vwap, min_price, max_price,
-                                     avg_price, open, close, volatility, is_final, updated_at)
+                                     avg_price, open, close, volatility, is_final, digest, updated_at)
     SELECT symbol, window_start, window_end, trade_count, volume::numeric, vwap, min_price::numeric,
-           max_price::numeric, avg_price, open::numeric, close::numeric, volatility, is_final, now()
+           max_price::numeric, avg_price, open::numeric, close::numeric, volatility, is_final, digest, now()
     FROM m WHERE NOT is_delete
     ORDER BY symbol, window_start
     ON CONFLICT (symbol, window_start) DO UPDATE SET
         window_end = EXCLUDED.window_end, trade_count = EXCLUDED.trade_count, volume = EXCLUDED.volume,
         vwap = EXCLUDED.vwap, min_price = EXCLUDED.min_price, max_price = EXCLUDED.max_price,
         avg_price = EXCLUDED.avg_price, open = EXCLUDED.open, close = EXCLUDED.close,
-        volatility = EXCLUDED.volatility, is_final = EXCLUDED.is_final, updated_at = EXCLUDED.updated_at
+        volatility = EXCLUDED.volatility, is_final = EXCLUDED.is_final, digest = EXCLUDED.digest,
+        updated_at = EXCLUDED.updated_at
     WHERE (NOT t.is_final OR EXCLUDED.is_final)
       AND (t.window_end, t.trade_count, t.volume, t.vwap, t.min_price, t.max_price, t.avg_price, t.open, t.close,
-           t.volatility, t.is_final)
+           t.volatility, t.is_final, t.digest)
           IS DISTINCT FROM (EXCLUDED.window_end, EXCLUDED.trade_count, EXCLUDED.volume, EXCLUDED.vwap,
                             EXCLUDED.min_price, EXCLUDED.max_price, EXCLUDED.avg_price, EXCLUDED.open,
-                            EXCLUDED.close, EXCLUDED.volatility, EXCLUDED.is_final)
+                            EXCLUDED.close, EXCLUDED.volatility, EXCLUDED.is_final, EXCLUDED.digest)
     RETURNING 1
 ),
 settle_final_windows AS (
@@ -144,6 +145,7 @@ pub struct Batch {
     m_close: Vec<Option<String>>,
     m_volatility: Vec<Option<f64>>,
     m_is_final: Vec<Option<bool>>,
+    m_digest: Vec<Option<i64>>,
     a_is_delete: Vec<bool>,
     a_symbol: Vec<String>,
     a_window_start: Vec<SystemTime>,
@@ -183,6 +185,7 @@ impl Batch {
             b.m_close.push(row.as_ref().map(|r| price(r.close)));
             b.m_volatility.push(row.as_ref().and_then(|r| r.volatility).map(|v| v.0));
             b.m_is_final.push(row.as_ref().map(|r| r.is_final));
+            b.m_digest.push(row.as_ref().map(|r| r.digest_i64()));
         }
         for ((symbol, start, kind), row) in &changes.anomalies {
             b.a_is_delete.push(row.is_none());
@@ -209,7 +212,7 @@ impl Batch {
     }
 
     /// The statement's parameters, in order.
-    pub fn params(&self) -> [&(dyn ToSql + Sync); 28] {
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 29] {
         [
             &self.m_is_delete,
             &self.m_symbol,
@@ -239,6 +242,7 @@ impl Batch {
             &self.p_process,
             &self.p_epoch,
             &self.p_rows,
+            &self.m_digest,
         ]
     }
 }
@@ -308,7 +312,11 @@ mod tests {
         assert_eq!((b.m_vwap[0], b.m_volatility[0]), (Some(37000.5), None));
         assert_eq!((b.a_kind.clone(), b.a_severity.clone()), (vec!["volume_spike".to_owned()], vec![None]));
         assert_eq!((b.upserts, b.deletes, b.p_rows), (2, 1, Some(3)));
-        assert!(MERGE.contains("$28::bigint") && !MERGE.contains("$29"));
+        assert_eq!(
+            b.m_digest,
+            changes.metrics.values().map(|r| r.as_ref().map(|r| r.digest_i64())).collect::<Vec<_>>()
+        );
+        assert!(MERGE.contains("$29::bigint[]") && !MERGE.contains("$30"));
         let without = Batch::new(&changes, None);
         assert!(without.p_run_id.is_none() && without.p_epoch.is_none());
     }

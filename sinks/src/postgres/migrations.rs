@@ -22,11 +22,14 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "window_metrics, anomalies, fct_trades, sink_progress",
-    sql: include_str!("migrations/0001_schema.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "window_metrics, anomalies, fct_trades, sink_progress",
+        sql: include_str!("migrations/0001_schema.sql"),
+    },
+    Migration { version: 2, name: "window_metrics.digest", sql: include_str!("migrations/0002_window_digest.sql") },
+];
 
 /// The advisory lock key that serialises migrations ("tradeflo" in ASCII).
 const LOCK_KEY: i64 = 0x7472_6164_6566_6c6f;
