@@ -115,7 +115,16 @@ impl Airflow {
     /// `airflow dags test DAG`: its output and the final state of each task, from the
     /// task instances' "Marking task as STATE" lines.
     fn dag_test(&self, dag: &str) -> DagTest {
-        let out = self.run(&["dags", "test", dag]);
+        self.dag_test_with(&["dags", "test", dag])
+    }
+
+    /// `airflow dags test DAG DATE`: a run at logical date `DATE`.
+    fn dag_test_at(&self, dag: &str, date: &str) -> DagTest {
+        self.dag_test_with(&["dags", "test", dag, date])
+    }
+
+    fn dag_test_with(&self, args: &[&str]) -> DagTest {
+        let out = self.run(args);
         let log = format!("{}\n{}", out.stdout, out.stderr);
         let mut states: Vec<(String, String)> = Vec::new();
         let mut retried = Vec::new();
@@ -314,9 +323,11 @@ print("DAGBAG " + json.dumps({
     assert_eq!(bag["errors"], serde_json::json!({}), "import errors");
     let dags = bag["dags"].as_object().expect("dags");
     let ids: Vec<&String> = dags.keys().collect();
-    assert_eq!(ids, ["tradeflow_dbt", "tradeflow_health"], "no DAG for commands that do not exist yet");
+    assert_eq!(ids, ["tradeflow_dbt", "tradeflow_health", "tradeflow_quality", "tradeflow_report"]);
     assert_eq!(dags["tradeflow_health"]["schedule"], "*/10 * * * *");
     assert_eq!(dags["tradeflow_dbt"]["schedule"], "@hourly");
+    assert_eq!(dags["tradeflow_quality"]["schedule"], "0 */6 * * *");
+    assert_eq!(dags["tradeflow_report"]["schedule"], "0 9 * * *");
     for (id, dag) in dags {
         assert_eq!(dag["catchup"], false, "{id}");
         for (task, t) in dag["tasks"].as_object().expect("tasks") {
@@ -336,7 +347,13 @@ print("DAGBAG " + json.dumps({
     );
 
     // No hard-coded host, port, path or secret in the DAG files.
-    for file in ["dags/tradeflow_health.py", "dags/tradeflow_dbt.py", "dags/tradeflow_airflow/__init__.py"] {
+    for file in [
+        "dags/tradeflow_health.py",
+        "dags/tradeflow_dbt.py",
+        "dags/tradeflow_quality.py",
+        "dags/tradeflow_report.py",
+        "dags/tradeflow_airflow/__init__.py",
+    ] {
         let text = std::fs::read_to_string(repository().join(file)).expect("reading a DAG file");
         for pattern in ["127.0.0.1", "localhost", "http://", "/work/", "/home/", "/root/", "password="] {
             assert!(!text.contains(pattern), "{file} contains {pattern:?}");
@@ -579,4 +596,54 @@ fn run_results(dbt_dir: &Path) -> Vec<(String, String)> {
             (id.split('.').nth(2).unwrap_or_default().to_owned(), r["status"].as_str().unwrap_or_default().to_owned())
         })
         .collect()
+}
+
+#[test]
+fn the_quality_and_report_dags_check_and_report_on_a_lake_and_fail_on_a_missing_trades_file() {
+    let Some(exe) = airflow_executable() else { return };
+    let dir = temp_dir();
+    // About eight hours of a market from 2023-11-14T00:00Z into a lake.
+    let market = dir.path().join("market.ndjson");
+    simulate(&market, &["--count", "30000", "--rate", "1", "--seed", "3", "--start", "2023-11-14T00:00:00Z"]);
+    let lake = dir.path().join("lake");
+    let mut command = tradeflow_command();
+    command.args(["run", "--source", &file_url(&market), "--lake", &file_url(&lake), "--progress-interval", "0"]);
+    Running::spawn(command).finish(TIMEOUT).assert_success("tradeflow run into a lake");
+    let webhook = Webhook::start();
+    let reports = dir.path().join("reports");
+    let mut airflow = Airflow::new(exe, &dir.path().join("airflow"));
+    for (name, value) in [
+        ("TRADEFLOW_BIN", tradeflow_tests::tradeflow_bin().display().to_string()),
+        ("TRADEFLOW_LAKE", file_url(&lake)),
+        ("TRADEFLOW_REPORT_DIR", reports.display().to_string()),
+        ("TRADEFLOW_CHECK_ARGS", "--no-postgres".to_owned()),
+        ("SLACK_WEBHOOK_URL", webhook.url()),
+        ("TRADEFLOW_AIRFLOW_RETRY_DELAY_SECONDS", "1".to_owned()),
+    ] {
+        airflow.set(name, value);
+    }
+
+    // The run at 06:00 checks [00:00, 06:00); the run of the 15th at 09:00 reports the 14th.
+    let quality = airflow.dag_test_at("tradeflow_quality", "2023-11-14T06:00:00+00:00");
+    quality.assert_states(&[("check", "SUCCESS")]);
+    assert!(quality.log.contains("2023-11-14T00:00:00+00:00"), "the interval's start: {}", quality.tail());
+    let report = airflow.dag_test_at("tradeflow_report", "2023-11-15T09:00:00+00:00");
+    report.assert_states(&[("report", "SUCCESS")]);
+    for name in ["report-2023-11-14.html", "report-2023-11-14.md"] {
+        let path = reports.join(name);
+        assert!(path.is_file() && std::fs::metadata(&path).expect("a report").len() > 500, "{name}: {}", report.tail());
+    }
+    assert_eq!(webhook.take(), Vec::<String>::new(), "nothing posted");
+
+    // A trades file lost from the lake: the check fails (after its retry) and says so.
+    let lost = tradeflow_tests::lake::files_under(&lake.join("trades"))
+        .into_iter()
+        .find(|f| f.to_string_lossy().contains("T02-"))
+        .expect("a trades file of 02:00");
+    std::fs::remove_file(lake.join("trades").join(&lost)).expect("removing a trades file");
+    let bad = airflow.dag_test_at("tradeflow_quality", "2023-11-14T06:00:00+00:00");
+    bad.assert_states(&[("check", "FAILED")]);
+    assert!(bad.retried.contains(&"check".to_owned()), "check retried: {:?}", bad.retried);
+    let post = one_post(&webhook);
+    assert!(post.contains("tradeflow_quality.check"), "{post}");
 }

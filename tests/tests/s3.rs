@@ -106,6 +106,11 @@ fn run_args(source: &str, lake: &str, extra: &[&str]) -> Vec<String> {
     if !extra.contains(&"--lake-file-rows") {
         args.extend(["--lake-file-rows".to_owned(), FILE_ROWS.to_owned()]);
     }
+    // These tests check the S3 lake's data objects, object for object; checkpoints (their
+    // `_checkpoints/` objects, and resuming) are tested in resume.rs.
+    if !extra.contains(&"--checkpoint-interval") {
+        args.extend(["--checkpoint-interval".to_owned(), "0".to_owned()]);
+    }
     args.extend(knobs().args());
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     args
