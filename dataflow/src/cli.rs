@@ -148,9 +148,11 @@ pub struct RunArgs {
     /// How often a durable checkpoint is written to the lake (every source position, the
     /// open windows, what the sinks hold), so that a stopped or crashed run resumes where
     /// it was when the same command runs again; 0 = off. Needs the lake and sources that
-    /// can be re-read (kafka://).
-    #[arg(long, default_value = "10s", value_name = "DURATION")]
-    pub checkpoint_interval: String,
+    /// can be re-read: kafka:// (checkpointed every 10s unless given), file:// and lake://
+    /// (checkpointed only when this is given: their checkpoints keep a copy of the trades
+    /// of the hours still open, which a fast replay fills quickly).
+    #[arg(long, value_name = "DURATION")]
+    pub checkpoint_interval: Option<String>,
     /// The job's name: where its checkpoint lives (`<lake>/_checkpoints/<NAME>/`). Default:
     /// derived from the sources (without their start, end and group) and the sinks.
     #[arg(long, value_name = "NAME")]
