@@ -144,7 +144,13 @@ fn collect(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> Jo
 impl Running {
     /// Starts `command` with stdin closed and stdout/stderr collected.
     pub fn spawn(mut command: Command) -> Running {
-        let what = format!("{command:?}");
+        // The program and its arguments, not its environment (which may hold a test
+        // server's password): what failure messages show.
+        let what = std::iter::once(command.get_program())
+            .chain(command.get_args())
+            .map(|a| format!("{:?}", a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
