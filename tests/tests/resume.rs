@@ -461,7 +461,9 @@ fn market_file(dir: &Path) -> std::path::PathBuf {
 fn file_and_lake_replays_killed_at_random_moments_and_restarted_equal_an_uninterrupted_run() {
     let dir = temp_dir();
     let source = file_url(&market_file(dir.path()));
-    let timely = ["-w", "2"];
+    // Files of at most 50,000 trades: a replay resumes file by file, so a kill makes it
+    // read again at most what it had of one file per worker.
+    let timely = ["-w", "2", "--lake-file-rows", "50000"];
     let reference_lake = dir.path().join("uninterrupted");
     let reference = run_to_end(&run_args(&source, &reference_lake, &timely), "the uninterrupted run");
     let summary = reference.summary();
