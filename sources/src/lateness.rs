@@ -173,6 +173,34 @@ pub fn late_detail(ts: i64, watermark: i64, lateness_ms: i64) -> String {
     )
 }
 
+/// Decides a parsed trade of a live stream's `partition`: into `batch.trades` when it is
+/// on time, else into `batch.rejects` as late (or, unreachable since the parser checks the
+/// same, with a bad symbol); `reject` builds the dead letter from a reason, its detail,
+/// the raw record and its element index.
+pub fn admit_parsed(
+    partitions: &mut Partitions,
+    partition: usize,
+    trade: &crate::format::RawTrade<'_>,
+    now: Instant,
+    lateness_ms: i64,
+    batch: &mut crate::batch::Batch,
+    reject: impl Fn(tradeflow_model::RejectReason, String, &[u8], u32) -> tradeflow_model::Reject,
+) {
+    use tradeflow_model::RejectReason;
+    let watermark = partitions.watermark(partition);
+    if !partitions.admit(partition, trade.ts, now) {
+        let detail = late_detail(trade.ts, watermark, lateness_ms);
+        batch.rejects.push(reject(RejectReason::Late, detail, trade.raw, trade.element));
+        return;
+    }
+    match trade.to_trade() {
+        Ok(accepted) => batch.trades.push(accepted),
+        Err(e) => {
+            batch.rejects.push(reject(RejectReason::BadSymbol, format!("field \"s\": {e}"), trade.raw, trade.element))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,14 +16,14 @@
 use crate::batch::{Batch, report_failure, stream_segment, wall_ms};
 use crate::driver::{Poll, Reader, live_poll};
 use crate::format::{Item, parse_line};
-use crate::lateness::{Partitions, late_detail};
+use crate::lateness::{Partitions, admit_parsed};
 use std::io::BufRead;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::time::{Duration, Instant};
 use timely::scheduling::SyncActivator;
-use tradeflow_model::{Payload, Reject, RejectReason};
+use tradeflow_model::{Payload, Reject};
 
 /// The source's name in dead letters, logs and metrics.
 pub const LABEL: &str = "stdin";
@@ -91,24 +91,7 @@ impl StdinReader {
             let partitions = &mut self.partitions;
             let lateness_ms = self.lateness_ms;
             parse_line(&block.bytes[start..end], &mut |item| match item {
-                Item::Trade(t) => {
-                    let watermark = partitions.watermark(0);
-                    if !partitions.admit(0, t.ts, now) {
-                        let detail = late_detail(t.ts, watermark, lateness_ms);
-                        batch.rejects.push(reject(RejectReason::Late, detail, t.raw, t.element));
-                        return;
-                    }
-                    match t.to_trade() {
-                        Ok(trade) => batch.trades.push(trade),
-                        // Unreachable: the parser applies the same check.
-                        Err(e) => batch.rejects.push(reject(
-                            RejectReason::BadSymbol,
-                            format!("field \"s\": {e}"),
-                            t.raw,
-                            t.element,
-                        )),
-                    }
-                }
+                Item::Trade(t) => admit_parsed(partitions, 0, &t, now, lateness_ms, batch, reject),
                 Item::Reject(r) => batch.rejects.push(reject(r.reason, r.detail, r.payload, r.element)),
                 Item::Ping => {}
                 Item::ServerError(message) => {

@@ -25,14 +25,14 @@ use super::client::{ConnectionMetrics, Feed, Frame, spawn};
 use crate::batch::{Batch, report_failure, wall_ms};
 use crate::driver::{Poll, Reader, live_poll};
 use crate::format::{Item, parse_line};
-use crate::lateness::{Partitions, late_detail};
+use crate::lateness::{Partitions, admit_parsed};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use timely::scheduling::SyncActivator;
 use tokio::sync::mpsc::error::TryRecvError;
-use tradeflow_model::{Payload, Reject, RejectReason};
+use tradeflow_model::{Payload, Reject};
 
 /// Frames decoded per activation at most.
 const BUDGET: usize = 4096;
@@ -125,22 +125,7 @@ impl FinnhubReader {
         parse_line(&frame.bytes, &mut |item| match item {
             Item::Trade(t) => {
                 let partition = partition_of.get(t.symbol.as_ref()).copied().unwrap_or(other);
-                let watermark = partitions.watermark(partition);
-                if !partitions.admit(partition, t.ts, now) {
-                    let detail = late_detail(t.ts, watermark, lateness_ms);
-                    batch.rejects.push(reject(RejectReason::Late, detail, t.raw, t.element));
-                    return;
-                }
-                match t.to_trade() {
-                    Ok(trade) => batch.trades.push(trade),
-                    // Unreachable: the parser applies the same check.
-                    Err(e) => batch.rejects.push(reject(
-                        RejectReason::BadSymbol,
-                        format!("field \"s\": {e}"),
-                        t.raw,
-                        t.element,
-                    )),
-                }
+                admit_parsed(partitions, partition, &t, now, lateness_ms, batch, reject);
             }
             Item::Reject(r) => batch.rejects.push(reject(r.reason, r.detail, r.payload, r.element)),
             Item::Ping => {}
