@@ -34,7 +34,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 use tradeflow_model::{Anomaly, AnomalyKind, Symbol, WindowMetrics, WindowSpec, date_of, format_ts, group_thousands};
-use tradeflow_operators::{AnalyticsParams, AnomalyParams};
+use tradeflow_operators::AnalyticsParams;
 use tradeflow_sinks::lake::parquet::{anomalies_from_batch, metrics_from_batch, trades_from_batch};
 use tradeflow_sinks::lake::paths::{parse_result_key, parse_trades_key};
 
@@ -66,27 +66,9 @@ pub struct CheckArgs {
     /// Check the lake only, even when DATABASE_URL or POSTGRES_HOST is set.
     #[arg(long, conflicts_with = "postgres")]
     pub no_postgres: bool,
-    /// Window size: the run's --window.
-    #[arg(long, default_value = "1m", value_name = "DURATION")]
-    pub window: String,
-    /// The run's --slide (default: tumbling).
-    #[arg(long, value_name = "DURATION")]
-    pub slide: Option<String>,
-    /// The run's --volatility-windows.
-    #[arg(long, default_value_t = 20, value_name = "K")]
-    pub volatility_windows: usize,
-    /// The run's --spike-factor.
-    #[arg(long, default_value_t = 3.0, value_name = "F")]
-    pub spike_factor: f64,
-    /// The run's --baseline-windows.
-    #[arg(long, default_value_t = 20, value_name = "K")]
-    pub baseline_windows: usize,
-    /// The run's --min-history.
-    #[arg(long, default_value_t = 5, value_name = "H")]
-    pub min_history: usize,
-    /// The run's --jump-sigma.
-    #[arg(long, default_value_t = 4.0, value_name = "Z")]
-    pub jump_sigma: f64,
+    /// The run's analytics settings (pass the values the run used).
+    #[command(flatten)]
+    pub analytics: crate::cli::AnalyticsArgs,
     /// Report a gap when more than N windows in a row have no trades of a symbol between
     /// two of its trades.
     #[arg(long, default_value_t = 5, value_name = "N")]
@@ -202,42 +184,7 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
 
 /// The analytics flags, validated as `tradeflow run` does.
 fn analytics_params(args: &CheckArgs) -> anyhow::Result<AnalyticsParams> {
-    let ms = |flag: &str, text: &str| -> anyhow::Result<i64> {
-        let d = crate::config::duration(flag, text)?;
-        i64::try_from(d.as_millis()).map_err(|_| anyhow!("{flag} {text:?}: too long"))
-    };
-    let window = ms("--window", &args.window)?;
-    let slide = args.slide.as_deref().map(|s| ms("--slide", s)).transpose()?.unwrap_or(window);
-    let windows = WindowSpec::hopping(window, slide).map_err(|e| anyhow!("--window {} --slide: {e}", args.window))?;
-    for (flag, value) in
-        [("--volatility-windows", args.volatility_windows), ("--baseline-windows", args.baseline_windows)]
-    {
-        if value == 0 || value > crate::config::limits::HISTORY_WINDOWS {
-            bail!("{flag} {value}: use the run's value, between 1 and {}", crate::config::limits::HISTORY_WINDOWS);
-        }
-    }
-    if args.min_history > args.baseline_windows {
-        bail!(
-            "--min-history {} is more than --baseline-windows {}: use the run's values",
-            args.min_history,
-            args.baseline_windows
-        );
-    }
-    for (flag, value) in [("--spike-factor", args.spike_factor), ("--jump-sigma", args.jump_sigma)] {
-        if !(value.is_finite() && value > 0.0) {
-            bail!("{flag} {value}: must be a positive number (the run's value)");
-        }
-    }
-    Ok(AnalyticsParams {
-        windows,
-        volatility_windows: args.volatility_windows,
-        anomalies: AnomalyParams {
-            spike_factor: args.spike_factor,
-            baseline_windows: args.baseline_windows,
-            min_history: args.min_history,
-            jump_sigma: args.jump_sigma,
-        },
-    })
+    crate::config::analytics_params(&args.analytics).map_err(|e| anyhow!("{e} (give the run's values)"))
 }
 
 /// `[from, to)` in ms from `--date` or `--from`/`--to`.
@@ -528,11 +475,11 @@ impl Report {
             params: Params {
                 window_ms: params.windows.size(),
                 slide_ms: params.windows.slide(),
-                volatility_windows: args.volatility_windows,
-                baseline_windows: args.baseline_windows,
-                min_history: args.min_history,
-                spike_factor: args.spike_factor,
-                jump_sigma: args.jump_sigma,
+                volatility_windows: args.analytics.volatility_windows,
+                baseline_windows: args.analytics.baseline_windows,
+                min_history: args.analytics.min_history,
+                spike_factor: args.analytics.spike_factor,
+                jump_sigma: args.analytics.jump_sigma,
                 gap_windows: args.gap_windows,
             },
             quality: Quality {

@@ -96,33 +96,15 @@ pub struct RunArgs {
     /// How long the PostgreSQL sink retries a lost connection before the run stops.
     #[arg(long, default_value = "5m", value_name = "DURATION")]
     pub postgres_retry_for: String,
-    /// Window size.
-    #[arg(long, default_value = "1m", value_name = "DURATION")]
-    pub window: String,
-    /// Hop between window starts (must divide --window); default: tumbling.
-    #[arg(long, value_name = "DURATION")]
-    pub slide: Option<String>,
+    /// Windows, volatility and anomaly rules.
+    #[command(flatten)]
+    pub analytics: AnalyticsArgs,
     /// How far behind its partition's newest trade a trade may be and still count.
     #[arg(long, default_value = "5s", value_name = "DURATION")]
     pub allowed_lateness: String,
     /// Wall-clock silence after which a live partition stops holding the watermark back.
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub idle_timeout: String,
-    /// Windows spanned by the rolling volatility (K).
-    #[arg(long, default_value_t = 20, value_name = "K")]
-    pub volatility_windows: usize,
-    /// A volume spike is volume > F x baseline.
-    #[arg(long, default_value_t = 3.0, value_name = "F")]
-    pub spike_factor: f64,
-    /// Windows before a window that form its volume baseline (K).
-    #[arg(long, default_value_t = 20, value_name = "K")]
-    pub baseline_windows: usize,
-    /// Baseline windows that must have trades before a spike can fire (H).
-    #[arg(long, default_value_t = 5, value_name = "H")]
-    pub min_history: usize,
-    /// A price jump is |r - mean| > Z x volatility.
-    #[arg(long, default_value_t = 4.0, value_name = "Z")]
-    pub jump_sigma: f64,
     /// Serve Prometheus metrics at http://ADDR/metrics (host:port, or a port on
     /// 127.0.0.1, e.g. 127.0.0.1:9898). Each process of a -n N run serves its own.
     #[arg(long, value_name = "ADDR")]
@@ -167,6 +149,33 @@ pub struct RunArgs {
     /// Timely execution.
     #[command(flatten)]
     pub timely: TimelyArgs,
+}
+
+/// The analytics settings: windows, volatility and the anomaly rules (`run`; `check`
+/// takes the same, to recompute what the run computed).
+#[derive(Debug, Clone, Args)]
+pub struct AnalyticsArgs {
+    /// Window size.
+    #[arg(long, default_value = "1m", value_name = "DURATION")]
+    pub window: String,
+    /// Hop between window starts (must divide --window); default: tumbling.
+    #[arg(long, value_name = "DURATION")]
+    pub slide: Option<String>,
+    /// Windows spanned by the rolling volatility (K).
+    #[arg(long, default_value_t = 20, value_name = "K")]
+    pub volatility_windows: usize,
+    /// A volume spike is volume > F x baseline.
+    #[arg(long, default_value_t = 3.0, value_name = "F")]
+    pub spike_factor: f64,
+    /// Windows before a window that form its volume baseline (K).
+    #[arg(long, default_value_t = 20, value_name = "K")]
+    pub baseline_windows: usize,
+    /// Baseline windows that must have trades before a spike can fire (H).
+    #[arg(long, default_value_t = 5, value_name = "H")]
+    pub min_history: usize,
+    /// A price jump is |r - mean| > Z x volatility.
+    #[arg(long, default_value_t = 4.0, value_name = "Z")]
+    pub jump_sigma: f64,
 }
 
 /// `tradeflow simulate`.

@@ -2,7 +2,7 @@
 //!
 //! Every error names the flag, the value given and what would work.
 
-use crate::cli::{RunArgs, TimelyArgs};
+use crate::cli::{AnalyticsArgs, RunArgs, TimelyArgs};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -176,6 +176,69 @@ fn at_most_duration(flag: &str, text: &str, value: Duration, limit: Duration, sh
     Ok(())
 }
 
+/// The analytics parameters of `args`, range-checked (see [`limits`]); every error names
+/// the flag. Shared by `run` and `check`.
+pub fn analytics_params(args: &AnalyticsArgs) -> Result<AnalyticsParams, ConfigError> {
+    let window = millis("--window", &args.window)?;
+    let slide = match &args.slide {
+        Some(s) => millis("--slide", s)?,
+        None => window,
+    };
+    let windows = WindowSpec::hopping(window, slide).map_err(|e| {
+        ConfigError(format!("--window {} --slide {}: {e}", args.window, args.slide.as_deref().unwrap_or("(= window)")))
+    })?;
+    at_most("--window", &args.window, window, limits::WINDOW_MS, "7d")?;
+    if windows.windows_per_pane() > limits::WINDOWS_PER_PANE {
+        return Err(ConfigError(format!(
+            "--window {} --slide {}: {} windows hold each trade, more than the limit of {}: every trade would update that many rows; use a longer --slide (at least {})",
+            args.window,
+            args.slide.as_deref().unwrap_or("(= window)"),
+            windows.windows_per_pane(),
+            limits::WINDOWS_PER_PANE,
+            humantime::format_duration(Duration::from_millis(
+                (window as u64).div_ceil(limits::WINDOWS_PER_PANE as u64)
+            )),
+        )));
+    }
+    for (flag, value) in
+        [("--volatility-windows", args.volatility_windows), ("--baseline-windows", args.baseline_windows)]
+    {
+        if value == 0 {
+            return Err(ConfigError(format!(
+                "{flag} 0: must be at least 1{}",
+                if flag == "--volatility-windows" { " (volatility needs 3 windows to be non-NULL)" } else { "" }
+            )));
+        }
+        if value > limits::HISTORY_WINDOWS {
+            return Err(ConfigError(format!(
+                "{flag} {value}: at most {}: each symbol keeps that many past windows in memory",
+                limits::HISTORY_WINDOWS
+            )));
+        }
+    }
+    if args.min_history > args.baseline_windows {
+        return Err(ConfigError(format!(
+            "--min-history {} is more than --baseline-windows {}: a spike could never fire; use at most {}",
+            args.min_history, args.baseline_windows, args.baseline_windows
+        )));
+    }
+    for (flag, value) in [("--spike-factor", args.spike_factor), ("--jump-sigma", args.jump_sigma)] {
+        if !(value.is_finite() && value > 0.0) {
+            return Err(ConfigError(format!("{flag} {value}: must be a positive number")));
+        }
+    }
+    Ok(AnalyticsParams {
+        windows,
+        volatility_windows: args.volatility_windows,
+        anomalies: AnomalyParams {
+            spike_factor: args.spike_factor,
+            baseline_windows: args.baseline_windows,
+            min_history: args.min_history,
+            jump_sigma: args.jump_sigma,
+        },
+    })
+}
+
 impl RunConfig {
     /// Validates the raw flags.
     pub fn from_args(args: &RunArgs) -> Result<RunConfig, ConfigError> {
@@ -192,31 +255,7 @@ impl RunConfig {
         let dashboard_addr =
             args.dashboard_addr.as_deref().map(|a| crate::web::parse_addr("--dashboard-addr", a)).transpose()?;
 
-        let window = millis("--window", &args.window)?;
-        let slide = match &args.slide {
-            Some(s) => millis("--slide", s)?,
-            None => window,
-        };
-        let windows = WindowSpec::hopping(window, slide).map_err(|e| {
-            ConfigError(format!(
-                "--window {} --slide {}: {e}",
-                args.window,
-                args.slide.as_deref().unwrap_or("(= window)")
-            ))
-        })?;
-        at_most("--window", &args.window, window, limits::WINDOW_MS, "7d")?;
-        if windows.windows_per_pane() > limits::WINDOWS_PER_PANE {
-            return Err(ConfigError(format!(
-                "--window {} --slide {}: {} windows hold each trade, more than the limit of {}: every trade would update that many rows; use a longer --slide (at least {})",
-                args.window,
-                args.slide.as_deref().unwrap_or("(= window)"),
-                windows.windows_per_pane(),
-                limits::WINDOWS_PER_PANE,
-                humantime::format_duration(Duration::from_millis(
-                    (window as u64).div_ceil(limits::WINDOWS_PER_PANE as u64)
-                )),
-            )));
-        }
+        let params = analytics_params(&args.analytics)?;
         let lateness_ms = millis("--allowed-lateness", &args.allowed_lateness)?;
         at_most("--allowed-lateness", &args.allowed_lateness, lateness_ms, limits::LATENESS_MS, "7d")?;
         let idle_timeout = duration("--idle-timeout", &args.idle_timeout)?;
@@ -226,33 +265,6 @@ impl RunConfig {
         at_most_duration("--idle-timeout", &args.idle_timeout, idle_timeout, limits::WAIT, "1d")?;
         let progress = duration("--progress-interval", &args.progress_interval)?;
         at_most_duration("--progress-interval", &args.progress_interval, progress, limits::WAIT, "1d")?;
-        for (flag, value) in
-            [("--volatility-windows", args.volatility_windows), ("--baseline-windows", args.baseline_windows)]
-        {
-            if value == 0 {
-                return Err(ConfigError(format!(
-                    "{flag} 0: must be at least 1{}",
-                    if flag == "--volatility-windows" { " (volatility needs 3 windows to be non-NULL)" } else { "" }
-                )));
-            }
-            if value > limits::HISTORY_WINDOWS {
-                return Err(ConfigError(format!(
-                    "{flag} {value}: at most {}: each symbol keeps that many past windows in memory",
-                    limits::HISTORY_WINDOWS
-                )));
-            }
-        }
-        if args.min_history > args.baseline_windows {
-            return Err(ConfigError(format!(
-                "--min-history {} is more than --baseline-windows {}: a spike could never fire; use at most {}",
-                args.min_history, args.baseline_windows, args.baseline_windows
-            )));
-        }
-        for (flag, value) in [("--spike-factor", args.spike_factor), ("--jump-sigma", args.jump_sigma)] {
-            if !(value.is_finite() && value > 0.0) {
-                return Err(ConfigError(format!("{flag} {value}: must be a positive number")));
-            }
-        }
         if args.lake_file_rows == 0 || args.lake_file_rows > limits::LAKE_FILE_ROWS {
             return Err(ConfigError(format!(
                 "--lake-file-rows {}: must be between 1 and {}",
@@ -360,16 +372,7 @@ impl RunConfig {
             bounded,
             lake: (!args.no_lake).then(|| args.lake.clone()),
             postgres,
-            params: AnalyticsParams {
-                windows,
-                volatility_windows: args.volatility_windows,
-                anomalies: AnomalyParams {
-                    spike_factor: args.spike_factor,
-                    baseline_windows: args.baseline_windows,
-                    min_history: args.min_history,
-                    jump_sigma: args.jump_sigma,
-                },
-            },
+            params,
             lateness_ms,
             idle_timeout,
             progress_interval: (!progress.is_zero()).then_some(progress),
@@ -422,18 +425,18 @@ fn job_settings(
     settings.insert("lake".into(), if args.no_lake { "(none)".into() } else { args.lake.clone() });
     settings.insert("postgres".into(), postgres.map_or("(none)".into(), |p| p.target.name().to_owned()));
     for (name, value) in [
-        ("window", &args.window),
-        ("slide", args.slide.as_ref().unwrap_or(&args.window)),
+        ("window", &args.analytics.window),
+        ("slide", args.analytics.slide.as_ref().unwrap_or(&args.analytics.window)),
         ("allowed-lateness", &args.allowed_lateness),
         ("idle-timeout", &args.idle_timeout),
     ] {
         settings.insert(name.into(), value.clone());
     }
-    settings.insert("volatility-windows".into(), args.volatility_windows.to_string());
-    settings.insert("spike-factor".into(), args.spike_factor.to_string());
-    settings.insert("baseline-windows".into(), args.baseline_windows.to_string());
-    settings.insert("min-history".into(), args.min_history.to_string());
-    settings.insert("jump-sigma".into(), args.jump_sigma.to_string());
+    settings.insert("volatility-windows".into(), args.analytics.volatility_windows.to_string());
+    settings.insert("spike-factor".into(), args.analytics.spike_factor.to_string());
+    settings.insert("baseline-windows".into(), args.analytics.baseline_windows.to_string());
+    settings.insert("min-history".into(), args.analytics.min_history.to_string());
+    settings.insert("jump-sigma".into(), args.analytics.jump_sigma.to_string());
     settings.insert("lake-file-rows".into(), args.lake_file_rows.to_string());
     // Only when not the default, so that the jobs of lakes written before the flag existed
     // keep their names.
