@@ -73,16 +73,11 @@ struct SymbolFiles {
 struct TradesWriter {
     lake: Arc<Lake>,
     max_rows: usize,
-    checkpointed: bool,
     symbols: FxHashMap<Symbol, SymbolFiles>,
     complete: Vec<Trade>,
     written_up_to: i64,
-    /// Checkpointed runs: the trades received since the last part, encoded, and the
-    /// newest event time among them.
-    received: Vec<u8>,
-    received_max: i64,
-    /// Checkpointed runs: (first boundary, newest event time) of the parts with payloads.
-    payloads: Vec<(u64, i64)>,
+    /// What the checkpoint parts keep.
+    received: Received,
 }
 
 /// What a checkpoint keeps of one symbol.
@@ -106,13 +101,10 @@ pub fn write_trades<'scope>(
     let writer = TradesWriter {
         lake,
         max_rows,
-        checkpointed: saver.is_some(),
         symbols: FxHashMap::default(),
         complete: Vec::new(),
         written_up_to: i64::MIN,
-        received: Vec::new(),
-        received_max: i64::MIN,
-        payloads: Vec::new(),
+        received: Received::new(saver.is_some()),
     };
     let pact = Exchange::new(|t: &Trade| t.symbol.route());
     watermarked_sink("LakeTrades", trades, pact, watermarks, reporters, saver, writer)
@@ -126,10 +118,7 @@ impl SinkLogic<Trade> for TradesWriter {
                 tracing::error!("a trade below the watermark reached the lake writer and is not written: {trade:?}");
                 continue;
             }
-            if self.checkpointed {
-                write_trade(&mut self.received, &trade);
-                self.received_max = self.received_max.max(trade.ts);
-            }
+            self.received.record(&trade);
             let second = trade.ts.div_euclid(1000);
             match self.symbols.get_mut(&trade.symbol) {
                 Some(files) => files.tail.entry(second).or_default().push(trade),
@@ -179,14 +168,7 @@ impl SinkLogic<Trade> for TradesWriter {
         // Trades still needed are at or after the oldest open hour, or not yet written.
         let oldest = self.symbols.values().filter_map(|f| f.open.as_ref().map(|o| o.hour)).min();
         let needed_from = oldest.unwrap_or(self.written_up_to).min(self.written_up_to);
-        let received_max = std::mem::replace(&mut self.received_max, i64::MIN);
-        let received = std::mem::take(&mut self.received);
-        // Received trades all written already (the end of a bounded run): nothing to keep.
-        let payload = (!received.is_empty() && received_max >= needed_from).then_some(received);
-        if payload.is_some() {
-            self.payloads.push((valid.first, received_max));
-        }
-        self.payloads.retain(|(_, newest)| *newest >= needed_from);
+        let (payload, needs) = self.received.part(valid.first, needed_from);
         let mut saved: Vec<SavedSymbol> = self
             .symbols
             .iter()
@@ -197,24 +179,15 @@ impl SinkLogic<Trade> for TradesWriter {
             })
             .collect();
         saved.sort_by(|a, b| a.symbol.cmp(&b.symbol));
-        Part {
-            state: to_json(&(self.written_up_to, saved)),
-            payload,
-            needs: self.payloads.iter().map(|(first, _)| *first).collect(),
-        }
+        Part { state: to_json(&(self.written_up_to, saved)), payload, needs }
     }
 
     fn restore(&mut self, restored: Restored) -> Result<(), String> {
         let (written_up_to, saved): (i64, Vec<SavedSymbol>) = from_json("the lake's trades writer", &restored.state)?;
         self.written_up_to = written_up_to;
         let mut by_symbol: FxHashMap<Symbol, Vec<Trade>> = FxHashMap::default();
-        for (first, payload) in &restored.payloads {
-            let trades = read_trades(payload)?;
-            let newest = trades.iter().map(|t| t.ts).max().unwrap_or(i64::MIN);
-            self.payloads.push((*first, newest));
-            for trade in trades {
-                by_symbol.entry(trade.symbol.clone()).or_default().push(trade);
-            }
+        for trade in self.received.restore(&restored.payloads)? {
+            by_symbol.entry(trade.symbol.clone()).or_default().push(trade);
         }
         for saved in saved {
             let mut files = SymbolFiles { last: saved.last, ..SymbolFiles::default() };
@@ -265,6 +238,57 @@ impl SinkLogic<Trade> for TradesWriter {
             }
         }
         Ok(())
+    }
+}
+
+/// What a checkpointed trades writer keeps for its parts: the trades received since the
+/// last part, compactly (that part's payload), and which earlier parts' payloads may still
+/// hold trades a resume needs. Off (recording nothing) when the run is not checkpointed.
+pub(super) struct Received {
+    on: bool,
+    bytes: Vec<u8>,
+    newest: i64,
+    /// (first boundary, newest event time) of the parts with payloads.
+    payloads: Vec<(u64, i64)>,
+}
+
+impl Received {
+    pub(super) fn new(on: bool) -> Received {
+        Received { on, bytes: Vec::new(), newest: i64::MIN, payloads: Vec::new() }
+    }
+
+    /// Records a trade the writer received.
+    pub(super) fn record(&mut self, trade: &Trade) {
+        if self.on {
+            write_trade(&mut self.bytes, trade);
+            self.newest = self.newest.max(trade.ts);
+        }
+    }
+
+    /// The payload and the needs of the part valid from `first`, when no trade before
+    /// `needed_from` can be needed any more: a payload of trades all written already (the
+    /// end of a bounded run) is not kept.
+    pub(super) fn part(&mut self, first: u64, needed_from: i64) -> (Option<Vec<u8>>, Vec<u64>) {
+        let newest = std::mem::replace(&mut self.newest, i64::MIN);
+        let bytes = std::mem::take(&mut self.bytes);
+        let payload = (!bytes.is_empty() && newest >= needed_from).then_some(bytes);
+        if payload.is_some() {
+            self.payloads.push((first, newest));
+        }
+        self.payloads.retain(|(_, newest)| *newest >= needed_from);
+        (payload, self.payloads.iter().map(|(first, _)| *first).collect())
+    }
+
+    /// The trades of a resumed checkpoint's payloads, in order; their parts are kept as
+    /// needed as before.
+    pub(super) fn restore(&mut self, payloads: &[(u64, Vec<u8>)]) -> Result<Vec<Trade>, String> {
+        let mut all = Vec::new();
+        for (first, payload) in payloads {
+            let trades = read_trades(payload)?;
+            self.payloads.push((*first, trades.iter().map(|t| t.ts).max().unwrap_or(i64::MIN)));
+            all.extend(trades);
+        }
+        Ok(all)
     }
 }
 

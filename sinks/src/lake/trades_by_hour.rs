@@ -29,6 +29,7 @@
 use super::encoder::EncodeJob;
 use super::paths::hour_label;
 use super::store::Lake;
+use super::trades::Received;
 use super::watermarked::{SinkLogic, Step, watermarked_sink};
 use std::collections::BTreeMap;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -60,15 +61,10 @@ struct HourBuffer {
 struct HourWriter {
     lake: Arc<Lake>,
     max_rows: usize,
-    spill_rows: usize,
-    checkpointed: bool,
     hours: BTreeMap<i64, HourBuffer>,
     written_up_to: i64,
-    /// Checkpointed runs: the trades received since the last part, and their newest time.
-    received: Vec<u8>,
-    received_max: i64,
-    /// Checkpointed runs: (first boundary, newest event time) of the parts with payloads.
-    payloads: Vec<(u64, i64)>,
+    /// What the checkpoint parts keep.
+    received: Received,
 }
 
 /// Writes the accepted trades to the lake by hour (see the module documentation).
@@ -83,13 +79,9 @@ pub fn write_trades_by_hour<'scope>(
     let writer = HourWriter {
         lake,
         max_rows,
-        spill_rows: max_rows,
-        checkpointed: saver.is_some(),
         hours: BTreeMap::new(),
         written_up_to: i64::MIN,
-        received: Vec::new(),
-        received_max: i64::MIN,
-        payloads: Vec::new(),
+        received: Received::new(saver.is_some()),
     };
     let pact = Exchange::new(|t: &Trade| t.ts.div_euclid(HOUR) as u64);
     watermarked_sink("LakeTradesByHour", trades, pact, watermarks, reporters, saver, writer)
@@ -107,13 +99,13 @@ impl HourWriter {
         let buffer = self.hours.entry(hour).or_default();
         buffer.rows.push(trade);
         buffer.count += 1;
-        if buffer.rows.len() >= self.spill_rows {
+        if buffer.rows.len() >= self.max_rows {
             let run = self.lake.spool_path().with_extension("run");
             spill(&mut buffer.rows, &run)?;
             tracing::debug!(
                 "lake trades of {}: {} in memory spilled to {}",
                 hour_label(hour),
-                self.spill_rows,
+                self.max_rows,
                 run.display()
             );
             buffer.runs.push(run);
@@ -183,10 +175,7 @@ impl SinkLogic<Trade> for HourWriter {
                 tracing::error!("a trade below the watermark reached the lake writer and is not written: {trade:?}");
                 continue;
             }
-            if self.checkpointed {
-                write_trade(&mut self.received, &trade);
-                self.received_max = self.received_max.max(trade.ts);
-            }
+            self.received.record(&trade);
             if let Err(e) = self.add(trade) {
                 self.lake.report_error(format!("spilling trades to the staging directory: {e}"));
             }
@@ -209,19 +198,9 @@ impl SinkLogic<Trade> for HourWriter {
     fn save(&mut self, valid: Validity) -> Part {
         // Trades still needed: those of hours not yet written.
         let needed_from = self.hours.keys().next().copied().unwrap_or(self.written_up_to).min(self.written_up_to);
-        let received_max = std::mem::replace(&mut self.received_max, i64::MIN);
-        let received = std::mem::take(&mut self.received);
-        let payload = (!received.is_empty() && received_max >= needed_from).then_some(received);
-        if payload.is_some() {
-            self.payloads.push((valid.first, received_max));
-        }
-        self.payloads.retain(|(_, newest)| *newest >= needed_from);
+        let (payload, needs) = self.received.part(valid.first, needed_from);
         let open: Vec<(i64, usize)> = self.hours.iter().map(|(hour, b)| (*hour, b.count)).collect();
-        Part {
-            state: to_json(&(self.written_up_to, open)),
-            payload,
-            needs: self.payloads.iter().map(|(first, _)| *first).collect(),
-        }
+        Part { state: to_json(&(self.written_up_to, open)), payload, needs }
     }
 
     fn restore(&mut self, restored: Restored) -> Result<(), String> {
@@ -229,15 +208,10 @@ impl SinkLogic<Trade> for HourWriter {
             from_json("the lake's trades writer (by hour)", &restored.state)?;
         self.written_up_to = written_up_to;
         let open: BTreeMap<i64, usize> = open.into_iter().collect();
-        for (first, payload) in &restored.payloads {
-            let trades = read_trades(payload)?;
-            let newest = trades.iter().map(|t| t.ts).max().unwrap_or(i64::MIN);
-            self.payloads.push((*first, newest));
-            for trade in trades {
-                // Hours already written are not taken back.
-                if trade.ts.div_euclid(HOUR) * HOUR + HOUR > written_up_to {
-                    self.add(trade)?;
-                }
+        for trade in self.received.restore(&restored.payloads)? {
+            // Hours already written are not taken back.
+            if trade.ts.div_euclid(HOUR) * HOUR + HOUR > written_up_to {
+                self.add(trade)?;
             }
         }
         for (hour, count) in &open {
