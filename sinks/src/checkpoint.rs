@@ -100,6 +100,8 @@ pub struct LakeCheckpoints {
     closed: AtomicBool,
     /// Held while a checkpoint is committed: one at a time, in order.
     committing: Mutex<()>,
+    /// See [`Checkpoints::durable_through`].
+    durable: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -157,6 +159,7 @@ impl LakeCheckpoints {
             postgres: Mutex::new(None),
             closed: AtomicBool::new(false),
             committing: Mutex::new(()),
+            durable: std::sync::atomic::AtomicU64::new(wall_ms().max(0) as u64),
         };
         let start = checkpoints.resume(manifests, from_scratch)?;
         Ok((Arc::new(checkpoints), start))
@@ -360,6 +363,9 @@ impl LakeCheckpoints {
         drop(inner);
         let bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
         self.objects.put(&format!("{}/manifest-p{}.json", self.prefix, self.process), bytes)?;
+        if boundary != FINAL {
+            self.durable.fetch_max(boundary.saturating_mul(self.interval_ms), Ordering::AcqRel);
+        }
         for key in garbage {
             let _ = self.objects.delete(&key);
         }
@@ -473,6 +479,10 @@ impl Checkpoints for LakeCheckpoints {
     fn register(&self, component: &str, worker: usize) {
         lock(&self.inner).registered.insert((component.to_owned(), worker));
     }
+
+    fn durable_through(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -483,15 +493,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Objects {
     store: Arc<dyn ObjectStore>,
     root: Path,
-    runtime: tokio::runtime::Runtime,
     lake: String,
+    retry_for: Duration,
 }
 
 impl Objects {
     pub(crate) fn new(lake: &Lake) -> Result<Objects, String> {
         let (store, root) = lake.destination().store().map_err(|e| e.to_string())?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        Ok(Objects { store, root, runtime, lake: lake.url().to_owned() })
+        let retry_for = lake.destination().retry_for();
+        Ok(Objects { store, root, lake: lake.url().to_owned(), retry_for })
     }
 
     fn path(&self, key: &str) -> Path {
@@ -499,17 +509,14 @@ impl Objects {
         Path::from(if root.is_empty() { key.to_owned() } else { format!("{root}/{key}") })
     }
 
-    /// Retries transient failures for up to a minute.
+    /// Retries transient failures for as long as the lake's uploads do.
     fn retry<T>(&self, what: &str, mut op: impl FnMut() -> object_store::Result<T>) -> Result<T, String> {
         let started = Instant::now();
         let mut delay = Duration::from_millis(100);
         loop {
             match op() {
                 Ok(value) => return Ok(value),
-                Err(e)
-                    if started.elapsed() < Duration::from_secs(60)
-                        && !matches!(e, object_store::Error::NotFound { .. }) =>
-                {
+                Err(e) if started.elapsed() < self.retry_for && !matches!(e, object_store::Error::NotFound { .. }) => {
                     tracing::warn!(
                         "{what} in {}: {}; retrying",
                         self.lake,
@@ -532,7 +539,7 @@ impl Objects {
     pub(crate) fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
         let path = self.path(key);
         self.retry(&format!("reading {key}"), || {
-            self.runtime.block_on(async {
+            crate::lake::destination::io_runtime().block_on(async {
                 match self.store.get(&path).await {
                     Ok(got) => got.bytes().await.map(|b| Some(b.to_vec())),
                     Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -550,12 +557,14 @@ impl Objects {
         let path = self.path(key);
         let data = bytes::Bytes::from(bytes);
         self.retry(&format!("writing {key}"), || {
-            self.runtime.block_on(self.store.put(&path, PutPayload::from(data.clone()))).map(|_| ())
+            crate::lake::destination::io_runtime()
+                .block_on(self.store.put(&path, PutPayload::from(data.clone())))
+                .map(|_| ())
         })
     }
 
     pub(crate) fn delete(&self, key: &str) -> Result<(), String> {
         let path = self.path(key);
-        self.runtime.block_on(self.store.delete(&path)).map_err(|e| e.to_string())
+        crate::lake::destination::io_runtime().block_on(self.store.delete(&path)).map_err(|e| e.to_string())
     }
 }

@@ -5,7 +5,7 @@
 //! directories, and a rename within one file system is atomic. On S3 an object becomes
 //! visible when its put (or multipart upload, for large files) completes. Transient
 //! failures (5xx, timeouts, refused connections) are retried with backoff for up to two
-//! minutes; permanent ones (missing bucket, refused credentials) stop the run at once
+//! minutes (`--lake-retry-for`); permanent ones (missing bucket, refused credentials) stop the run at once
 //! with the bucket and the fix. Secrets never appear in messages.
 
 use super::paths::file_safe;
@@ -21,8 +21,28 @@ use std::time::{Duration, Instant};
 const MULTIPART_BYTES: usize = 16 << 20;
 /// Size of each part.
 const PART_BYTES: usize = 8 << 20;
-/// How long a transient failure is retried before the run gives up.
-const RETRY_FOR: Duration = Duration::from_secs(120);
+/// How long a transient failure is retried before the run gives up, unless
+/// `--lake-retry-for` says otherwise.
+pub const RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// The runtime that drives every request to the lake's object store in this process.
+///
+/// A store pools its HTTP connections for everyone who uses it (the uploader, the
+/// checkpoint coordinator, the lease), and a connection is driven by a task on the
+/// runtime that opened it. With a runtime per caller, a request that picked up a pooled
+/// connection opened by another caller's idle current-thread runtime waited until that
+/// runtime ran again: checkpoints on S3 stalled for the lease's 10 s renewal period.
+pub fn io_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("lake-io")
+            .enable_all()
+            .build()
+            .expect("starting the lake's I/O runtime")
+    })
+}
 
 /// A lake location.
 #[derive(Clone, Debug)]
@@ -40,6 +60,8 @@ pub enum Destination {
         prefix: Path,
         /// `s3://bucket/prefix`, for messages.
         display: String,
+        /// How long a transient failure is retried (`--lake-retry-for`).
+        retry_for: Duration,
     },
 }
 
@@ -58,6 +80,23 @@ impl Destination {
     /// variables; `s3:///prefix` takes the bucket from `S3_BUCKET`).
     pub fn open(url: &str) -> Result<Destination, LakeError> {
         Self::open_as(url, "--lake")
+    }
+
+    /// Retries transient failures for `retry_for` (an S3 store; a local directory does
+    /// not retry).
+    pub fn retrying_for(mut self, retry_for: Duration) -> Destination {
+        if let Destination::Remote { retry_for: r, .. } = &mut self {
+            *r = retry_for;
+        }
+        self
+    }
+
+    /// How long transient failures are retried.
+    pub fn retry_for(&self) -> Duration {
+        match self {
+            Destination::Local { .. } => RETRY_FOR,
+            Destination::Remote { retry_for, .. } => *retry_for,
+        }
     }
 
     /// Opens `url` to read it, as the source given with `--source`.
@@ -116,7 +155,8 @@ impl Destination {
         let store = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry).build().map_err(|e| {
             LakeError::BadUrl { url: display.clone(), reason: redact(&format!("{e}; check the AWS_* settings")) }
         })?;
-        let destination = Destination::Remote { store: Arc::new(store), prefix: Path::from(prefix), display };
+        let destination =
+            Destination::Remote { store: Arc::new(store), prefix: Path::from(prefix), display, retry_for: RETRY_FOR };
         destination.check(bucket, flag)?;
         Ok(destination)
     }
@@ -124,12 +164,8 @@ impl Destination {
     /// Lists the root once, so a missing bucket or refused credentials stop the run
     /// before it starts.
     fn check(&self, bucket: &str, flag: &'static str) -> Result<(), LakeError> {
-        let Destination::Remote { store, prefix, display } = self else { return Ok(()) };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| LakeError::Write { lake: display.clone(), message: e.to_string() })?;
-        let listed = runtime.block_on(store.list_with_delimiter(Some(prefix)));
+        let Destination::Remote { store, prefix, display, .. } = self else { return Ok(()) };
+        let listed = io_runtime().block_on(store.list_with_delimiter(Some(prefix)));
         listed.map(|_| ()).map_err(|e| {
             let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).unwrap_or_else(|_| "AWS".into());
             let message = match classify(&e) {
@@ -228,7 +264,7 @@ impl Destination {
                     .map_err(|e| transient(format!("publishing {}: {e}", target.display())))?;
                 Ok(len)
             }
-            Destination::Remote { store, prefix, .. } => {
+            Destination::Remote { store, prefix, retry_for, .. } => {
                 let path = Path::parse(format!("{prefix}/{key}").trim_start_matches('/'))
                     .map_err(|e| PutError { permanent: true, message: format!("bad object name {key:?}: {e}") })?;
                 let (data, spooled) = match payload {
@@ -250,7 +286,7 @@ impl Destination {
                         Err(e) => {
                             let class = classify(&e);
                             let message = format!("writing {key}: {}", redact(&e.to_string()));
-                            if class != Class::Transient || started.elapsed() >= RETRY_FOR {
+                            if class != Class::Transient || started.elapsed() >= *retry_for {
                                 return Err(PutError { permanent: class != Class::Transient, message });
                             }
                             tracing::warn!("{message}; retrying in {delay:?}");
