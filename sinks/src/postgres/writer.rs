@@ -143,13 +143,21 @@ impl PgSink {
             }
         }
         let mut state = lock(&self.shared.state);
+        let mut moved = false;
         if let (Some(epoch), Some(entry)) = (completed, state.completed.get_mut(slot)) {
-            *entry = Some(entry.map_or(epoch, |e| e.max(epoch)));
+            let newer = Some(entry.map_or(epoch, |e| e.max(epoch)));
+            moved = *entry != newer;
+            *entry = newer;
         }
-        if state.failed || changes.is_empty() {
+        if state.failed || (changes.is_empty() && !moved) {
             return;
         }
-        if state.pending.is_empty() {
+        if changes.is_empty() {
+            // Only time moved: the writer records it in the progress row (at most every
+            // PROGRESS_EVERY), which is what a checkpoint waits for; a writer asleep
+            // with nothing to do must hear of it, or a quiet feed would hold every
+            // checkpoint back.
+        } else if state.pending.is_empty() {
             state.pending = changes;
         } else {
             state.pending.absorb_newer(changes);
