@@ -96,6 +96,10 @@ pub struct RunArgs {
     /// How long the PostgreSQL sink retries a lost connection before the run stops.
     #[arg(long, default_value = "5m", value_name = "DURATION")]
     pub postgres_retry_for: String,
+    /// How long writes to an S3 lake are retried while the store is unreachable before
+    /// the run stops (a checkpointed run then resumes from its last checkpoint).
+    #[arg(long, default_value = "2m", value_name = "DURATION")]
+    pub lake_retry_for: String,
     /// Windows, volatility and anomaly rules.
     #[command(flatten)]
     pub analytics: AnalyticsArgs,

@@ -71,6 +71,8 @@ pub struct RunConfig {
     pub bounded: bool,
     /// Lake URL, or `None` with `--no-lake`.
     pub lake: Option<String>,
+    /// `--lake-retry-for`.
+    pub lake_retry_for: Duration,
     /// The PostgreSQL sink, if on.
     pub postgres: Option<PostgresConfig>,
     /// Windows, volatility and anomaly parameters.
@@ -250,6 +252,8 @@ impl RunConfig {
             }
             None => None,
         };
+        let lake_retry_for = duration("--lake-retry-for", &args.lake_retry_for)?;
+        at_most_duration("--lake-retry-for", &args.lake_retry_for, lake_retry_for, limits::RETRY, "7d")?;
         let metrics_addr =
             args.metrics_addr.as_deref().map(|a| crate::web::parse_addr("--metrics-addr", a)).transpose()?;
         let dashboard_addr =
@@ -329,10 +333,12 @@ impl RunConfig {
         at_most_duration("--checkpoint-interval", interval_text, interval, limits::WAIT, "1d")?;
         // Sources that can be read again from a recorded position. Replays of files and
         // lakes only when asked for: their checkpoints hold a copy of the open hours'
-        // trades, which costs memory and time on a fast bounded run (issue 12).
+        // trades, which costs memory and time on a fast bounded run (issue 12). The
+        // Finnhub feed cannot be read again, but its window state can survive a crash
+        // (losing what arrived since the last checkpoint) when asked for.
         let resumable = |s: &Source| match s {
             Source::Kafka(_) => true,
-            Source::File(_) | Source::Lake { .. } => given.is_some(),
+            Source::File(_) | Source::Lake { .. } | Source::Finnhub(_) => given.is_some(),
             _ => false,
         };
         let checkpoint_off = if interval.is_zero() {
@@ -341,7 +347,7 @@ impl RunConfig {
             Some("--no-lake: checkpoints are kept in the lake".to_owned())
         } else if !sources.iter().all(resumable) {
             Some(
-                "only kafka:// sources, and file:// and lake:// ones with an explicit --checkpoint-interval, can be re-read from a checkpoint"
+                "only kafka:// sources, and file://, lake:// and finnhub:// ones with an explicit --checkpoint-interval, can be resumed from a checkpoint"
                     .to_owned(),
             )
         } else {
@@ -371,6 +377,7 @@ impl RunConfig {
             source_names: crate::metrics::source_names(&args.sources),
             bounded,
             lake: (!args.no_lake).then(|| args.lake.clone()),
+            lake_retry_for,
             postgres,
             params,
             lateness_ms,

@@ -18,7 +18,7 @@ use tradeflow_sinks::lake::{
     write_trades_by_hour,
 };
 use tradeflow_sinks::postgres::{PgSink, write_postgres};
-use tradeflow_sources::driver::{checkpointed_source, polled_source};
+use tradeflow_sources::driver::{Backlog, checkpointed_source, polled_source};
 use tradeflow_sources::file::file_source;
 use tradeflow_sources::finnhub::FinnhubReader;
 use tradeflow_sources::ingest::{Ingested, ingest};
@@ -52,7 +52,7 @@ pub fn build<'scope>(
     let saver = |component: &str| shared.checkpoints.as_ref().map(|c| Saver::new(c.clone(), component, index));
     // The pipeline's end: checkpointed sources wait while it lags behind them.
     let probe = ProbeHandle::new();
-    let backlog = shared.checkpoints.as_ref().map(|c| (probe.clone(), (c.interval_ms() / 2).clamp(20, 1000)));
+    let backlog = shared.checkpoints.as_ref().map(|c| Backlog::new(probe.clone(), c.clone(), shared.stop.clone()));
 
     // Sources: each source on each worker is one watermark reporter.
     let mut inputs: Vec<Ingested<'scope>> = Vec::new();
@@ -93,9 +93,13 @@ pub fn build<'scope>(
             }
             // One worker owns the socket; trades reach their symbol's worker downstream.
             Source::Finnhub(feed) if index == 0 => {
-                let reader =
+                let mut reader =
                     FinnhubReader::new(feed.clone(), config.lateness_ms, config.idle_timeout, shared.stop.clone());
-                polled_source(scope, "Finnhub", reader)
+                let saver = saver(&format!("source{number}"));
+                if let Some(restored) = saver.as_ref().and_then(Saver::restore) {
+                    reader.restore(&restored.state)?;
+                }
+                checkpointed_source(scope, "Finnhub", reader, saver, backlog.clone())
             }
             Source::Finnhub(_) => polled_source(scope, "Finnhub", tradeflow_sources::driver::Finished),
             Source::Stdin if index == 0 => {

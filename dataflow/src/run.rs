@@ -19,9 +19,18 @@ use tradeflow_sinks::postgres::{PgOptions, PgSink, PgStats, migrate_database};
 pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let lake = match &config.lake {
-        Some(url) => Some(Arc::new(Lake::open(url)?)),
+        Some(url) => Some(Arc::new(Lake::open(url, config.lake_retry_for)?)),
         None => None,
     };
+    // A lake that fails for good (an upload still failing after --lake-retry-for) stops
+    // the run with its error, as a failed PostgreSQL sink does.
+    if let Some(lake) = &lake {
+        let stop = stop.clone();
+        lake.on_failure(move |why| {
+            tradeflow_sources::batch::report_failure(why);
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
     // One writer per job and process: another live run of the job stops this one here.
     let _lease = match &lake {
         Some(lake) => {

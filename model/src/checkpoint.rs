@@ -128,6 +128,11 @@ pub trait Checkpoints: Send + Sync {
     /// Declares that `component` on `worker` saves parts: no checkpoint is complete
     /// without one of its parts.
     fn register(&self, component: &str, worker: usize);
+    /// The epoch (wall-clock ms) up to which the output is durable: the newest committed
+    /// boundary's, or the run's start before its first commit. Sources wait while it lags
+    /// too far behind (see `tradeflow_sources::driver::Backlog`), so that a sink that is
+    /// down holds the input back instead of letting it pile up.
+    fn durable_through(&self) -> u64;
 }
 
 /// A component's handle: the store, its name and its worker.

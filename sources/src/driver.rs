@@ -78,6 +78,43 @@ pub fn epoch_now() -> Time {
     crate::batch::wall_ms().max(0) as Time
 }
 
+/// When a checkpointed source waits (back-pressure): while the pipeline's end lags more
+/// than `lag` epochs (ms) behind the present, so that checkpoints follow the input
+/// closely; and while the output has been durable only up to an epoch more than
+/// `uncommitted` behind, so that a sink that is down (PostgreSQL, the S3 store) holds the
+/// input back and what waits for it stays bounded: at most about two checkpoint
+/// intervals of input wait for a sink. Once the run is stopping (`stop`: Ctrl-C, or a
+/// sink that failed for good) nothing is held back, so that the sources see the stop.
+#[derive(Clone)]
+pub struct Backlog {
+    probe: timely::dataflow::ProbeHandle<Time>,
+    lag: Time,
+    checkpoints: std::sync::Arc<dyn tradeflow_model::checkpoint::Checkpoints>,
+    uncommitted: Time,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Backlog {
+    /// The back-pressure of a run checkpointed to `checkpoints`, `probe` at the end of its
+    /// pipeline: a lag of half an interval (20 ms to 1 s), and up to two intervals plus a
+    /// second of output not yet durable.
+    pub fn new(
+        probe: timely::dataflow::ProbeHandle<Time>,
+        checkpoints: std::sync::Arc<dyn tradeflow_model::checkpoint::Checkpoints>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Backlog {
+        let interval = checkpoints.interval_ms();
+        Backlog { probe, lag: (interval / 2).clamp(20, 1000), checkpoints, uncommitted: 2 * interval + 1000, stop }
+    }
+
+    /// True when a source should wait rather than read at epoch `now`.
+    pub fn holds(&self, now: Time) -> bool {
+        !self.stop.load(std::sync::atomic::Ordering::Relaxed)
+            && (self.probe.less_than(&now.saturating_sub(self.lag))
+                || self.checkpoints.durable_through() < now.saturating_sub(self.uncommitted))
+    }
+}
+
 /// A stream of what `reader` reads, each item at the epoch it was read in.
 pub fn polled_source<'scope, R: Reader>(
     scope: Scope<'scope, Time>,
@@ -90,16 +127,16 @@ pub fn polled_source<'scope, R: Reader>(
 /// [`polled_source`] in a checkpointed run: whenever the capability crosses a checkpoint
 /// boundary, and when the reader is done, the reader's [`Reader::snapshot`] is saved
 /// (everything emitted before is stamped below the boundary, everything after at or
-/// above it). With `backlog` (a probe at the pipeline's end, and how many epochs, ms, the
-/// pipeline may lag), the reader waits while the pipeline is further behind:
-/// back-pressure, so that checkpoints follow the input closely (bounding what a crash
-/// makes a resumed run read again) and what is in flight stays bounded.
+/// above it). With a [`Backlog`], the reader waits while the pipeline or the durable
+/// output is too far behind: back-pressure, so that checkpoints follow the input closely
+/// (bounding what a crash makes a resumed run read again) and what is in flight stays
+/// bounded, also while a sink is down.
 pub fn checkpointed_source<'scope, R: Reader>(
     scope: Scope<'scope, Time>,
     name: &str,
     reader: R,
     mut saver: Option<Saver>,
-    backlog: Option<(timely::dataflow::ProbeHandle<Time>, Time)>,
+    backlog: Option<Backlog>,
 ) -> StreamVec<'scope, Time, R::Item> {
     let mut reader = Some(reader);
     source(scope, name, move |capability, info| {
@@ -117,7 +154,7 @@ pub fn checkpointed_source<'scope, R: Reader>(
                 }
                 cap.downgrade(&now);
             }
-            if backlog.as_ref().is_some_and(|(probe, lag)| probe.less_than(&now.saturating_sub(*lag))) {
+            if backlog.as_ref().is_some_and(|b| b.holds(now)) {
                 activator.activate_after(Duration::from_millis(1));
                 return;
             }

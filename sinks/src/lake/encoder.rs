@@ -12,8 +12,8 @@ use parquet::arrow::ArrowWriter;
 use rustc_hash::FxHashMap;
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
 use tradeflow_model::Trade;
 
 /// Work for the encoder thread.
@@ -34,12 +34,12 @@ pub(crate) fn encode_loop(
     jobs: Receiver<EncodeJob>,
     publish: impl Fn(String, PathBuf, u64),
     barrier: impl Fn(std::sync::mpsc::Sender<()>),
-    errors: Arc<Mutex<Option<String>>>,
+    errors: Arc<super::store::Failure>,
 ) {
     let fail = |message: String| {
         tracing::error!("{message}");
         tradeflow_model::metrics::SinkMetrics::of("lake").errors.inc();
-        errors.lock().expect("lake error lock").get_or_insert(message);
+        errors.record(message);
     };
     // Per open file: its spool path, its writer, the rows written to it, and whether it
     // has a symbol column.

@@ -73,6 +73,34 @@ enum Job {
     Barrier(std::sync::mpsc::Sender<()>),
 }
 
+/// The lake's first failure (an upload that failed for good, an encoder error), and who
+/// to tell: a run is told at once and stops (see [`Lake::on_failure`]), rather than
+/// going on reading input that no output will follow.
+#[derive(Default)]
+pub(crate) struct Failure {
+    first: Mutex<Option<String>>,
+    tell: std::sync::OnceLock<Box<dyn Fn(String) + Send + Sync>>,
+}
+
+impl Failure {
+    /// Records `message` if it is the first failure, and tells the run.
+    pub(crate) fn record(&self, message: String) {
+        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_some() {
+            return;
+        }
+        *first = Some(message.clone());
+        drop(first);
+        if let Some(tell) = self.tell.get() {
+            tell(message);
+        }
+    }
+
+    fn get(&self) -> Option<String> {
+        self.first.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// Counts of what the lake wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LakeStats {
@@ -93,15 +121,16 @@ pub struct Lake {
     files: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
     spool_seq: AtomicU64,
-    error: Arc<Mutex<Option<String>>>,
+    error: Arc<Failure>,
     encoder: Mutex<Option<std::sync::mpsc::SyncSender<EncodeJob>>>,
     encoder_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Lake {
-    /// Opens the lake at `url` (see [`Destination::open`]).
-    pub fn open(url: &str) -> Result<Lake, LakeError> {
-        let destination = Destination::open(url)?;
+    /// Opens the lake at `url` (see [`Destination::open`]), retrying transient failures
+    /// of an S3 store for `retry_for`.
+    pub fn open(url: &str, retry_for: std::time::Duration) -> Result<Lake, LakeError> {
+        let destination = Destination::open(url)?.retrying_for(retry_for);
         Self::with_destination(url, destination)
     }
 
@@ -116,7 +145,7 @@ impl Lake {
         let bytes = Arc::new(AtomicU64::new(0));
         // The first failure of any writer, the encoder or an upload: the run ends with it,
         // and no checkpoint is committed after it.
-        let error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let error = Arc::new(Failure::default());
         let (f, b, staging, to) = (files.clone(), bytes.clone(), spool.clone(), destination.clone());
         let failed = error.clone();
         let uploader = std::thread::Builder::new()
@@ -206,12 +235,25 @@ impl Lake {
     pub fn report_error(&self, message: String) {
         tracing::error!("lake {}: {message}", self.url);
         SinkMetrics::of("lake").errors.inc();
-        self.error.lock().expect("lake error lock").get_or_insert(message);
+        self.error.record(message);
     }
 
     /// The first error so far, if any.
     pub fn error(&self) -> Option<String> {
-        self.error.lock().expect("lake error lock").clone()
+        self.error.get()
+    }
+
+    /// Calls `tell` once, with a message naming the lake, on the first failure (now, if
+    /// there was one already): e.g. to stop the run.
+    pub fn on_failure(&self, tell: impl Fn(String) + Send + Sync + 'static) {
+        let url = self.url.clone();
+        let tell = move |message: String| tell(format!("writing to the lake {url} failed: {message}"));
+        if self.error.tell.set(Box::new(tell)).is_ok()
+            && let Some(message) = self.error()
+            && let Some(tell) = self.error.tell.get()
+        {
+            tell(message);
+        }
     }
 
     /// What has been written so far.
@@ -258,16 +300,10 @@ fn upload_loop(
     mut receiver: mpsc::UnboundedReceiver<Job>,
     files: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
-    failed: Arc<Mutex<Option<String>>>,
+    failed: Arc<Failure>,
 ) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("lake-io")
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
     let metrics = SinkMetrics::of("lake");
-    runtime.block_on(async move {
+    super::destination::io_runtime().block_on(async move {
         let permits = Arc::new(tokio::sync::Semaphore::new(8));
         let mut tasks = tokio::task::JoinSet::new();
         let mut first_error: Option<String> = None;
@@ -275,17 +311,19 @@ fn upload_loop(
             let job = match job {
                 Job::Put { key, payload, rows } => (key, payload, rows),
                 Job::Barrier(done) => {
-                    while let Some(finished) = tasks.join_next().await {
-                        record(&mut first_error, finished);
-                    }
                     // What a checkpoint written next relies on must all have been published.
-                    if let Some(e) = &first_error {
-                        failed.lock().expect("lake error lock").get_or_insert_with(|| e.clone());
+                    while let Some(finished) = tasks.join_next().await {
+                        record(&mut first_error, &failed, finished);
                     }
                     let _ = done.send(());
                     continue;
                 }
             };
+            // After a failure the run is stopping with it: what is still queued is not
+            // worth retrying for as long again (a checkpointed run writes it on resume).
+            if failed.get().is_some() {
+                continue;
+            }
             let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
             let (destination, staging, files, bytes, metrics) =
                 (destination.clone(), staging.clone(), files.clone(), bytes.clone(), metrics.clone());
@@ -310,21 +348,26 @@ fn upload_loop(
                 result
             });
             while let Some(done) = tasks.try_join_next() {
-                record(&mut first_error, done);
+                record(&mut first_error, &failed, done);
             }
         }
         while let Some(done) = tasks.join_next().await {
-            record(&mut first_error, done);
+            record(&mut first_error, &failed, done);
         }
         first_error.map_or(Ok(()), Err)
     })
 }
 
-fn record(first_error: &mut Option<String>, done: Result<Result<(), String>, tokio::task::JoinError>) {
+fn record(
+    first_error: &mut Option<String>,
+    failed: &Failure,
+    done: Result<Result<(), String>, tokio::task::JoinError>,
+) {
     let outcome = done.map_err(|e| e.to_string()).and_then(|r| r);
     if let Err(e) = outcome {
         tracing::error!("{e}");
         SinkMetrics::of("lake").errors.inc();
+        failed.record(e.clone());
         first_error.get_or_insert(e);
     }
 }

@@ -45,7 +45,7 @@ use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Capability, CapabilitySet};
-use timely::dataflow::{ProbeHandle, Scope, StreamVec};
+use timely::dataflow::{Scope, StreamVec};
 use tradeflow_model::checkpoint::Saver;
 use tradeflow_model::metrics::Counter;
 use tradeflow_model::{Payload, Reject, RejectReason, Time};
@@ -120,7 +120,7 @@ pub struct ChunkReader {
     stopping: Rc<std::cell::RefCell<StopState>>,
     /// Checkpointed runs: the pipeline's end, and how far (ms) it may lag before this
     /// reader waits, when no other worker waits for its chunks.
-    backlog: Option<(ProbeHandle<Time>, Time)>,
+    backlog: Option<crate::driver::Backlog>,
 }
 
 /// What a checkpoint records of a [`ChunkReader`].
@@ -222,9 +222,9 @@ impl Reader for ChunkReader {
         // Back-pressure, so that checkpoints follow the input closely: wait while the
         // pipeline lags, unless another worker has parsed beyond this one's next chunk
         // (its chunks then wait for this one's: it must go on).
-        if let Some((probe, lag)) = &self.backlog
+        if let Some(backlog) = &self.backlog
             && self.next >= self.stopping.borrow().horizon
-            && probe.less_than(&crate::driver::epoch_now().saturating_sub(*lag))
+            && backlog.holds(crate::driver::epoch_now())
         {
             return Poll::Wait(std::time::Duration::from_millis(1));
         }
@@ -287,7 +287,7 @@ pub fn file_source<'scope>(
     lateness_ms: i64,
     stop: Arc<AtomicBool>,
     saver: Option<Saver>,
-    backlog: Option<(ProbeHandle<Time>, Time)>,
+    backlog: Option<crate::driver::Backlog>,
 ) -> Result<StreamVec<'scope, Time, Batch>, String> {
     let (index, peers) = (scope.index(), scope.peers());
     let plan = Rc::new(plan);

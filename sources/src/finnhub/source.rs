@@ -137,11 +137,42 @@ impl FinnhubReader {
     }
 }
 
+/// What a checkpoint records of the feed: only the lateness clocks. A WebSocket cannot
+/// be read again: a resumed run goes on from the live feed, and what arrived between the
+/// checkpoint and a crash is lost (the durable path is `produce` into Kafka).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FeedState {
+    clocks: Vec<crate::lateness::PartitionClock>,
+    reported: i64,
+}
+
+impl FinnhubReader {
+    /// Restores the lateness clocks of a checkpoint (see [`Reader::snapshot`]).
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        let state: FeedState = tradeflow_model::checkpoint::from_json(self.config.label(), state)?;
+        if state.clocks.len() != self.config.symbols.len() + 1 {
+            return Err(format!(
+                "{}: the checkpoint was taken with {} symbols, now {}",
+                self.config.label(),
+                state.clocks.len().saturating_sub(1),
+                self.config.symbols.len()
+            ));
+        }
+        self.partitions.restore_clocks(&state.clocks, state.reported);
+        Ok(())
+    }
+}
+
 impl Reader for FinnhubReader {
     type Item = Batch;
 
     fn set_waker(&mut self, waker: SyncActivator) {
         self.waker = Some(waker);
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let (clocks, reported) = self.partitions.clocks();
+        tradeflow_model::checkpoint::to_json(&FeedState { clocks, reported })
     }
 
     fn read(&mut self, out: &mut Vec<Batch>) -> Poll {
