@@ -2,7 +2,8 @@
 //! read topics.
 //!
 //! The broker is `tansu` (crates.io; CI runs `cargo install tansu --features dynostore
-//! --locked` once and reuses the binary), with in-memory storage. It is found through
+//! --locked` once and reuses the binary), with in-memory storage, or durable storage in an
+//! S3 bucket for tests that restart it. It is found through
 //! `TRADEFLOW_TANSU`, else `tansu` on `PATH`, else `~/.cargo/bin/tansu`. When it is
 //! missing, Kafka tests fail if `TRADEFLOW_REQUIRE_KAFKA=1` and otherwise say why and
 //! pass without checking. Each [`Broker`] runs on its own free port of 127.0.0.1 and is
@@ -55,12 +56,17 @@ pub fn python() -> Option<PathBuf> {
     None
 }
 
-/// A `tansu` broker on 127.0.0.1 with in-memory storage, killed when dropped.
+/// A `tansu` broker on 127.0.0.1, killed when dropped: with in-memory storage, or with
+/// its topics kept in an S3 bucket ([`Broker::start_durable`]) so that it can be stopped
+/// and restarted without losing them.
 pub struct Broker {
+    binary: PathBuf,
     port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
     python: Option<PathBuf>,
+    /// `--storage-engine`, and the environment it needs (S3 endpoint and credentials).
+    storage: (String, Vec<(String, String)>),
 }
 
 impl Broker {
@@ -69,52 +75,93 @@ impl Broker {
     pub fn start() -> Option<Broker> {
         let binary = tansu()?;
         let python = python()?;
-        Some(Broker::spawn(&binary, Some(python)))
+        Some(Broker::spawn(binary, Some(python), ("memory://tansu/".to_owned(), Vec::new())))
     }
 
     /// Starts a broker without the outside client (for benchmarks); `None` when `tansu`
     /// is missing and not required.
     pub fn start_bare() -> Option<Broker> {
-        Some(Broker::spawn(&tansu()?, None))
+        Some(Broker::spawn(tansu()?, None, ("memory://tansu/".to_owned(), Vec::new())))
     }
 
-    fn spawn(binary: &Path, python: Option<PathBuf>) -> Broker {
+    /// Starts a broker whose topics live in bucket `tansu` of `s3` (its `dynostore`
+    /// engine), so that they survive [`Broker::restart`]; `None` as for [`Broker::start`].
+    pub fn start_durable(s3: &crate::s3::S3Server) -> Option<Broker> {
+        let binary = tansu()?;
+        let python = python()?;
+        s3.create_bucket("tansu");
+        let env = s3.environment().into_iter().chain([("AWS_DEFAULT_REGION".to_owned(), crate::s3::REGION.to_owned())]);
+        Some(Broker::spawn(binary, Some(python), ("s3://tansu/".to_owned(), env.collect())))
+    }
+
+    fn spawn(binary: PathBuf, python: Option<PathBuf>, storage: (String, Vec<(String, String)>)) -> Broker {
         let dir = tempfile::Builder::new().prefix("tradeflow-kafka-").tempdir().expect("a temporary directory");
+        let mut broker = Broker { binary, port: 0, child: None, dir, python, storage };
+        // A port that was free a moment ago may be taken by the time the broker binds it.
         for _ in 0..5 {
-            let port = free_port();
-            let log = std::fs::File::create(dir.path().join("broker.log")).expect("creating the broker log");
-            let url = format!("tcp://127.0.0.1:{port}");
-            let mut child = Command::new(binary)
-                .arg("broker")
-                .args(["--listener-url", &url, "--advertised-listener-url", &url])
-                .args(["--storage-engine", "memory://tansu/"])
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("cloning the log handle"))
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-            let address = SocketAddr::from(([127, 0, 0, 1], port));
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    break;
-                }
-                if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-                    return Broker { port, child: Some(child), dir, python };
-                }
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            broker.port = free_port();
+            if broker.spawn_on_port(Duration::from_secs(20)) {
+                return broker;
             }
         }
-        panic!(
-            "tansu did not start; its log:\n{}",
-            std::fs::read_to_string(dir.path().join("broker.log")).unwrap_or_default()
-        );
+        panic!("tansu did not start; its log:\n{}", broker.log());
+    }
+
+    /// Spawns the broker on `self.port`; true once it accepts connections, false if it
+    /// exited first or did not listen within `timeout`.
+    fn spawn_on_port(&mut self, timeout: Duration) -> bool {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("broker.log"))
+            .expect("opening the broker log");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let mut child = Command::new(&self.binary)
+            .arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", &self.storage.0])
+            .envs(self.storage.1.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("cloning the log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
+        let address = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + timeout;
+        loop {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return false;
+            }
+            if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+                self.child = Some(child);
+                return true;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the broker (SIGKILL, as a crash would), keeps it down for `down`, and starts
+    /// it again on the same port and storage.
+    pub fn restart(&mut self, down: Duration) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::thread::sleep(down);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.spawn_on_port(Duration::from_secs(5)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("tansu did not restart on port {}; its log:\n{}", self.port, self.log());
     }
 
     /// `127.0.0.1:PORT`.

@@ -230,7 +230,7 @@ impl PgCluster {
         let data = self.data_dir();
         let log = self.dir.path().join("log");
         let mut args = vec!["-D", path_str(&data), "-l", path_str(&log), "-w", "-t", "60", "-o", &options];
-        if action == "restart" {
+        if action == "restart" || action == "stop" {
             args.extend(["-m", "fast"]);
         }
         args.push(action);
@@ -240,6 +240,17 @@ impl PgCluster {
     /// Restarts the server (`pg_ctl restart -m fast`): every connection is terminated.
     pub fn restart(&self) {
         self.try_pg_ctl("restart").unwrap_or_else(|e| panic!("restarting PostgreSQL: {e}\nlog:\n{}", self.log()));
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`): every connection is terminated, and new
+    /// ones are refused until [`PgCluster::start_again`].
+    pub fn stop(&self) {
+        self.try_pg_ctl("stop").unwrap_or_else(|e| panic!("stopping PostgreSQL: {e}\nlog:\n{}", self.log()));
+    }
+
+    /// Starts the server stopped by [`PgCluster::stop`] again, on the same port.
+    pub fn start_again(&self) {
+        self.try_pg_ctl("start").unwrap_or_else(|e| panic!("starting PostgreSQL again: {e}\nlog:\n{}", self.log()));
     }
 
     /// Runs SQL as the superuser in the `postgres` database.

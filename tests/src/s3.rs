@@ -158,12 +158,20 @@ impl S3Server {
                 command.env_remove(name);
             }
         }
-        command
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("AWS_REGION", REGION)
-            .env("AWS_ENDPOINT_URL", self.endpoint())
-            .env("AWS_ALLOW_HTTP", "true");
+        command.envs(self.environment());
+    }
+
+    /// The `AWS_*` variables a client of this server needs: endpoint, region, credentials.
+    pub fn environment(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into()
     }
 
     /// `tradeflow ARGS` configured for this server (see [`S3Server::configure`]).

@@ -520,3 +520,257 @@ fn ctrl_c_stops_a_file_run_and_the_same_command_resumes_it() {
     let read = stopped.summary().accepted + resumed_run.summary().accepted;
     assert_eq!(read, reference.accepted, "trades accepted by the two runs together\n{both}");
 }
+
+// Outages during a checkpointed run: a sink or the broker going away is ridden out within
+// its retry bound (the input held back meanwhile, so memory stays bounded), and an outage
+// that outlasts the bound stops the run with an error naming what failed, after which the
+// same command resumes from the last checkpoint. Either way the results are those of a
+// run that saw no outage.
+
+/// How long a sink stays down in an outage that the run rides out: many checkpoint
+/// intervals, and within the retry bound the tests set ([`RETRY_FOR`]).
+const SHORT_OUTAGE: Duration = Duration::from_secs(3);
+
+/// The input may run ahead of the durable output by two checkpoint intervals and a second
+/// (see `tradeflow_sources::driver::Backlog`): after that long into an outage (and a
+/// progress line or two), a run reads nothing more.
+const HELD_BACK_AFTER: Duration = Duration::from_millis(1800);
+
+/// The retry bound of the outage tests: an outage longer than this stops the run.
+const RETRY_FOR: &str = "6s";
+
+/// A live run's accepted trades and resident memory, sampled every 100 ms for `during`.
+struct Watched {
+    /// Trades accepted (the latest progress line) at the start, [`HELD_BACK_AFTER`] into
+    /// the outage, and at the end.
+    accepted: (u64, u64, u64),
+    /// The highest resident set size seen, MiB.
+    peak_rss_mib: u64,
+}
+
+/// Resident set size of process `pid`, MiB (0 once it is gone).
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next());
+    kib.and_then(|k| k.parse::<u64>().ok()).unwrap_or(0) / 1024
+}
+
+fn watch(run: &Running, during: Duration) -> Watched {
+    let start = progress_accepted(&run.stderr_so_far());
+    let began = std::time::Instant::now();
+    let mut peak_rss_mib = 0;
+    let mut held = None;
+    while began.elapsed() < during {
+        peak_rss_mib = peak_rss_mib.max(rss_mib(run.pid()));
+        if held.is_none() && began.elapsed() >= HELD_BACK_AFTER {
+            held = Some(progress_accepted(&run.stderr_so_far()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let end = progress_accepted(&run.stderr_so_far());
+    Watched { accepted: (start, held.unwrap_or(end), end), peak_rss_mib }
+}
+
+/// Waits until `run` has accepted more than `after` trades.
+fn wait_for_progress(run: &mut Running, after: u64, what: &str) {
+    let reading = run.wait_for_stderr(TIMEOUT, |e| progress_accepted(e) > after);
+    assert!(reading, "{what}: the run did not read past {after} trades:\n{}", run.stderr_so_far());
+}
+
+/// While a sink is down the input is held back: a checkpointed source reads at most about
+/// two checkpoint intervals and a second past the output that is durable, then nothing
+/// until the sink is back, whatever the topic holds.
+fn assert_held_back(what: &str, watched: &Watched, topic: u64, stderr: &str, reference: &Finished) {
+    let (before, held, after) = watched.accepted;
+    let peak = reference.stderr.lines().find(|l| l.contains("peak memory")).unwrap_or_default().trim();
+    eprintln!(
+        "{what}: accepted {before} -> {held} ({HELD_BACK_AFTER:?} in) -> {after} trades during the outage \
+         (topic {topic}), peak RSS {} MiB; the run without an outage: {peak}",
+        watched.peak_rss_mib
+    );
+    assert!(
+        after == held && after < topic,
+        "{what}: the run went on reading while a sink was down ({before} -> {held} -> {after} of {topic}): \
+         nothing held it back\n{stderr}"
+    );
+}
+
+/// The outage tests' live run: a consumer group, partitions that never go idle (so the
+/// stop leaves windows open), checkpoints every 50 ms, and a retry bound of [`RETRY_FOR`].
+fn live_outage_args(broker: &Broker, lake: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["run", "--source", &broker.url("market", "group=g1"), "--lake", lake].map(str::to_owned).into();
+    args.extend(
+        [
+            "--progress-interval",
+            PROGRESS_INTERVAL,
+            "--checkpoint-interval",
+            CHECKPOINT_INTERVAL,
+            "--job",
+            JOB,
+            "--idle-timeout",
+            "10m",
+        ]
+        .map(str::to_owned),
+    );
+    args.extend(knobs().args());
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+/// The same job bounded at the topic's end: it resumes the live run's checkpoint and
+/// completes it.
+fn bounded(args: &[String]) -> Vec<String> {
+    args.iter().map(|a| if a.ends_with("?group=g1") { format!("{a}&end=latest") } else { a.clone() }).collect()
+}
+
+/// The uninterrupted reference of the live `args`: the whole topic, without the group
+/// (whose offsets on the broker would otherwise decide where the live run starts).
+fn reference_of(args: &[String]) -> Vec<String> {
+    args.iter().map(|a| a.replace("?group=g1", "?end=latest")).collect()
+}
+
+/// PostgreSQL goes away twice during a live run into the lake and PostgreSQL: briefly
+/// (ridden out: the sink retries, the input waits), then for longer than
+/// `--postgres-retry-for` (the run stops with an error naming the server). Once it is
+/// back, the same job bounded at the topic's end resumes from the last checkpoint; the
+/// lake and the tables are then those of a run that saw no outage.
+#[test]
+fn postgresql_outages_are_ridden_out_or_stop_the_run_and_a_restart_resumes() {
+    use tradeflow_tests::postgres::PgCluster;
+    let Some(broker) = Broker::start() else { return };
+    let Some(cluster) = PgCluster::start() else { return };
+    let dir = temp_dir();
+    fill_topic(&broker, dir.path(), "market", LIVE_MARKET_TRADES);
+
+    let reference_db = cluster.database("reference");
+    let reference_lake = file_url(&dir.path().join("uninterrupted"));
+    let postgres = ["--postgres", &reference_db.url(), "--postgres-retry-for", RETRY_FOR];
+    let reference =
+        run_to_end(&reference_of(&live_outage_args(&broker, &reference_lake, &postgres)), "the reference run");
+    check_reference(&reference.summary(), LIVE_MARKET_TRADES, &reference.stderr);
+
+    let db = cluster.database("outages");
+    let lake = dir.path().join("outages");
+    let args =
+        live_outage_args(&broker, &file_url(&lake), &["--postgres", &db.url(), "--postgres-retry-for", RETRY_FOR]);
+    let mut live = Running::spawn(command(&args));
+    wait_for_progress(&mut live, 0, "before the first outage");
+    cluster.stop();
+    let watched = watch(&live, SHORT_OUTAGE);
+    cluster.start_again();
+    assert_held_back("PostgreSQL down", &watched, LIVE_MARKET_TRADES, &live.stderr_so_far(), &reference);
+    wait_for_progress(&mut live, watched.accepted.2, "after the first outage");
+    assert!(live.signal(0), "the run did not ride out a {SHORT_OUTAGE:?} outage:\n{}", live.stderr_so_far());
+
+    cluster.stop();
+    let failed = live.finish(TIMEOUT);
+    cluster.start_again();
+    let stderr = &failed.stderr;
+    assert_no_panic(stderr);
+    assert!(!failed.success(), "the run outlived an outage longer than --postgres-retry-for:\n{stderr}");
+    assert!(stderr.contains("retrying in"), "the first outage went unnoticed:\n{stderr}");
+    assert!(stderr.contains("reconnected after"), "no reconnection after the first outage:\n{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{}", cluster.port())), "the error does not name the server:\n{stderr}");
+
+    let resumed_run = run_to_end(&bounded(&args), "the run resuming after the outage");
+    let both = format!("failed run:\n{stderr}\nresumed run:\n{}", resumed_run.stderr);
+    assert!(resumed(&resumed_run.stderr), "the restart did not resume the job:\n{both}");
+    assert_same_tree(
+        &format!("the lake after two PostgreSQL outages vs a run without\n{both}"),
+        &results_tree(&lake),
+        &results_tree(&dir.path().join("uninterrupted")),
+    );
+    assert_eq!(db.window_metrics(), reference_db.window_metrics(), "window_metrics after the outages\n{both}");
+    assert_eq!(db.anomalies(), reference_db.anomalies(), "anomalies after the outages\n{both}");
+}
+
+/// The S3 store goes away twice during a live run into an S3 lake: for many checkpoint
+/// intervals (ridden out, the input held back), then for longer than `--lake-retry-for`
+/// (the run stops with an error naming the lake). Once it is back, the same job bounded
+/// at the topic's end resumes from the last checkpoint, and the lake read back through
+/// the S3 API is byte for byte a local lake's written by a run that saw no outage.
+#[test]
+fn s3_outages_are_ridden_out_or_stop_the_run_and_a_restart_resumes() {
+    use tradeflow_tests::s3::S3Server;
+    let Some(broker) = Broker::start() else { return };
+    let Some(mut s3) = S3Server::start() else { return };
+    let python = broker.python().to_owned();
+    let dir = temp_dir();
+    fill_topic(&broker, dir.path(), "market", LIVE_MARKET_TRADES);
+    s3.create_bucket("lake");
+    let retry = ["--lake-retry-for", RETRY_FOR];
+
+    let reference_lake = dir.path().join("uninterrupted");
+    let reference =
+        run_to_end(&reference_of(&live_outage_args(&broker, &file_url(&reference_lake), &retry)), "the reference run");
+    check_reference(&reference.summary(), LIVE_MARKET_TRADES, &reference.stderr);
+
+    let args = live_outage_args(&broker, "s3://lake/outages", &retry);
+    let s3_command = |args: &[String]| s3.tradeflow(args);
+    let mut live = Running::spawn(s3_command(&args));
+    wait_for_progress(&mut live, 0, "before the first outage");
+    s3.stop();
+    let watched = watch(&live, SHORT_OUTAGE);
+    s3.restart();
+    assert_held_back("the S3 store down", &watched, LIVE_MARKET_TRADES, &live.stderr_so_far(), &reference);
+    wait_for_progress(&mut live, watched.accepted.2, "after the first outage");
+    assert!(live.signal(0), "the run did not ride out a {SHORT_OUTAGE:?} outage:\n{}", live.stderr_so_far());
+
+    s3.stop();
+    let failed = live.finish(TIMEOUT);
+    s3.restart();
+    let stderr = &failed.stderr;
+    assert_no_panic(stderr);
+    assert!(!failed.success(), "the run outlived an outage longer than --lake-retry-for:\n{stderr}");
+    assert!(stderr.contains("s3://lake/outages"), "the error does not name the lake:\n{stderr}");
+    assert!(!stderr.contains(tradeflow_tests::s3::SECRET_KEY), "the secret was printed:\n{stderr}");
+
+    let resumed_run = s3.tradeflow(&bounded(&args));
+    let resumed_run = Running::spawn(resumed_run).finish(TIMEOUT);
+    resumed_run.assert_success("the run resuming after the outage");
+    let both = format!("failed run:\n{stderr}\nresumed run:\n{}", resumed_run.stderr);
+    assert!(resumed(&resumed_run.stderr), "the restart did not resume the job:\n{both}");
+    let downloaded = dir.path().join("downloaded");
+    s3.download(&python, "lake", "outages", &downloaded);
+    assert_same_tree(
+        &format!("the S3 lake after two outages vs a local run without\n{both}"),
+        &results_tree(&downloaded),
+        &results_tree(&reference_lake),
+    );
+}
+
+/// The broker (tansu keeping its topics in an S3 bucket, so that they survive) is killed
+/// and restarted during a bounded replay: the consumer reconnects and the run ends with
+/// the lake of a run that saw no outage.
+#[test]
+fn a_broker_restarted_mid_run_changes_nothing() {
+    use tradeflow_tests::s3::S3Server;
+    let Some(s3) = S3Server::start() else { return };
+    let Some(mut broker) = Broker::start_durable(&s3) else { return };
+    let dir = temp_dir();
+    fill_topic(&broker, dir.path(), "market", LIVE_MARKET_TRADES);
+    let source = broker.url("market", "end=latest");
+
+    let reference_lake = dir.path().join("uninterrupted");
+    let reference = run_to_end(&run_args(&source, &reference_lake, &[]), "the reference run");
+    check_reference(&reference.summary(), LIVE_MARKET_TRADES, &reference.stderr);
+
+    let lake = dir.path().join("restarted");
+    let mut run = Running::spawn(command(&run_args(&source, &lake, &[])));
+    wait_for_progress(&mut run, 0, "before the broker restart");
+    broker.restart(SHORT_OUTAGE);
+    let out = run.finish(TIMEOUT);
+    out.assert_success("the run across a broker restart");
+    assert!(
+        progress_accepted(&out.stderr) < LIVE_MARKET_TRADES,
+        "the run had read the whole topic before the broker went away: the restart tested nothing\n{}",
+        out.stderr
+    );
+    assert_same_tree(
+        &format!("the lake after a broker restart vs a run without\n{}", out.stderr),
+        &results_tree(&lake),
+        &results_tree(&reference_lake),
+    );
+    assert_eq!(out.summary().accepted, reference.summary().accepted, "trades accepted across the restart");
+}
