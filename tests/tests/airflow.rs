@@ -647,3 +647,78 @@ fn the_quality_and_report_dags_check_and_report_on_a_lake_and_fail_on_a_missing_
     let post = one_post(&webhook);
     assert!(post.contains("tradeflow_quality.check"), "{post}");
 }
+
+/// `check_kafka_lag` against a real consumer: a live run from a 4-partition topic on a
+/// real Kafka-protocol broker (tansu) holding 400,000 trades, with its PostgreSQL stopped
+/// as soon as it starts reading, so that it stops reading (a checkpointed source waits
+/// for its output to be durable) with most of the topic still ahead: the DAG's Kafka check
+/// fails, naming the lagging partitions, and posts it (its sink check fails as well: the
+/// sink's writes fail meanwhile). Once PostgreSQL is back the run catches up, and the
+/// Kafka check passes.
+#[test]
+fn the_health_dag_fails_on_a_lagging_kafka_consumer_and_passes_once_it_caught_up() {
+    let Some(exe) = airflow_executable() else { return };
+    let Some(broker) = tradeflow_tests::kafka::Broker::start() else { return };
+    let Some(cluster) = PgCluster::start() else { return };
+    let db = cluster.database("airflow_lag");
+    let dir = temp_dir();
+    let market = dir.path().join("market.ndjson");
+    // A current market (starting now), so that the watermark check has nothing to say.
+    let args =
+        ["--count", "400000", "--rate", "2000", "--seed", "3", "--symbols", "AAPL,MSFT,NVDA,TSLA", "--start", "now"];
+    simulate(&market, &args);
+    broker.create_topic("market", 4);
+    broker.produce_lines("market", &market);
+    let webhook = Webhook::start();
+    let mut airflow = Airflow::new(exe, &dir.path().join("airflow"));
+    airflow.set("SLACK_WEBHOOK_URL", webhook.url());
+    airflow.set("POSTGRES_PASSWORD", PASSWORD);
+    airflow.set("TRADEFLOW_AIRFLOW_RETRY_DELAY_SECONDS", "1");
+    airflow.set("TRADEFLOW_MAX_KAFKA_LAG", "1000");
+
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut command = tradeflow_command();
+    command.args(["run", "--source", &broker.url("market", "group=health"), "--window", "5s"]);
+    command.args(["--allowed-lateness", "2s", "--idle-timeout", "10m", "--progress-interval", "0"]);
+    command.args(["--checkpoint-interval", "50ms", "--lake"]).arg(file_url(&dir.path().join("lake")));
+    command.args(["--postgres", &db.url(), "--metrics-addr", &addr]);
+    let live = serving(command, port);
+    cluster.stop();
+    let lag = |m: &Exposition| m.matching("tradeflow_kafka_consumer_lag", &[]).map(|s| s.value).fold(0.0, f64::max);
+    wait_for_metrics(&addr, "a consumer lag above 1000 records", |m| lag(m) > 1000.0);
+    airflow.set("TRADEFLOW_METRICS_URL", format!("http://{addr}/metrics"));
+    let lagging = airflow.dag_test("tradeflow_health");
+    lagging.assert_states(&[
+        ("scrape_metrics", "SUCCESS"),
+        ("check_watermark", "SUCCESS"),
+        ("check_sink_errors", "FAILED"),
+        ("check_kafka_lag", "FAILED"),
+    ]);
+    assert!(!lagging.out.success(), "airflow dags test succeeded with a lagging consumer");
+    let posts = webhook.take();
+    let post = posts.iter().find(|p| p.contains("check_kafka_lag")).unwrap_or_else(|| panic!("posts: {posts:?}"));
+    assert!(post.contains("Kafka consumer lagging by more than 1000 records"), "{post}");
+    assert!(post.contains("market"), "the post does not name the topic: {post}");
+    assert!(!post.contains(HOOK_TOKEN) && !post.contains(PASSWORD), "the post holds a secret: {post}");
+
+    // PostgreSQL back: the run reads the rest of the topic, and the lag is gone.
+    cluster.start_again();
+    let deadline = Instant::now() + TIMEOUT;
+    while lag(&scrape(&addr)) > 0.0 {
+        assert!(Instant::now() < deadline, "the run did not catch up:\n{}", live.stderr_so_far());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // (The sink check may still fail: its writes failed after the previous check.)
+    let caught_up = airflow.dag_test("tradeflow_health");
+    caught_up.assert_states(&[
+        ("scrape_metrics", "SUCCESS"),
+        ("check_watermark", "SUCCESS"),
+        ("check_kafka_lag", "SUCCESS"),
+    ]);
+    assert!(caught_up.log.contains("Kafka lag at most 0 records"), "{}", caught_up.tail());
+    let posts = webhook.take();
+    assert!(!posts.iter().any(|p| p.contains("check_kafka_lag")), "the lag was posted once caught up: {posts:?}");
+    live.interrupt();
+    live.finish(TIMEOUT).assert_success("the live run");
+}

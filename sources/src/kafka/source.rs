@@ -51,7 +51,11 @@ use tradeflow_model::{Payload, Reject, RejectReason, Trade};
 
 /// Records handled per activation at most.
 const BUDGET: usize = 16 * 1024;
-/// librdkafka's callbacks: consumer lag from its statistics.
+/// librdkafka's callbacks: consumer lag from its statistics. The lag is the partition's
+/// high watermark minus the offset after the last record handed to tradeflow
+/// (`app_offset`): librdkafka's own `consumer_lag` counts from the group's committed
+/// offset, which a checkpointed run commits only at its end (and a run without a group
+/// never), so it would say nothing about how far behind the reading is.
 struct LagContext {
     topic: String,
     lag: Vec<(i32, Gauge)>,
@@ -61,10 +65,10 @@ impl ClientContext for LagContext {
     fn stats(&self, statistics: Statistics) {
         let Some(topic) = statistics.topics.get(&self.topic) else { return };
         for (partition, gauge) in &self.lag {
-            if let Some(p) = topic.partitions.get(partition)
-                && p.consumer_lag >= 0
-            {
-                gauge.set(p.consumer_lag as f64);
+            let Some(p) = topic.partitions.get(partition) else { continue };
+            let lag = if p.app_offset >= 0 && p.hi_offset >= 0 { p.hi_offset - p.app_offset } else { p.consumer_lag };
+            if lag >= 0 {
+                gauge.set(lag as f64);
             }
         }
     }
@@ -359,7 +363,7 @@ impl KafkaReader {
             // `fetch.queue.backoff.ms` (1 s by default): a replay would then spend most
             // of its time idle (0.2M records/s instead of over 1M from a local broker).
             .set("fetch.queue.backoff.ms", "10")
-            .set("statistics.interval.ms", "1000")
+            .set("statistics.interval.ms", "250")
             .create_with_context(context)
             .map_err(|e| format!("{}: cannot create a Kafka consumer: {e}", spec.label()))?;
         // Offsets given or committed may lie inside a record batch, which some brokers
