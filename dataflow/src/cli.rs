@@ -96,6 +96,10 @@ pub struct RunArgs {
     /// How long the PostgreSQL sink retries a lost connection before the run stops.
     #[arg(long, default_value = "5m", value_name = "DURATION")]
     pub postgres_retry_for: String,
+    /// How long a kafka:// source waits for its brokers when none answers before the run
+    /// stops (a checkpointed run then resumes from its last checkpoint).
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub kafka_retry_for: String,
     /// How long writes to an S3 lake are retried while the store is unreachable before
     /// the run stops (a checkpointed run then resumes from its last checkpoint).
     #[arg(long, default_value = "2m", value_name = "DURATION")]
@@ -120,6 +124,12 @@ pub struct RunArgs {
     /// Seconds between progress lines on stderr (0 = none).
     #[arg(long, default_value = "2s", value_name = "DURATION")]
     pub progress_interval: String,
+    /// Time resolution of the lake's changelog: the updates of each row within one such
+    /// interval are consolidated into its net change, written once (a window's provisional
+    /// values then show at most once per interval; every final value is kept). 0 = every
+    /// update as it happened.
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    pub changelog_resolution: String,
     /// Identifier of this run in the changelog (default: the start time of process 0).
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,

@@ -73,6 +73,8 @@ pub struct RunConfig {
     pub lake: Option<String>,
     /// `--lake-retry-for`.
     pub lake_retry_for: Duration,
+    /// `--kafka-retry-for`.
+    pub kafka_retry_for: Duration,
     /// The PostgreSQL sink, if on.
     pub postgres: Option<PostgresConfig>,
     /// Windows, volatility and anomaly parameters.
@@ -85,6 +87,8 @@ pub struct RunConfig {
     pub progress_interval: Option<Duration>,
     /// The changelog's run id.
     pub run_id: String,
+    /// `--changelog-resolution` in ms (0: every update).
+    pub changelog_resolution_ms: u64,
     /// The job (`--job`, or derived from the settings): its lease and checkpoints.
     pub job: String,
     /// Largest trades file in rows.
@@ -254,6 +258,8 @@ impl RunConfig {
         };
         let lake_retry_for = duration("--lake-retry-for", &args.lake_retry_for)?;
         at_most_duration("--lake-retry-for", &args.lake_retry_for, lake_retry_for, limits::RETRY, "7d")?;
+        let kafka_retry_for = duration("--kafka-retry-for", &args.kafka_retry_for)?;
+        at_most_duration("--kafka-retry-for", &args.kafka_retry_for, kafka_retry_for, limits::RETRY, "7d")?;
         let metrics_addr =
             args.metrics_addr.as_deref().map(|a| crate::web::parse_addr("--metrics-addr", a)).transpose()?;
         let dashboard_addr =
@@ -267,6 +273,8 @@ impl RunConfig {
             return Err(ConfigError("--idle-timeout 0: must be positive, e.g. 10s".into()));
         }
         at_most_duration("--idle-timeout", &args.idle_timeout, idle_timeout, limits::WAIT, "1d")?;
+        let resolution = duration("--changelog-resolution", &args.changelog_resolution)?;
+        at_most_duration("--changelog-resolution", &args.changelog_resolution, resolution, limits::WAIT, "1d")?;
         let progress = duration("--progress-interval", &args.progress_interval)?;
         at_most_duration("--progress-interval", &args.progress_interval, progress, limits::WAIT, "1d")?;
         if args.lake_file_rows == 0 || args.lake_file_rows > limits::LAKE_FILE_ROWS {
@@ -378,11 +386,13 @@ impl RunConfig {
             bounded,
             lake: (!args.no_lake).then(|| args.lake.clone()),
             lake_retry_for,
+            kafka_retry_for,
             postgres,
             params,
             lateness_ms,
             idle_timeout,
             progress_interval: (!progress.is_zero()).then_some(progress),
+            changelog_resolution_ms: resolution.as_millis() as u64,
             run_id,
             job,
             lake_file_rows: args.lake_file_rows,

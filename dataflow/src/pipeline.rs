@@ -119,6 +119,7 @@ pub fn build<'scope>(
                     peers,
                     config.lateness_ms,
                     config.idle_timeout,
+                    config.kafka_retry_for,
                     shared.stop.clone(),
                 );
                 let saver = saver(&format!("source{number}"));
@@ -165,6 +166,7 @@ pub fn build<'scope>(
             worker: index,
             max_rows: 250_000,
             max_age: (!config.bounded).then_some(Duration::from_secs(300)),
+            resolution: config.changelog_resolution_ms,
         };
         let saved = saver("changelog-window_metrics");
         write_changelog(analytics.metrics.clone(), run_id.clone(), lake.clone(), changelog.clone(), saved)?;

@@ -125,3 +125,66 @@ fn an_idle_pipeline_does_not_spin() {
     assert!(out.summary().accepted > 0, "{}", out.stderr);
     assert!(cpu < 0.25 * wall, "an idle run used {cpu:.2} s of CPU in {wall:.2} s: its workers spin");
 }
+
+/// A paced simulator run for about three seconds, with the changelog at `resolution`: the
+/// updates of its window metrics, and the final rows.
+fn changelog_at(resolution: &str) -> (Vec<tradeflow_tests::lake::MetricsUpdate>, Vec<tradeflow_model::WindowMetrics>) {
+    let dir = temp_dir();
+    let lake = dir.path().join("lake");
+    let mut command = tradeflow_command();
+    command.args(["run", "--source", "sim://?rate=20000&count=60000&seed=9&start=1700000000000&symbols=AAPL,MSFT,NVDA"]);
+    command.args(["--window", "1s", "--allowed-lateness", "200ms", "--changelog-resolution", resolution]);
+    command.arg("--lake").arg(file_url(&lake));
+    let out = Running::spawn(command).finish(Duration::from_secs(120));
+    out.assert_success(&format!("a run with --changelog-resolution {resolution}"));
+    let mut finals = read_window_metrics(&lake);
+    finals.sort();
+    (read_metrics_changelog(&lake), finals)
+}
+
+/// `--changelog-resolution` (issue 12): the updates of each window within one interval
+/// are consolidated into its net change, stamped with the interval's last epoch that
+/// changed anything. Against every update (`0`): far fewer rows, at most one insertion
+/// and one retraction of a window per interval, the provisional history still there, and
+/// both changelogs rebuild exactly the final rows.
+#[test]
+fn the_changelog_consolidates_the_updates_of_each_interval() {
+    let (every, every_finals) = changelog_at("0");
+    let (coarse, finals) = changelog_at("250ms");
+    assert_eq!(finals, every_finals, "the same market gives the same final rows");
+    for (what, updates) in [("every update", &every), ("250 ms", &coarse)] {
+        let rebuilt = consolidate(updates);
+        assert!(rebuilt.values().all(|d| *d == 1), "{what}: rows with a net diff other than 1");
+        assert!(rebuilt.keys().cloned().collect::<Vec<_>>() == finals, "{what}: the changelog does not rebuild");
+        assert!(!updates.iter().any(|u| u.row.is_final && u.diff < 0), "{what}: a final row was retracted");
+    }
+    assert!(coarse.iter().any(|u| !u.row.is_final && u.diff > 0), "no provisional update left at 250 ms");
+    eprintln!("changelog rows: {} for every update, {} at 250 ms", every.len(), coarse.len());
+    assert!(
+        coarse.len() * 4 < every.len(),
+        "{} rows at 250 ms against {} for every update: not consolidated",
+        coarse.len(),
+        every.len()
+    );
+    // Per window and interval: one version in, one out, at one time.
+    let mut per_interval = std::collections::BTreeMap::new();
+    for u in &coarse {
+        let key = (u.row.symbol.clone(), u.row.window_start, u.time / 250);
+        let (ins, del, times) = per_interval.entry(key).or_insert((0, 0, std::collections::BTreeSet::new()));
+        if u.diff > 0 {
+            *ins += 1
+        } else {
+            *del += 1
+        }
+        times.insert(u.time);
+    }
+    for (key, (ins, del, times)) in &per_interval {
+        assert!(*ins <= 1 && *del <= 1 && times.len() == 1, "{key:?}: {ins} in, {del} out at {times:?}");
+    }
+    // With every update recorded, windows do change more than once within 250 ms.
+    let mut busy = std::collections::BTreeMap::new();
+    for u in every.iter().filter(|u| u.diff > 0) {
+        *busy.entry((u.row.symbol.clone(), u.row.window_start, u.time / 250)).or_insert(0) += 1;
+    }
+    assert!(busy.values().any(|n| *n > 1), "no window changed twice within 250 ms: the test shows nothing");
+}

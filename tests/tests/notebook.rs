@@ -122,6 +122,8 @@ fn run_streamed(market: &[Line], scenario: &Scenario, lake: &Path, stderr_path: 
     let mut command = tradeflow_command();
     command.args(["run", "--source", "-", "--window", "1s", "--volatility-windows", VOLATILITY_WINDOWS]);
     command.arg("--lake").arg(tradeflow_tests::file_url(lake)).args(["--progress-interval", "0"]);
+    // The notebook shows a window update by update: every update in the changelog.
+    command.args(["--changelog-resolution", "0"]);
     let stderr = std::fs::File::create(stderr_path).expect("creating the stderr file");
     let mut child = command
         .stdin(Stdio::piped())

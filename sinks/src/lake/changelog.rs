@@ -8,11 +8,21 @@
 //! collection as of time `t` by summing `diff` per row over `time <= t` (for one
 //! `run_id`), and sees each metric's provisional values and the moment it became final.
 //!
+//! **Resolution** (`--changelog-resolution`, 1 s by default): the updates of one interval
+//! of that length (aligned to the epoch) are consolidated before they are written, as
+//! differential's `consolidate` would at a coarser timestamp: a row's retraction and
+//! re-insertion within the interval cancel, and what is left is written once, stamped
+//! with the interval's last epoch that changed anything. So the collection rebuilt as of
+//! any interval's end is exact, every final row is there, and a window that changed with
+//! every one of thousands of trades in a second costs two rows, not thousands. `0`
+//! records every update as it happened.
+//!
 //! Files are cut at `max_rows` updates, after `max_age` of wall-clock time on live runs,
 //! at every checkpoint boundary of a checkpointed run (so a checkpoint keeps only the
-//! file sequence number), and at the end. Epochs are wall-clock milliseconds, so every
-//! run has its own history:
-//! files are named `<run_id>-w<worker>-<seq>.parquet` and rows carry `run_id`.
+//! file sequence number: an interval still open at a boundary is consolidated up to it
+//! and written), and at the end. Epochs are wall-clock milliseconds, so every run has its
+//! own history: files are named `<run_id>-w<worker>-<seq>.parquet` and rows carry
+//! `run_id`.
 
 use super::parquet::{LakeRow, encode};
 use super::store::{Lake, Payload};
@@ -35,12 +45,44 @@ pub struct ChangelogConfig {
     pub max_rows: usize,
     /// Wall-clock age after which a non-empty file is written (live runs).
     pub max_age: Option<Duration>,
+    /// `--changelog-resolution`, ms: updates within one such interval are consolidated
+    /// (0: none are).
+    pub resolution: Time,
+}
+
+/// The updates of the interval not yet complete, to be consolidated.
+struct Interval<R> {
+    /// Its index (epoch / resolution).
+    index: Time,
+    /// The last epoch that brought updates.
+    last: Time,
+    updates: Vec<(R, isize)>,
+    /// `updates.len()` after the last consolidation.
+    consolidated: usize,
+}
+
+impl<R: Ord> Interval<R> {
+    fn add(&mut self, time: Time, updates: Vec<(R, Time, isize)>) {
+        self.last = self.last.max(time);
+        self.updates.extend(updates.into_iter().map(|(row, _, diff)| (row, diff)));
+        // Bounded by the distinct rows changed, not by the updates, however many come.
+        if self.updates.len() > 2 * self.consolidated + 1024 {
+            differential_dataflow::consolidation::consolidate(&mut self.updates);
+            self.consolidated = self.updates.len();
+        }
+    }
+
+    /// Its net updates, each stamped with the interval's last epoch.
+    fn close(mut self, buffer: &mut Vec<(R, Time, isize)>) {
+        differential_dataflow::consolidation::consolidate(&mut self.updates);
+        buffer.extend(self.updates.into_iter().map(|(row, diff)| (row, self.last, diff)));
+    }
 }
 
 /// Captures `rows` into the lake's changelog (see the module documentation). `run_id`
 /// carries the run's identifier (sent once, by worker 0, to everyone, so that every
 /// process of a run uses the same).
-pub fn write_changelog<'scope, R: LakeRow + Clone>(
+pub fn write_changelog<'scope, R: LakeRow + Clone + Ord>(
     rows: VecCollection<'scope, Time, R>,
     run_id: StreamVec<'scope, Time, String>,
     lake: Arc<Lake>,
@@ -58,6 +100,7 @@ pub fn write_changelog<'scope, R: LakeRow + Clone>(
         let mut run_id: Option<String> = None;
         let mut queue = EpochQueue::<Vec<(R, Time, isize)>>::default();
         let mut buffer: Vec<(R, Time, isize)> = Vec::new();
+        let mut open: Option<Interval<R>> = None;
         let mut started = Instant::now();
         move |frontiers| {
             input.for_each(|cap, batch| {
@@ -86,9 +129,16 @@ pub fn write_changelog<'scope, R: LakeRow + Clone>(
                 *seq += 1;
                 *lower = upper;
             };
-            // At a boundary (`upto`: the next epoch, or the frontier) the buffer is written
-            // out, so the part is just the file sequence.
-            let cut = |upto: Option<Time>, buffer: &mut Vec<_>, seq: &mut u64, lower: &mut Time| {
+            // At a boundary (`upto`: the next epoch, or the frontier) the open interval is
+            // closed and the buffer written out, so the part is just the file sequence.
+            let cut = |upto: Option<Time>,
+                       open: &mut Option<Interval<R>>,
+                       buffer: &mut Vec<_>,
+                       seq: &mut u64,
+                       lower: &mut Time| {
+                if let Some(interval) = open.take() {
+                    interval.close(buffer);
+                }
                 if !buffer.is_empty() {
                     write(buffer, upto.unwrap_or(Time::MAX), seq, lower);
                 }
@@ -96,17 +146,36 @@ pub fn write_changelog<'scope, R: LakeRow + Clone>(
             };
             while let Some((time, mut updates)) = queue.pop_complete(frontier) {
                 if let Some(saver) = saver.as_mut() {
-                    saver.before_epoch(time, |_| cut(Some(time), &mut buffer, &mut seq, &mut lower));
+                    saver.before_epoch(time, |_| cut(Some(time), &mut open, &mut buffer, &mut seq, &mut lower));
                 }
-                if buffer.is_empty() {
+                if buffer.is_empty() && open.is_none() {
                     started = Instant::now();
                 }
-                buffer.append(&mut updates);
+                if config.resolution == 0 {
+                    buffer.append(&mut updates);
+                    continue;
+                }
+                let index = time / config.resolution;
+                if open.as_ref().is_some_and(|i| i.index != index) {
+                    open.take().expect("checked").close(&mut buffer);
+                }
+                let interval =
+                    open.get_or_insert_with(|| Interval { index, last: time, updates: Vec::new(), consolidated: 0 });
+                interval.add(time, updates);
             }
             if let Some(saver) = saver.as_mut() {
-                saver.at_frontier(frontier, |_| cut(frontier, &mut buffer, &mut seq, &mut lower));
+                saver.at_frontier(frontier, |_| cut(frontier, &mut open, &mut buffer, &mut seq, &mut lower));
             }
-            let upper = frontier.unwrap_or(Time::MAX);
+            // An interval the frontier has left is complete.
+            if open.as_ref().is_some_and(|i| frontier.is_none_or(|f| f / config.resolution > i.index)) {
+                open.take().expect("checked").close(&mut buffer);
+            }
+            // What the open interval will hold is not covered by a file written now.
+            let upper = match (&open, frontier) {
+                (Some(interval), _) => (interval.index * config.resolution).max(lower),
+                (None, Some(f)) => f,
+                (None, None) => Time::MAX,
+            };
             let aged = config.max_age.is_some_and(|age| started.elapsed() >= age);
             if !buffer.is_empty() && (buffer.len() >= config.max_rows || aged || frontier.is_none()) {
                 write(&mut buffer, upper, &mut seq, &mut lower);
