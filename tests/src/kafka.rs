@@ -149,11 +149,21 @@ impl Broker {
     /// Kills the broker (SIGKILL, as a crash would), keeps it down for `down`, and starts
     /// it again on the same port and storage.
     pub fn restart(&mut self, down: Duration) {
+        self.stop();
+        std::thread::sleep(down);
+        self.start_again();
+    }
+
+    /// Kills the broker (SIGKILL, as a crash would).
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        std::thread::sleep(down);
+    }
+
+    /// Starts the broker stopped by [`Broker::stop`] again, on the same port and storage.
+    pub fn start_again(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if self.spawn_on_port(Duration::from_secs(5)) {

@@ -742,7 +742,8 @@ fn s3_outages_are_ridden_out_or_stop_the_run_and_a_restart_resumes() {
 
 /// The broker (tansu keeping its topics in an S3 bucket, so that they survive) is killed
 /// and restarted during a bounded replay: the consumer reconnects and the run ends with
-/// the lake of a run that saw no outage.
+/// the lake of a run that saw no outage. Killed for longer than `--kafka-retry-for`, it
+/// stops the run, and the same command resumes once the broker is back.
 #[test]
 fn a_broker_restarted_mid_run_changes_nothing() {
     use tradeflow_tests::s3::S3Server;
@@ -773,4 +774,26 @@ fn a_broker_restarted_mid_run_changes_nothing() {
         &results_tree(&reference_lake),
     );
     assert_eq!(out.summary().accepted, reference.summary().accepted, "trades accepted across the restart");
+
+    // Gone for longer than --kafka-retry-for: the run stops, naming the broker; once it
+    // is back, the same command resumes and ends with the same lake.
+    let lake = dir.path().join("gone");
+    let args = run_args(&source, &lake, &["--kafka-retry-for", "3s"]);
+    let mut run = Running::spawn(command(&args));
+    wait_for_progress(&mut run, 0, "before the broker went away");
+    broker.stop();
+    let failed = run.finish(TIMEOUT);
+    broker.start_again();
+    let stderr = &failed.stderr;
+    assert_no_panic(stderr);
+    assert!(!failed.success(), "the run outlived a broker gone longer than --kafka-retry-for:\n{stderr}");
+    assert!(stderr.contains("no broker has answered") && stderr.contains(&broker.address()), "{stderr}");
+    let resumed_run = run_to_end(&args, "the run resuming after the broker came back");
+    let both = format!("failed run:\n{stderr}\nresumed run:\n{}", resumed_run.stderr);
+    assert!(resumed(&resumed_run.stderr), "the restart did not resume the job:\n{both}");
+    assert_same_tree(
+        &format!("the lake after the broker was gone vs a run without\n{both}"),
+        &results_tree(&lake),
+        &results_tree(&reference_lake),
+    );
 }

@@ -59,9 +59,21 @@ const BUDGET: usize = 16 * 1024;
 struct LagContext {
     topic: String,
     lag: Vec<(i32, Gauge)>,
+    /// When librdkafka last reported that no broker could be reached (wall-clock ms; 0
+    /// once one is reached again): see [`KafkaReader::broker_outage`].
+    unreachable: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl ClientContext for LagContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        let code = error.rdkafka_error_code();
+        if matches!(code, Some(C::AllBrokersDown | C::BrokerTransportFailure | C::Resolve | C::BrokerNotAvailable)) {
+            let _ = self.unreachable.compare_exchange(0, wall_ms().max(1), Ordering::AcqRel, Ordering::Acquire);
+        }
+        tracing::warn!("kafka {}: {error}: {reason}", self.topic);
+    }
+
     fn stats(&self, statistics: Statistics) {
         let Some(topic) = statistics.topics.get(&self.topic) else { return };
         for (partition, gauge) in &self.lag {
@@ -168,6 +180,12 @@ pub struct KafkaReader {
     resumed: bool,
     started: bool,
     done: bool,
+    /// How long the brokers may stay unreachable before the run stops (`--kafka-retry-for`).
+    retry_for: Duration,
+    /// See [`LagContext::unreachable`].
+    unreachable: Arc<std::sync::atomic::AtomicI64>,
+    /// When the brokers were last probed during an outage.
+    probed: Option<Instant>,
 }
 
 /// What a checkpoint records of a reader: each partition's next offset and clock.
@@ -190,6 +208,7 @@ impl KafkaReader {
         peers: usize,
         lateness_ms: i64,
         idle_timeout: Duration,
+        retry_for: Duration,
         stop: Arc<AtomicBool>,
     ) -> KafkaReader {
         let ranges = plan.owned_by(index, peers);
@@ -242,6 +261,9 @@ impl KafkaReader {
             resumed: false,
             started: false,
             done: false,
+            retry_for,
+            unreachable: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+            probed: None,
         }
     }
 
@@ -324,6 +346,34 @@ impl KafkaReader {
         Poll::Done
     }
 
+    /// An outage of every broker longer than `--kafka-retry-for`, as an error. librdkafka
+    /// reconnects by itself and says when no broker can be reached; from then on the
+    /// brokers are probed (a metadata request, at most once a second) until one answers.
+    fn broker_outage(&mut self, consumer: &BaseConsumer<LagContext>) -> Option<String> {
+        let since = self.unreachable.load(Ordering::Acquire);
+        if since == 0 {
+            return None;
+        }
+        if self.probed.is_none_or(|p| p.elapsed() >= Duration::from_secs(1)) {
+            self.probed = Some(Instant::now());
+            if consumer.fetch_metadata(Some(&self.plan.spec.topic), Duration::from_millis(500)).is_ok() {
+                self.unreachable.store(0, Ordering::Release);
+                self.probed = None;
+                return None;
+            }
+        }
+        let down = Duration::from_millis(u64::try_from(wall_ms().saturating_sub(since)).unwrap_or(0));
+        (down > self.retry_for).then(|| {
+            format!(
+                "{}: no broker has answered for {:.0} s (--kafka-retry-for {}); stopping. Once the brokers are back, \
+                 the same command resumes from the last checkpoint",
+                self.plan.spec.label(),
+                down.as_secs_f64(),
+                humantime_like(self.retry_for)
+            )
+        })
+    }
+
     /// Creates the consumer and assigns this worker's unfinished partitions.
     fn start(&mut self) -> Result<(), String> {
         let spec = &self.plan.spec;
@@ -343,13 +393,13 @@ impl KafkaReader {
                 let partition = o.range.partition.to_string();
                 let gauge = r.gauge(
                     "tradeflow_kafka_consumer_lag",
-                    "Records between the consumer's position and the partition's high watermark (librdkafka statistics, every second).",
+                    "Records between the last one read and the partition's high watermark (librdkafka statistics, every 250 ms).",
                     &[("topic", spec.topic.as_str()), ("partition", partition.as_str())],
                 );
                 (o.range.partition, gauge)
             })
             .collect();
-        let context = LagContext { topic: spec.topic.clone(), lag };
+        let context = LagContext { topic: spec.topic.clone(), lag, unreachable: self.unreachable.clone() };
         let mut consumer: BaseConsumer<LagContext> = client_config(spec)
             .set("group.id", group_id(spec))
             .set("enable.auto.commit", "false")
@@ -644,6 +694,9 @@ impl Reader for KafkaReader {
         }
         self.metrics.flush();
         if let Some(consumer) = consumer {
+            if failure.is_none() {
+                failure = self.broker_outage(&consumer);
+            }
             self.pause_finished(&consumer);
             self.consumer = Some(consumer);
         }
@@ -659,6 +712,16 @@ impl Reader for KafkaReader {
         }
         batch.push_with_low(out, self.partitions.low(now, wall_ms()), &mut self.reported);
         live_poll(handled, BUDGET, self.waker.is_some())
+    }
+}
+
+/// `90s`, `5m`, `2h` for messages.
+fn humantime_like(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{:?}", d),
     }
 }
 

@@ -14,6 +14,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use tradeflow_model::{Conditions, Price, Qty, RejectReason, Symbol, Trade};
 
+/// How long the readers wait for unreachable brokers.
+const RETRY_FOR: Duration = Duration::from_secs(300);
+
 fn trade(symbol: &str, ts: i64, price: i64) -> Trade {
     Trade {
         symbol: Symbol::parse(symbol).unwrap(),
@@ -48,7 +51,9 @@ fn fill(brokers: &str, topic: &str, format: ValueFormat, trades: &[Trade]) {
 fn drain(url: &str, peers: usize, lateness_ms: i64) -> Vec<Batch> {
     let plan = Arc::new(resolve(&parse_url(url).unwrap()).unwrap());
     let mut readers: Vec<KafkaReader> = (0..peers)
-        .map(|i| KafkaReader::new(plan.clone(), i, peers, lateness_ms, Duration::from_secs(10), Arc::default()))
+        .map(|i| {
+            KafkaReader::new(plan.clone(), i, peers, lateness_ms, Duration::from_secs(10), RETRY_FOR, Arc::default())
+        })
         .collect();
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -163,7 +168,8 @@ fn a_live_source_with_no_data_releases_its_partitions_after_the_idle_timeout() {
     let brokers = cluster.bootstrap_servers();
     cluster.create_topic("idle", 2, 1).unwrap();
     let plan = Arc::new(resolve(&parse_url(&format!("kafka://{brokers}/idle")).unwrap()).unwrap());
-    let mut reader = KafkaReader::new(plan, 0, 1, 1_000, Duration::from_millis(200), Arc::new(AtomicBool::new(false)));
+    let mut reader =
+        KafkaReader::new(plan, 0, 1, 1_000, Duration::from_millis(200), RETRY_FOR, Arc::new(AtomicBool::new(false)));
     let mut out = Vec::new();
     let start = Instant::now();
     let mut low = i64::MIN;
@@ -183,7 +189,8 @@ fn each_reader_describes_the_partitions_it_owns() {
     let spec = parse_url("kafka://h:1/t?end=latest").unwrap();
     let partitions = (0..3).map(|p| PartitionRange { partition: p, start: 10 * p as i64, end: Some(100) }).collect();
     let plan = Arc::new(KafkaPlan { spec, partitions, start_ts: None, end_ts: None });
-    let reader = |index, peers| KafkaReader::new(plan.clone(), index, peers, 0, Duration::ZERO, Arc::default());
+    let reader =
+        |index, peers| KafkaReader::new(plan.clone(), index, peers, 0, Duration::ZERO, RETRY_FOR, Arc::default());
     assert_eq!(
         reader(0, 2).describe(),
         "kafka://h:1/t: worker 0 of 2 reads partitions 0 (offsets 0..100), 2 (offsets 20..100)"
