@@ -272,7 +272,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
 
 /// Signals that arrive within this long of the first count as one request: `timeout -s
 /// INT` and a terminal's Ctrl-C deliver SIGINT to the process and to its group at once.
-const SIGNAL_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const SIGNAL_GRACE: Duration = Duration::from_secs(1);
 
 /// Ctrl-C or SIGTERM once: stop reading and finish cleanly (`suspend`: checkpoint and
 /// leave open windows for a resumed run; otherwise finalise them); again, after
@@ -289,7 +289,8 @@ fn install_signals(stop: Arc<AtomicBool>, bounded: bool, suspend: bool) {
             }
             None => *first = Some(Instant::now()),
         }
-        stop.store(true, Ordering::SeqCst);
+        // Said before the stop is set: once it is, the run may finish and exit before this
+        // thread writes anything.
         if suspend {
             tracing::info!(
                 "stopping: flushing and checkpointing what was read; open windows stay open for the resumed run (a second Ctrl-C aborts)"
@@ -299,5 +300,6 @@ fn install_signals(stop: Arc<AtomicBool>, bounded: bool, suspend: bool) {
         } else {
             tracing::info!("Ctrl-C: stopping; finalising open windows and flushing the lake (Ctrl-C again to abort)");
         }
+        stop.store(true, Ordering::SeqCst);
     });
 }
