@@ -19,7 +19,10 @@
     updates: 0,
     snapshots: 0,
     renders: 0,
+    // When the last snapshot or update arrived (ms since the epoch), and whether the
+    // event stream is up.
     lastUpdate: 0,
+    connected: false,
   };
   // For tests and the curious: the page's state, read-only by convention.
   window.tradeflow = state;
@@ -33,7 +36,56 @@
   const seconds = (s) => (s == null ? "–" : Math.abs(s) < 120 ? s.toFixed(1) + " s" : Math.abs(s) < 7200 ? (s / 60).toFixed(1) + " min" : (s / 3600).toFixed(1) + " h");
 
   // ---- charts -------------------------------------------------------------------
+  // Value axis labels: plain numbers with the decimals the ticks need, the same on every
+  // tick (3,500, 37,015 or 1.0850), or, when those get long and compact ones are shorter
+  // and exact, compact ones (0, 400k, 800k, 1.2M or 2.5B); and the axis is as wide as
+  // its widest label, so none is cut off.
+  const UNITS = [[1e12, "T"], [1e9, "B"], [1e6, "M"], [1e3, "k"]];
+  const decimals = (step) => {
+    for (let d = 0; d < 12; d++) {
+      const x = Math.abs(step) * 10 ** d;
+      if (Math.abs(x - Math.round(x)) <= 1e-6 * Math.max(1, x)) return d;
+    }
+    return 12;
+  };
+  const longest = (labels) => labels.reduce((n, l) => Math.max(n, l.length), 0);
+  const digits = (values, step) => Math.min(10, Math.max(decimals(step), ...values.map(decimals)));
+  function axisLabels(splits, step) {
+    const finite = splits.filter((v) => v != null && Number.isFinite(v));
+    if (!finite.length) return splits.map(() => "");
+    if (!(step > 0)) step = finite.length > 1 ? Math.abs(finite[1] - finite[0]) || 1 : Math.abs(finite[0]) || 1;
+    const places = digits(finite, step);
+    const plain = splits.map((v) =>
+      v == null || !Number.isFinite(v) ? "" : v.toLocaleString("en-US", { minimumFractionDigits: places, maximumFractionDigits: places }),
+    );
+    if (longest(plain) <= 5) return plain;
+    let exact = true;
+    const short = splits.map((v) => {
+      if (v == null || !Number.isFinite(v)) return "";
+      if (v === 0) return "0";
+      const [scale, suffix] = UNITS.find(([scale]) => Math.abs(v) >= scale) ?? [1, ""];
+      const places = decimals(v / scale);
+      exact &&= places <= 3;
+      return (v / scale).toLocaleString("en-US", { maximumFractionDigits: places }) + suffix;
+    });
+    return exact && longest(short) < longest(plain) ? short : plain;
+  }
+  // uPlot asks for an axis's size with its labels, again while the layout settles (up to
+  // three times a redraw: the labels can change with the plot's height, as when the
+  // time axis first appears). Within one redraw the size only grows, so it settles on
+  // the widest labels instead of going back to narrower ones.
+  function axisSize(u, values, i, cycle) {
+    const a = u.axes[i];
+    let widest = 0;
+    if (values && values.length) {
+      u.ctx.font = a.font[0];
+      for (const v of values) widest = Math.max(widest, u.ctx.measureText(v).width / uPlot.pxRatio);
+    }
+    const size = Math.max(40, Math.ceil(widest + (a.ticks.show === false ? 0 : a.ticks.size) + a.gap + 6));
+    return cycle > 1 && a._size > size ? a._size : size;
+  }
   const axis = { stroke: "#9aa5b1", grid: { stroke: "#232b34", width: 1 }, ticks: { stroke: "#232b34" } };
+  const valueAxis = { ...axis, size: axisSize, values: (u, splits, i, space, step) => axisLabels(splits, step) };
   // Window starts in UTC, whole seconds (windows are at least a millisecond, in practice seconds).
   const timeAxis = {
     ...axis,
@@ -48,7 +100,7 @@
       width: 600,
       height: 300,
       scales: { x: { time: true } },
-      axes: [timeAxis, { ...axis, size: 70 }],
+      axes: [timeAxis, valueAxis],
       series: [
         windowSeries,
         { label: "close", stroke: "#4e9af1", width: 1.5, value: (u, v) => price(v) },
@@ -72,7 +124,7 @@
       height: 180,
       // Bars stand on zero.
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.05 : 1] } },
-      axes: [timeAxis, { ...axis, size: 70 }],
+      axes: [timeAxis, valueAxis],
       series: [
         windowSeries,
         { label: "volume", stroke: "#4e9af1", fill: "#4e9af166", paths: bars, points: { show: false }, value: (u, v) => fmt(v, 4) },
@@ -89,6 +141,9 @@
     }
   };
   window.addEventListener("resize", resize);
+  // For tests: the charts and the axis label formatter.
+  state.charts = { price: priceChart, volume: volumeChart };
+  state.axisLabels = axisLabels;
 
   // ---- applying what the server sends --------------------------------------------
   let dirty = { chart: true, table: true, health: true, symbols: true };
@@ -109,6 +164,7 @@
 
   function onSnapshot(s) {
     state.snapshots += 1;
+    state.lastUpdate = Date.now();
     state.info = s.info;
     state.symbol = s.symbol;
     state.points = new Map();
@@ -152,9 +208,11 @@
   }
 
   function setConnected(up) {
+    state.connected = up;
     const el = $("conn");
     el.textContent = up ? "live" : "reconnecting";
     el.className = "conn " + (up ? "up" : "down");
+    renderStatus();
   }
 
   function choose(symbol) {
@@ -164,11 +222,145 @@
     const url = new URL(location.href);
     url.searchParams.set("symbol", symbol);
     history.replaceState(null, "", url);
+    if (document.activeElement !== $("symbol")) $("symbol").value = symbol;
     dirty.chart = true;
     schedule();
     connect();
   }
-  $("symbol").addEventListener("change", (e) => choose(e.target.value));
+
+  // ---- the symbol search ----------------------------------------------------------
+  // A text box with at most MATCHES suggestions: the symbols containing what was typed,
+  // ignoring case, exact match first, then those starting with it, then the rest, each
+  // in symbol order. The list never holds every symbol, so 10,000 symbols cost the page
+  // no more than ten. Arrow keys move through the suggestions, Enter or a click shows
+  // one, Escape closes them.
+  const MATCHES = 50;
+  const search = { symbols: null, lower: [], matches: [], active: -1 };
+
+  function findSymbols(query) {
+    const q = query.trim().toLowerCase();
+    const exact = [], start = [], inside = [];
+    let total = 0;
+    search.lower.forEach((s, i) => {
+      const at = q ? s.indexOf(q) : 0;
+      if (at < 0) return;
+      total += 1;
+      if (at > 0) {
+        if (inside.length < MATCHES) inside.push(i);
+      } else if (s.length === q.length) exact.push(i);
+      else if (start.length < MATCHES) start.push(i);
+    });
+    const matches = exact.concat(start, inside).slice(0, MATCHES).map((i) => state.symbols[i]);
+    return { query: q, matches, total };
+  }
+
+  // `keep`: the same suggestion stays active (the list changed under the user's keys).
+  function showMatches(keep = false) {
+    const input = $("symbol");
+    // A box still showing the current symbol (just focused) lists every symbol.
+    const query = input.value === state.symbol ? "" : input.value;
+    const previous = search.matches[search.active];
+    const { query: q, matches, total } = findSymbols(query);
+    search.matches = matches;
+    search.active = keep ? matches.indexOf(previous) : -1;
+    if (search.active < 0) search.active = q && matches.length ? 0 : matches.indexOf(state.symbol);
+    const items = matches.map((symbol, i) => {
+      const li = document.createElement("li");
+      li.id = "symbol-option-" + i;
+      li.setAttribute("role", "option");
+      li.dataset.symbol = symbol;
+      const at = q ? symbol.toLowerCase().indexOf(q) : -1;
+      if (at >= 0) {
+        const mark = document.createElement("mark");
+        mark.textContent = symbol.slice(at, at + q.length);
+        li.append(symbol.slice(0, at), mark, symbol.slice(at + q.length));
+      } else {
+        li.textContent = symbol;
+      }
+      if (symbol === state.symbol) li.classList.add("current");
+      return li;
+    });
+    $("symbol-list").replaceChildren(...items);
+    $("symbol-more").textContent = !state.symbols.length
+      ? "no symbols yet"
+      : !total
+        ? `no symbol contains “${query.trim()}”`
+        : total > matches.length
+          ? `${number.format(matches.length)} of ${number.format(total)} shown: type more to narrow`
+          : "";
+    $("symbol-popup").hidden = false;
+    input.setAttribute("aria-expanded", "true");
+    setActive(search.active);
+  }
+
+  function setActive(i) {
+    const input = $("symbol");
+    const list = $("symbol-list");
+    search.active = i;
+    for (const li of list.children) li.setAttribute("aria-selected", String(li.id === "symbol-option-" + i));
+    const li = i >= 0 ? list.children[i] : null;
+    if (li) {
+      input.setAttribute("aria-activedescendant", li.id);
+      li.scrollIntoView({ block: "nearest" });
+    } else {
+      input.removeAttribute("aria-activedescendant");
+    }
+  }
+
+  function closeMatches() {
+    $("symbol-popup").hidden = true;
+    $("symbol-list").replaceChildren();
+    search.matches = [];
+    search.active = -1;
+    $("symbol").setAttribute("aria-expanded", "false");
+    $("symbol").removeAttribute("aria-activedescendant");
+  }
+
+  function pick(symbol) {
+    closeMatches();
+    $("symbol").value = symbol;
+    $("symbol").select();
+    choose(symbol);
+  }
+
+  {
+    const input = $("symbol");
+    input.addEventListener("focus", () => {
+      input.select();
+      showMatches();
+    });
+    input.addEventListener("input", () => showMatches());
+    input.addEventListener("blur", () => {
+      closeMatches();
+      if (state.symbol) input.value = state.symbol;
+    });
+    input.addEventListener("keydown", (e) => {
+      const open = !$("symbol-popup").hidden;
+      if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+        e.preventDefault();
+        if (!open) return showMatches();
+        const n = search.matches.length;
+        if (n) setActive(e.key === "ArrowDown" ? Math.min(n - 1, search.active + 1) : Math.max(0, search.active - 1));
+      } else if (e.key === "Enter") {
+        e.preventDefault();
+        const typed = input.value.trim().toLowerCase();
+        const symbol = open ? search.matches[search.active] : state.symbols.find((s) => s.toLowerCase() === typed);
+        if (symbol) pick(symbol);
+      } else if (e.key === "Escape" && open) {
+        e.preventDefault();
+        closeMatches();
+        if (state.symbol) input.value = state.symbol;
+        input.select();
+      }
+    });
+    // mousedown, not click: the box keeps its focus, so its blur does not close the list first.
+    $("symbol-popup").addEventListener("mousedown", (e) => {
+      e.preventDefault();
+      const li = e.target.closest("li[role=option]");
+      if (li) pick(li.dataset.symbol);
+    });
+  }
+
   $("range").addEventListener("change", () => {
     dirty.chart = true;
     schedule();
@@ -184,15 +376,18 @@
     if (dirty.health) renderHealth();
     dirty = { chart: false, table: false, health: false, symbols: false };
     $("updates").textContent = number.format(state.updates) + " updates";
+    renderStatus();
   }
 
   function renderSymbols() {
-    const select = $("symbol");
-    const current = [...select.options].map((o) => o.value).join("\n");
-    if (current !== state.symbols.join("\n")) {
-      select.replaceChildren(...state.symbols.map((s) => new Option(s, s)));
+    const input = $("symbol");
+    if (search.symbols !== state.symbols) {
+      search.symbols = state.symbols;
+      search.lower = state.symbols.map((s) => s.toLowerCase());
+      input.placeholder = `search ${number.format(state.symbols.length)} symbols`;
+      if (!$("symbol-popup").hidden) showMatches(true);
     }
-    if (state.symbol) select.value = state.symbol;
+    if (state.symbol && document.activeElement !== input) input.value = state.symbol;
     if (state.info) {
       const i = state.info;
       const windowText = i.slide_ms === i.window_ms ? `${i.window_ms / 1000} s windows` : `${i.window_ms / 1000} s windows every ${i.slide_ms / 1000} s`;
@@ -327,9 +522,25 @@
     $("sinks").tBodies[0].replaceChildren(...sinks);
   }
 
-  setInterval(() => {
-    $("last-update").textContent = state.lastUpdate ? `last update ${((Date.now() - state.lastUpdate) / 1000).toFixed(1)} s ago` : "waiting for data";
-  }, 500);
+  // The status line says what is shown: data (how many symbols, when it last changed)
+  // as soon as any arrived, whether the stream is up or reconnecting.
+  function renderStatus() {
+    const shown = state.symbols.length > 0 || state.points.size > 0;
+    let text;
+    if (!shown) {
+      text = state.connected ? "connected · no windows yet" : "connecting";
+    } else {
+      const symbols = `${number.format(state.symbols.length)} symbol${state.symbols.length === 1 ? "" : "s"}`;
+      const at = new Date(state.lastUpdate).toISOString().slice(11, 19) + " UTC";
+      const age = (Date.now() - state.lastUpdate) / 1000;
+      text = state.connected
+        ? `live · ${symbols} · last update ${at}${age >= 2 ? ` (${seconds(age)} ago)` : ""}`
+        : `reconnecting · ${symbols} · showing data as of ${at}`;
+    }
+    const el = $("status");
+    if (el.textContent !== text) el.textContent = text;
+  }
+  setInterval(renderStatus, 500);
 
   resize();
   connect();

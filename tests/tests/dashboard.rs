@@ -2,9 +2,14 @@
 //! serves its page and embedded assets, a JSON snapshot and an event stream (a snapshot,
 //! then coalesced updates), and `/metrics`. In a real headless Chromium the page's
 //! charts and anomaly table fill and then update, the health panel shows the
-//! throughput, picking another symbol redraws the charts, the range picker trims them to
-//! the last N windows, nothing is fetched from outside, and a screenshot is saved (`TRADEFLOW_SCREENSHOT=path` keeps it, as for the
-//! README's `docs/dashboard.png`).
+//! throughput, the symbol search finds another symbol by a partial lower-case query and
+//! picking it (a click, or the arrow keys and Enter) redraws the charts, the range picker
+//! trims them to the last N windows, the value axes' labels fit their axis (compact for
+//! volumes in the billions), the status line says "live · N symbols" whenever the charts
+//! show windows, nothing is fetched from outside, and a screenshot is saved
+//! (`TRADEFLOW_SCREENSHOT=path` keeps it, as for the README's `docs/dashboard.png`).
+//! Issue 12: with 2,000 symbols the page gets them all, keeps at most 50 suggestions in
+//! its DOM, stays responsive, and the search finds one of them and shows it.
 
 use std::time::{Duration, Instant};
 use tradeflow_tests::browser::Browser;
@@ -145,6 +150,31 @@ fn a_real_browser_sees_the_dashboard_fill_and_update() {
     assert!(seen["sinks"][0].as_str().unwrap().starts_with("lake"), "{seen}");
     assert_ne!(seen["picked"]["symbol"], later["symbol"], "{seen}");
     assert!(seen["picked"]["title"].as_str().unwrap().starts_with(seen["picked"]["symbol"].as_str().unwrap()));
+    // The search: a partial lower-case query (not the symbol's start) found it; the arrow
+    // keys and Enter picked the first symbol again.
+    let query = seen["search"]["query"].as_str().unwrap();
+    let picked = seen["picked"]["symbol"].as_str().unwrap();
+    assert!(query.len() >= 2 && query == query.to_lowercase() && picked.to_lowercase()[1..].contains(query), "{seen}");
+    assert!((1..=50).contains(&seen["search"]["suggestions"].as_u64().unwrap()), "{seen}");
+    assert_eq!(seen["keyboard"]["how"], "keys", "{seen}");
+    assert_eq!(seen["pickedAgain"]["symbol"], later["symbol"], "{seen}");
+    // The status line: live, the symbols counted, never anything else while the charts
+    // showed windows.
+    for key in ["firstStatus", "status", "pickedStatus"] {
+        let text = seen[key]["text"].as_str().unwrap();
+        assert!(text.starts_with("live · 4 symbols · last update "), "{key}: {text}");
+    }
+    assert_eq!(seen["staleStatus"], serde_json::json!([]), "{seen}");
+    // The value axes: every label fits its axis; volumes in the billions read 5B, 10B.
+    for axes in ["axes", "bigAxes"] {
+        for chart in ["price", "volume"] {
+            let axis = &seen[axes][chart];
+            assert!(axis["widest"].as_f64().unwrap() <= axis["room"].as_f64().unwrap(), "{axes} {chart}: {axis}");
+        }
+    }
+    let big: Vec<&str> =
+        seen["bigAxes"]["volume"]["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert!(big.iter().any(|l| l.ends_with('B')) && big.iter().all(|l| l.len() <= 6 && !l.contains(',')), "{big:?}");
     // The range picker trims the charts to the last N windows and back.
     assert_eq!(seen["ranged"]["points"], 10, "{seen}");
     assert_eq!(seen["ranged"]["volumePoints"], 10, "{seen}");
@@ -156,4 +186,59 @@ fn a_real_browser_sees_the_dashboard_fill_and_update() {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 20_000, "{} bytes", png.len());
     run.interrupt();
     run.finish(Duration::from_secs(60)).assert_success("tradeflow run with --dashboard-addr");
+}
+
+#[test]
+fn the_dashboard_stays_usable_with_thousands_of_symbols() {
+    let Some(browser) = Browser::find() else { return };
+    let dir = temp_dir();
+    let port = free_port();
+    let symbols: Vec<String> =
+        (0..2000).map(|i| if i % 4 == 0 { format!("BINANCE:C{i:04}USDT") } else { format!("S{i:04}") }).collect();
+    // The default lateness and idle timeout, no lake: the page is what is tested here.
+    let mut command = tradeflow_command();
+    command.args([
+        "run",
+        "--no-lake",
+        "--source",
+        &format!("sim://?rate=3000&symbols={}", symbols.join(",")),
+        "--window",
+        "1s",
+        "--dashboard-addr",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let mut run = Running::spawn(command);
+    let line = format!("dashboard on http://127.0.0.1:{port}/");
+    assert!(run.wait_for_stderr(Duration::from_secs(60), |s| s.contains(&line)), "{}", run.stderr_so_far());
+    let screenshot = dir.path().join("dashboard-symbols.png");
+    let url = format!("http://127.0.0.1:{port}/");
+    let out = browser.run("dashboard.mjs", &[&url, &screenshot.to_string_lossy(), "2000"], Duration::from_secs(180));
+    assert!(
+        out.success(),
+        "the browser check failed:\n{}\n{}\ntradeflow:\n{}",
+        out.stderr,
+        out.stdout,
+        run.stderr_so_far()
+    );
+    let seen: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("the script's JSON");
+    assert_eq!(seen["first"]["symbols"], 2000, "{seen}");
+    // At most 50 suggestions, and no element per symbol anywhere in the page.
+    assert_eq!(seen["opened"]["suggestions"], 50, "{seen}");
+    assert!(seen["opened"]["more"].as_str().unwrap().contains("50 of 2,000"), "{seen}");
+    assert!(seen["opened"]["elements"].as_u64().unwrap() < 2000, "{seen}");
+    // Responsive: frames kept coming while updates streamed in, and the search answered.
+    assert!(seen["frames"]["worstMs"].as_u64().unwrap() < 1000, "{seen}");
+    assert!(seen["search"]["ms"].as_u64().unwrap() < 5000, "{seen}");
+    // The symbol found by a partial lower-case query is shown.
+    let picked = seen["picked"]["symbol"].as_str().unwrap();
+    assert!(symbols.iter().any(|s| s == picked), "{seen}");
+    assert!(picked.to_lowercase().contains(seen["search"]["query"].as_str().unwrap()), "{seen}");
+    assert_eq!(seen["picked"]["title"], format!("{picked}: price and VWAP"), "{seen}");
+    assert!(seen["picked"]["points"].as_u64().unwrap() >= 1, "{seen}");
+    assert!(seen["status"]["text"].as_str().unwrap().starts_with("live · 2,000 symbols · "), "{seen}");
+    assert_eq!(seen["staleStatus"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["errors"], serde_json::json!([]), "errors in the page");
+    assert_eq!(seen["external"], serde_json::json!([]), "the page fetched something from outside");
+    run.interrupt();
+    run.finish(Duration::from_secs(120)).assert_success("tradeflow run with 2,000 symbols and --dashboard-addr");
 }
