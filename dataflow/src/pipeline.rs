@@ -99,7 +99,7 @@ pub fn build<'scope>(
                 if let Some(restored) = saver.as_ref().and_then(Saver::restore) {
                     reader.restore(&restored.state)?;
                 }
-                checkpointed_source(scope, "Finnhub", reader, saver, backlog.clone())
+                checkpointed_source(scope, "Finnhub", reader, saver, backlog.as_ref().map(Backlog::pipeline_only))
             }
             Source::Finnhub(_) => polled_source(scope, "Finnhub", tradeflow_sources::driver::Finished),
             Source::Stdin if index == 0 => {

@@ -42,6 +42,10 @@ pub trait Reader: 'static {
     fn snapshot(&self) -> Vec<u8> {
         Vec::new()
     }
+
+    /// The source was held back by back-pressure for `held` and reads again: a live
+    /// reader does not count that time as its partitions' silence.
+    fn held(&mut self, _held: Duration) {}
 }
 
 /// A reader with nothing to read: it reports that it is done at once.
@@ -92,6 +96,8 @@ pub struct Backlog {
     checkpoints: std::sync::Arc<dyn tradeflow_model::checkpoint::Checkpoints>,
     uncommitted: Time,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// False: only the pipeline's lag holds the source back (see [`Backlog::pipeline_only`]).
+    durable: bool,
 }
 
 impl Backlog {
@@ -104,14 +110,22 @@ impl Backlog {
         stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> Backlog {
         let interval = checkpoints.interval_ms();
-        Backlog { probe, lag: (interval / 2).clamp(20, 1000), checkpoints, uncommitted: 2 * interval + 1000, stop }
+        let (lag, uncommitted) = ((interval / 2).clamp(20, 1000), 2 * interval + 1000);
+        Backlog { probe, lag, checkpoints, uncommitted, stop, durable: true }
+    }
+
+    /// The same without waiting for the durable output: for a feed that cannot be read
+    /// again (a WebSocket), holding it back while a sink is down would only make its
+    /// server drop the connection, and lose trades.
+    pub fn pipeline_only(&self) -> Backlog {
+        Backlog { durable: false, ..self.clone() }
     }
 
     /// True when a source should wait rather than read at epoch `now`.
     pub fn holds(&self, now: Time) -> bool {
         !self.stop.load(std::sync::atomic::Ordering::Relaxed)
             && (self.probe.less_than(&now.saturating_sub(self.lag))
-                || self.checkpoints.durable_through() < now.saturating_sub(self.uncommitted))
+                || (self.durable && self.checkpoints.durable_through() < now.saturating_sub(self.uncommitted)))
     }
 }
 
@@ -145,6 +159,7 @@ pub fn checkpointed_source<'scope, R: Reader>(
         }
         let activator = scope.activator_for(info.address);
         let mut capability = Some(capability);
+        let mut held_since: Option<std::time::Instant> = None;
         move |output| {
             let (Some(cap), Some(r)) = (capability.as_mut(), reader.as_mut()) else { return };
             let now = epoch_now();
@@ -155,8 +170,12 @@ pub fn checkpointed_source<'scope, R: Reader>(
                 cap.downgrade(&now);
             }
             if backlog.as_ref().is_some_and(|b| b.holds(now)) {
+                held_since.get_or_insert_with(std::time::Instant::now);
                 activator.activate_after(Duration::from_millis(1));
                 return;
+            }
+            if let Some(since) = held_since.take() {
+                r.held(since.elapsed());
             }
             let mut items = Vec::new();
             let poll = r.read(&mut items);

@@ -124,6 +124,25 @@ impl Partitions {
         partition.clock.admit(ts)
     }
 
+    /// The source was held back (back-pressure) for `held`, reading nothing: that time does
+    /// not count towards any partition's idle timeout, or a partition whose records were
+    /// waiting would be taken for idle and its records, once read, for late.
+    pub fn postpone_idle(&mut self, held: Duration) {
+        let now = Instant::now();
+        for partition in &mut self.partitions {
+            partition.last_seen = (partition.last_seen + held).min(now);
+        }
+    }
+
+    /// Partition `p` has records waiting to be read (its source knows, e.g. from a
+    /// broker's high watermark): it is not idle, however long since it delivered.
+    pub fn waiting(&mut self, p: usize, now: Instant) {
+        let partition = &mut self.partitions[p];
+        if !partition.idle {
+            partition.last_seen = now;
+        }
+    }
+
     /// Marks partition `p` as finished: it no longer holds the watermark back.
     pub fn finish(&mut self, p: usize) {
         self.partitions[p].done = true;
@@ -167,7 +186,7 @@ pub fn late_detail(ts: i64, watermark: i64, lateness_ms: i64) -> String {
     format!(
         "ts {} is {:.3} s below the partition watermark {} (max ts seen − --allowed-lateness {} ms); raise --allowed-lateness to accept it",
         tradeflow_model::format_ts(ts),
-        (watermark - ts) as f64 / 1000.0,
+        watermark.saturating_sub(ts) as f64 / 1000.0,
         tradeflow_model::format_ts(watermark),
         lateness_ms
     )
@@ -187,9 +206,9 @@ pub fn admit_parsed(
     reject: impl Fn(tradeflow_model::RejectReason, String, &[u8], u32) -> tradeflow_model::Reject,
 ) {
     use tradeflow_model::RejectReason;
-    let watermark = partitions.watermark(partition);
     if !partitions.admit(partition, trade.ts, now) {
-        let detail = late_detail(trade.ts, watermark, lateness_ms);
+        // The watermark that decided: admit may have just raised an idle partition's floor.
+        let detail = late_detail(trade.ts, partitions.watermark(partition), lateness_ms);
         batch.rejects.push(reject(RejectReason::Late, detail, trade.raw, trade.element));
         return;
     }
@@ -245,5 +264,32 @@ mod tests {
         // All idle: the report follows the wall clock.
         let much_later = later + Duration::from_secs(20);
         assert_eq!(p.low(much_later, 100_000), 99_000);
+    }
+
+    #[test]
+    fn a_partition_idle_before_its_first_trade_explains_its_late_trade() {
+        // 10,000 symbols, some idle before their first trade: the rejected trade's detail
+        // used the watermark from before `admit` (i64::MIN) and overflowed.
+        let start = Instant::now();
+        let mut p = Partitions::new(2, 1_000, Some(Duration::from_secs(1)));
+        assert!(p.admit(0, 50_000, start));
+        let later = start + Duration::from_secs(2);
+        assert!(p.admit(0, 60_000, later));
+        assert_eq!(p.low(later, 0), 59_000, "partition 1 never started: idle");
+        assert!(!p.admit(1, 30_000, later), "below the report it woke up to");
+        let detail = late_detail(30_000, p.watermark(1), 1_000);
+        assert!(detail.contains("29.000 s below"), "{detail}");
+        assert!(late_detail(0, i64::MIN, 1_000).contains("s below"), "no overflow on an unset watermark");
+    }
+
+    #[test]
+    fn time_held_back_does_not_count_as_silence() {
+        let start = Instant::now();
+        let mut p = Partitions::new(2, 1_000, Some(Duration::from_millis(500)));
+        assert!(p.admit(0, 10_000, start));
+        assert!(p.admit(1, 10_000, start));
+        std::thread::sleep(Duration::from_millis(700));
+        p.postpone_idle(Duration::from_millis(700));
+        assert_eq!(p.low(Instant::now(), 0), 9_000, "neither partition counts as idle after a hold");
     }
 }

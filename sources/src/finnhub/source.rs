@@ -175,6 +175,10 @@ impl Reader for FinnhubReader {
         tradeflow_model::checkpoint::to_json(&FeedState { clocks, reported })
     }
 
+    fn held(&mut self, held: Duration) {
+        self.partitions.postpone_idle(held);
+    }
+
     fn read(&mut self, out: &mut Vec<Batch>) -> Poll {
         if self.done {
             return Poll::Done;

@@ -58,7 +58,8 @@ const BUDGET: usize = 16 * 1024;
 /// never), so it would say nothing about how far behind the reading is.
 struct LagContext {
     topic: String,
-    lag: Vec<(i32, Gauge)>,
+    /// Per partition read: its lag gauge, and its high watermark as last seen.
+    lag: Vec<(i32, Gauge, Arc<std::sync::atomic::AtomicI64>)>,
     /// When librdkafka last reported that no broker could be reached (wall-clock ms; 0
     /// once one is reached again): see [`KafkaReader::broker_outage`].
     unreachable: Arc<std::sync::atomic::AtomicI64>,
@@ -71,13 +72,23 @@ impl ClientContext for LagContext {
         if matches!(code, Some(C::AllBrokersDown | C::BrokerTransportFailure | C::Resolve | C::BrokerNotAvailable)) {
             let _ = self.unreachable.compare_exchange(0, wall_ms().max(1), Ordering::AcqRel, Ordering::Acquire);
         }
+        if matches!(code, Some(C::PartitionEOF)) {
+            return;
+        }
         tracing::warn!("kafka {}: {error}: {reason}", self.topic);
     }
 
     fn stats(&self, statistics: Statistics) {
+        // A broker up again ends an outage (its state as librdkafka's statistics say).
+        // (Not librdkafka's internal or logical brokers, which are always "up".)
+        let real = |b: &&rdkafka::statistics::Broker| b.source == "learned" || b.source == "configured";
+        if statistics.brokers.values().filter(real).any(|b| b.state == "UP") {
+            self.unreachable.store(0, Ordering::Release);
+        }
         let Some(topic) = statistics.topics.get(&self.topic) else { return };
-        for (partition, gauge) in &self.lag {
+        for (partition, gauge, high) in &self.lag {
             let Some(p) = topic.partitions.get(partition) else { continue };
+            high.store(p.hi_offset, Ordering::Release);
             let lag = if p.app_offset >= 0 && p.hi_offset >= 0 { p.hi_offset - p.app_offset } else { p.consumer_lag };
             if lag >= 0 {
                 gauge.set(lag as f64);
@@ -99,6 +110,8 @@ struct Owned {
     /// reader asks the broker to fetch from (see [`KafkaReader::restore`]).
     last_ts: Option<i64>,
     finished: bool,
+    /// The partition's high watermark as librdkafka's statistics last said (-1: not yet).
+    high: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// Offsets to commit to a group when the run ends cleanly.
@@ -184,8 +197,6 @@ pub struct KafkaReader {
     retry_for: Duration,
     /// See [`LagContext::unreachable`].
     unreachable: Arc<std::sync::atomic::AtomicI64>,
-    /// When the brokers were last probed during an outage.
-    probed: Option<Instant>,
 }
 
 /// What a checkpoint records of a reader: each partition's next offset and clock.
@@ -223,7 +234,8 @@ impl KafkaReader {
                 let label = format!("{}/{}", spec.label(), range.partition);
                 // A range that is empty from the start is finished before any read.
                 let finished = range.end.is_some_and(|end| range.start >= end);
-                Owned { next: range.start, range, label, last_ts: None, finished }
+                let high = Arc::new(std::sync::atomic::AtomicI64::new(-1));
+                Owned { next: range.start, range, label, last_ts: None, finished, high }
             })
             .collect();
         let live = !plan.is_bounded();
@@ -263,7 +275,6 @@ impl KafkaReader {
             done: false,
             retry_for,
             unreachable: Arc::new(std::sync::atomic::AtomicI64::new(0)),
-            probed: None,
         }
     }
 
@@ -347,20 +358,12 @@ impl KafkaReader {
     }
 
     /// An outage of every broker longer than `--kafka-retry-for`, as an error. librdkafka
-    /// reconnects by itself and says when no broker can be reached; from then on the
-    /// brokers are probed (a metadata request, at most once a second) until one answers.
-    fn broker_outage(&mut self, consumer: &BaseConsumer<LagContext>) -> Option<String> {
+    /// reconnects by itself, says when no broker can be reached, and its statistics
+    /// (every 250 ms, while the consumer is polled) show when one is up again.
+    fn broker_outage(&self) -> Option<String> {
         let since = self.unreachable.load(Ordering::Acquire);
         if since == 0 {
             return None;
-        }
-        if self.probed.is_none_or(|p| p.elapsed() >= Duration::from_secs(1)) {
-            self.probed = Some(Instant::now());
-            if consumer.fetch_metadata(Some(&self.plan.spec.topic), Duration::from_millis(500)).is_ok() {
-                self.unreachable.store(0, Ordering::Release);
-                self.probed = None;
-                return None;
-            }
         }
         let down = Duration::from_millis(u64::try_from(wall_ms().saturating_sub(since)).unwrap_or(0));
         (down > self.retry_for).then(|| {
@@ -396,7 +399,7 @@ impl KafkaReader {
                     "Records between the last one read and the partition's high watermark (librdkafka statistics, every 250 ms).",
                     &[("topic", spec.topic.as_str()), ("partition", partition.as_str())],
                 );
-                (o.range.partition, gauge)
+                (o.range.partition, gauge, o.high.clone())
             })
             .collect();
         let context = LagContext { topic: spec.topic.clone(), lag, unreachable: self.unreachable.clone() };
@@ -540,7 +543,6 @@ impl KafkaReader {
                     *skipped += 1;
                     return;
                 }
-                let watermark = partitions.watermark(slot);
                 let accepted = partitions.admit(slot, trade.ts, now);
                 if after_end(time) {
                     // Moves the clock as in a live run, but is not part of the replay.
@@ -548,7 +550,7 @@ impl KafkaReader {
                 } else if accepted {
                     batch.trades.push(trade);
                 } else {
-                    let detail = late_detail(trade.ts, watermark, lateness_ms);
+                    let detail = late_detail(trade.ts, partitions.watermark(slot), lateness_ms);
                     batch.rejects.push(reject(RejectReason::Late, detail, raw(&trade), element));
                 }
             };
@@ -631,6 +633,16 @@ impl Reader for KafkaReader {
         self.waker = Some(waker);
     }
 
+    fn held(&mut self, held: Duration) {
+        self.partitions.postpone_idle(held);
+        // Nothing polled the consumer meanwhile, so nothing could have seen a broker come
+        // back: the hold is not part of an outage.
+        let shift = i64::try_from(held.as_millis()).unwrap_or(i64::MAX);
+        let _ = self.unreachable.fetch_update(Ordering::AcqRel, Ordering::Acquire, |since| {
+            (since != 0).then(|| since.saturating_add(shift).min(wall_ms()).max(1))
+        });
+    }
+
     fn snapshot(&self) -> Vec<u8> {
         let (clocks, reported) = self.partitions.clocks();
         let next = self.owned.iter().map(|o| (o.range.partition, o.next)).collect();
@@ -695,7 +707,7 @@ impl Reader for KafkaReader {
         self.metrics.flush();
         if let Some(consumer) = consumer {
             if failure.is_none() {
-                failure = self.broker_outage(&consumer);
+                failure = self.broker_outage();
             }
             self.pause_finished(&consumer);
             self.consumer = Some(consumer);
@@ -709,6 +721,15 @@ impl Reader for KafkaReader {
         if self.partitions.all_done() {
             out.push(batch);
             return self.finish(out);
+        }
+        // A partition with records waiting is not idle, however long since it delivered
+        // any: the consumer's one queue serves partitions in turn, and a backlog (after a
+        // hold, a restart, a slow sink) can keep one waiting longer than --idle-timeout.
+        // Taking it for idle would make its waiting records late.
+        for (slot, o) in self.owned.iter().enumerate().filter(|(_, o)| !o.finished) {
+            if o.high.load(Ordering::Acquire) > o.next {
+                self.partitions.waiting(slot, now);
+            }
         }
         batch.push_with_low(out, self.partitions.low(now, wall_ms()), &mut self.reported);
         live_poll(handled, BUDGET, self.waker.is_some())

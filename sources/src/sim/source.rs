@@ -90,7 +90,6 @@ impl Reader for SimReader {
             let Some((index, symbol, sim)) = self.market.next() else { break };
             emitted += 1;
             let partition = self.partition_of[index];
-            let watermark = self.partitions.watermark(partition);
             if self.partitions.admit(partition, sim.ts, now) {
                 batch.trades.push(sim.to_trade(symbol));
             } else {
@@ -108,7 +107,9 @@ impl Reader for SimReader {
                 }
                 batch.rejects.push(Reject {
                     reason: RejectReason::Late,
-                    detail: late_detail(sim.ts, watermark, self.lateness_ms),
+                    // The watermark that decided: admit may have just raised an idle
+                    // partition's floor.
+                    detail: late_detail(sim.ts, self.partitions.watermark(partition), self.lateness_ms),
                     payload: Payload::from_bytes(&payload),
                     source: format!("sim://{symbol}?seed={}", self.config.seed),
                     position: sim.seq,
