@@ -26,7 +26,7 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
     // the run with its error, as a failed PostgreSQL sink does.
     if let Some(lake) = &lake {
         let stop = stop.clone();
-        lake.on_failure(move |why| {
+        lake.on_failure(config.checkpoint.is_some(), move |why| {
             tradeflow_sources::batch::report_failure(why);
             stop.store(true, Ordering::Relaxed);
         });

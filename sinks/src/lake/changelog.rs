@@ -101,7 +101,10 @@ pub fn write_changelog<'scope, R: LakeRow + Clone + Ord>(
         let mut queue = EpochQueue::<Vec<(R, Time, isize)>>::default();
         let mut buffer: Vec<(R, Time, isize)> = Vec::new();
         let mut open: Option<Interval<R>> = None;
-        let mut started = Instant::now();
+        // When the oldest row in the buffer arrived (the file's age, for `max_age`).
+        let mut oldest: Option<Instant> = None;
+        // The last epoch applied: a cut with no next epoch (a stop) ends the file there.
+        let mut applied: Option<Time> = None;
         move |frontiers| {
             input.for_each(|cap, batch| {
                 let Some(&time) = cap.least() else { return };
@@ -129,9 +132,11 @@ pub fn write_changelog<'scope, R: LakeRow + Clone + Ord>(
                 *seq += 1;
                 *lower = upper;
             };
-            // At a boundary (`upto`: the next epoch, or the frontier) the open interval is
-            // closed and the buffer written out, so the part is just the file sequence.
+            // At a boundary (`upto`: the next epoch, or the frontier; none at a stop, when the
+            // file ends after the last epoch applied) the open interval is closed and the
+            // buffer written out, so the part is just the file sequence.
             let cut = |upto: Option<Time>,
+                       applied: Option<Time>,
                        open: &mut Option<Interval<R>>,
                        buffer: &mut Vec<_>,
                        seq: &mut u64,
@@ -140,17 +145,17 @@ pub fn write_changelog<'scope, R: LakeRow + Clone + Ord>(
                     interval.close(buffer);
                 }
                 if !buffer.is_empty() {
-                    write(buffer, upto.unwrap_or(Time::MAX), seq, lower);
+                    let upper = upto.or(applied.map(|a| a + 1)).unwrap_or(*lower).max(*lower);
+                    write(buffer, upper, seq, lower);
                 }
                 Part { state: to_json(&(*lower, *seq)), ..Part::default() }
             };
             while let Some((time, mut updates)) = queue.pop_complete(frontier) {
                 if let Some(saver) = saver.as_mut() {
-                    saver.before_epoch(time, |_| cut(Some(time), &mut open, &mut buffer, &mut seq, &mut lower));
+                    let cut_here = |_| cut(Some(time), applied, &mut open, &mut buffer, &mut seq, &mut lower);
+                    saver.before_epoch(time, cut_here);
                 }
-                if buffer.is_empty() && open.is_none() {
-                    started = Instant::now();
-                }
+                applied = applied.max(Some(time));
                 if config.resolution == 0 {
                     buffer.append(&mut updates);
                     continue;
@@ -164,7 +169,7 @@ pub fn write_changelog<'scope, R: LakeRow + Clone + Ord>(
                 interval.add(time, updates);
             }
             if let Some(saver) = saver.as_mut() {
-                saver.at_frontier(frontier, |_| cut(frontier, &mut open, &mut buffer, &mut seq, &mut lower));
+                saver.at_frontier(frontier, |_| cut(frontier, applied, &mut open, &mut buffer, &mut seq, &mut lower));
             }
             // An interval the frontier has left is complete.
             if open.as_ref().is_some_and(|i| frontier.is_none_or(|f| f / config.resolution > i.index)) {
@@ -176,7 +181,12 @@ pub fn write_changelog<'scope, R: LakeRow + Clone + Ord>(
                 (None, Some(f)) => f,
                 (None, None) => Time::MAX,
             };
-            let aged = config.max_age.is_some_and(|age| started.elapsed() >= age);
+            if buffer.is_empty() {
+                oldest = None;
+            } else if oldest.is_none() {
+                oldest = Some(Instant::now());
+            }
+            let aged = config.max_age.is_some_and(|age| oldest.is_some_and(|o| o.elapsed() >= age));
             if !buffer.is_empty() && (buffer.len() >= config.max_rows || aged || frontier.is_none()) {
                 write(&mut buffer, upper, &mut seq, &mut lower);
             }

@@ -80,6 +80,9 @@ enum Job {
 pub(crate) struct Failure {
     first: Mutex<Option<String>>,
     tell: std::sync::OnceLock<Box<dyn Fn(String) + Send + Sync>>,
+    /// After a failure, uploads still queued are dropped (a resumable run writes them
+    /// again on resume) rather than each retried for as long again.
+    skip_queued: std::sync::atomic::AtomicBool,
 }
 
 impl Failure {
@@ -244,8 +247,11 @@ impl Lake {
     }
 
     /// Calls `tell` once, with a message naming the lake, on the first failure (now, if
-    /// there was one already): e.g. to stop the run.
-    pub fn on_failure(&self, tell: impl Fn(String) + Send + Sync + 'static) {
+    /// there was one already): e.g. to stop the run. `resumable`: the run resumes from a
+    /// checkpoint, so after a failure the uploads still queued are dropped rather than
+    /// each retried (a run that cannot resume still writes all it can).
+    pub fn on_failure(&self, resumable: bool, tell: impl Fn(String) + Send + Sync + 'static) {
+        self.error.skip_queued.store(resumable, Ordering::Relaxed);
         let url = self.url.clone();
         let tell = move |message: String| tell(format!("writing to the lake {url} failed: {message}"));
         if self.error.tell.set(Box::new(tell)).is_ok()
@@ -319,9 +325,9 @@ fn upload_loop(
                     continue;
                 }
             };
-            // After a failure the run is stopping with it: what is still queued is not
-            // worth retrying for as long again (a checkpointed run writes it on resume).
-            if failed.get().is_some() {
+            // After a failure the run is stopping with it: a resumable run does not retry
+            // what is still queued for as long again (it writes it on resume).
+            if failed.skip_queued.load(Ordering::Relaxed) && failed.get().is_some() {
                 continue;
             }
             let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");

@@ -68,6 +68,9 @@ struct State {
     closing: bool,
     failed: bool,
     error: Option<PgError>,
+    /// The writer waits with no timeout (nothing pending, no progress row due): only then
+    /// must a hand-over that merely moves `completed` wake it.
+    asleep: bool,
 }
 
 impl State {
@@ -101,6 +104,7 @@ impl PgSink {
                 closing: false,
                 failed: false,
                 error: None,
+                asleep: false,
             }),
             wake: Condvar::new(),
             stats: Mutex::new(PgStats::default()),
@@ -149,7 +153,7 @@ impl PgSink {
             moved = *entry != newer;
             *entry = newer;
         }
-        if state.failed || (changes.is_empty() && !moved) {
+        if state.failed || (changes.is_empty() && !(moved && state.asleep)) {
             return;
         }
         if changes.is_empty() {
@@ -383,7 +387,10 @@ impl Writer {
                 let wait = PROGRESS_EVERY.saturating_sub(last_write.elapsed());
                 self.shared.wake.wait_timeout(state, wait).unwrap_or_else(|p| p.into_inner()).0
             } else {
-                self.shared.wake.wait(state).unwrap_or_else(|p| p.into_inner())
+                state.asleep = true;
+                let mut state = self.shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                state.asleep = false;
+                state
             };
         }
     }
