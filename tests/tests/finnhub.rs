@@ -639,7 +639,7 @@ fn a_killed_finnhub_run_resumes_its_windows_from_the_checkpoint() {
     let source = format!("finnhub://?symbols=AAPL,MSFT&endpoint=ws://127.0.0.1:{port}");
     let command = |extra: &[&str]| {
         let mut command = tradeflow_command();
-        command.env("FINNHUB_API_KEY", secret()).args(["run", "--source", &source, "--window", "4s"]);
+        command.env("FINNHUB_API_KEY", secret()).args(["run", "--source", &source, "--window", "6s"]);
         command.args(["--allowed-lateness", "1s", "--idle-timeout", "1s", "--lake", &file_url(&lake)]);
         command.args(["--checkpoint-interval", "100ms", "--progress-interval", "200ms", "--job", "feed"]);
         command.args(extra);
@@ -648,8 +648,11 @@ fn a_killed_finnhub_run_resumes_its_windows_from_the_checkpoint() {
     let mut first = Running::spawn(command(&[]));
     let some_final = first.wait_for_stderr(TIMEOUT, |e| final_windows(e) >= 2);
     assert!(some_final, "no final windows in the first run:\n{}", first.stderr_so_far());
-    // Into the middle of a window.
-    std::thread::sleep(Duration::from_millis(1500));
+    // 1.5 s into a window: some of its trades checkpointed, and 4 s left for the second
+    // run to start and receive more of them.
+    while !(1_500..2_000).contains(&wall_ms().rem_euclid(6_000)) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let killed_at = wall_ms();
     first.kill9();
     let first = first.finish(TIMEOUT);

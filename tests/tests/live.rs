@@ -132,7 +132,11 @@ fn changelog_at(resolution: &str) -> (Vec<tradeflow_tests::lake::MetricsUpdate>,
     let dir = temp_dir();
     let lake = dir.path().join("lake");
     let mut command = tradeflow_command();
-    command.args(["run", "--source", "sim://?rate=20000&count=60000&seed=9&start=1700000000000&symbols=AAPL,MSFT,NVDA"]);
+    command.args([
+        "run",
+        "--source",
+        "sim://?rate=20000&count=60000&seed=9&start=1700000000000&symbols=AAPL,MSFT,NVDA",
+    ]);
     command.args(["--window", "1s", "--allowed-lateness", "200ms", "--changelog-resolution", resolution]);
     command.arg("--lake").arg(file_url(&lake));
     let out = Running::spawn(command).finish(Duration::from_secs(120));
