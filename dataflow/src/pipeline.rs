@@ -184,9 +184,15 @@ pub fn build<'scope>(
     // Counters for progress and the summary.
     let stats = shared.stats.clone();
     let mut watermark = GlobalWatermark::new(reporters);
+    // A source that stopped because its process was asked to stops every process: a
+    // signal to one process of a `-n` run stops them all (the reports reach every worker).
+    let stop = shared.stop.clone();
     watermarks.inspect(move |report| {
         watermark.observe(report);
         stats.watermark.fetch_max(watermark.get(), Ordering::Relaxed);
+        if report.stop && !stop.swap(true, Ordering::SeqCst) {
+            tracing::info!("another worker of the run stopped: stopping too");
+        }
     });
     let stats = shared.stats.clone();
     let metrics = analytics.metrics.inner.inspect(move |(row, _, diff)| {

@@ -28,6 +28,12 @@ pub struct WatermarkReport {
     pub reporter: u32,
     /// The lower bound on event times still to come from this reporter.
     pub low: i64,
+    /// The reporter stopped because its process was asked to (Ctrl-C, SIGTERM, a sink
+    /// that failed): reports are broadcast to every worker of every process, so each
+    /// process that sees one stops as well, and a signal to one process of a `-n` run
+    /// stops the whole run.
+    #[serde(default)]
+    pub stop: bool,
 }
 
 /// Formats an event timestamp (ms) as RFC 3339 UTC with milliseconds, for logs and errors.

@@ -49,15 +49,15 @@ mod tests {
     fn is_the_minimum_of_the_latest_reports() {
         let mut wm = GlobalWatermark::new(2);
         assert_eq!(wm.get(), i64::MIN);
-        wm.observe(&WatermarkReport { reporter: 0, low: 100 });
+        wm.observe(&WatermarkReport { reporter: 0, low: 100, stop: false });
         assert_eq!(wm.get(), i64::MIN);
-        wm.observe(&WatermarkReport { reporter: 1, low: 50 });
+        wm.observe(&WatermarkReport { reporter: 1, low: 50, stop: false });
         assert_eq!(wm.get(), 50);
-        wm.observe(&WatermarkReport { reporter: 1, low: 40 }); // never goes back
+        wm.observe(&WatermarkReport { reporter: 1, low: 40, stop: false }); // never goes back
         assert_eq!(wm.get(), 50);
-        wm.observe(&WatermarkReport { reporter: 1, low: i64::MAX });
+        wm.observe(&WatermarkReport { reporter: 1, low: i64::MAX, stop: false });
         assert_eq!(wm.get(), 100);
-        wm.observe(&WatermarkReport { reporter: 0, low: i64::MAX });
+        wm.observe(&WatermarkReport { reporter: 0, low: i64::MAX, stop: false });
         assert_eq!(wm.get(), i64::MAX);
     }
 }

@@ -75,7 +75,7 @@ fn two_workers_match_the_reference() {
                 panes.update(pane, agg);
             }
             let low = chunks[epoch + 1..].iter().flat_map(|c| c.iter().map(|t| t.1)).min().unwrap_or(i64::MAX);
-            marks.send(WatermarkReport { reporter: me as u32, low });
+            marks.send(WatermarkReport { reporter: me as u32, low, stop: false });
             panes.advance_to(epoch as u64 + 1);
             marks.advance_to(epoch as u64 + 1);
             panes.flush();

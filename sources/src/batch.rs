@@ -12,13 +12,17 @@ pub struct Batch {
     /// The instance's watermark report after this batch: nothing it emits later has an
     /// event time below it (`i64::MAX` when it is done). `None` leaves it unchanged.
     pub low: Option<i64>,
+    /// The instance stopped because its process was asked to (a signal, a failure), not
+    /// because its input ended: every process of the run stops too (see
+    /// [`tradeflow_model::WatermarkReport::stop`]).
+    pub stop: bool,
 }
 
 impl Batch {
     /// The last batch of a finished source instance: nothing, and a watermark report of
     /// `i64::MAX`.
     pub fn end() -> Batch {
-        Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX) }
+        Batch { trades: Vec::new(), rejects: Vec::new(), low: Some(i64::MAX), stop: false }
     }
 
     /// The last batch of a reader that ends: [`Batch::end`] when it has read everything
@@ -26,7 +30,8 @@ impl Batch {
     /// is `stopped`, nothing: its open windows stay provisional, for the resumed run to
     /// complete.
     pub fn last(stopped: bool) -> Batch {
-        if stopped && suspends_on_stop() { Batch::default() } else { Batch::end() }
+        let last = if stopped && suspends_on_stop() { Batch::default() } else { Batch::end() };
+        Batch { stop: stopped, ..last }
     }
 
     /// Pushes this batch to `out` with the watermark report `low`, unless it carries no

@@ -128,7 +128,7 @@ pub fn ingest<'scope>(
                 let mut panes: FxHashMap<(Symbol, i64), WindowAgg> = FxHashMap::default();
                 let mut trades = trades_out.session(&caps[0]);
                 let mut rejects = rejects_out.session(&caps[2]);
-                let mut low = None;
+                let (mut low, mut stop) = (None, false);
                 for batch in batches.flat_map(|container| container.iter_mut()) {
                     // Aggregate by reference first: no per-trade clone of the symbol.
                     let mut max_ts = i64::MIN;
@@ -156,6 +156,7 @@ pub fn ingest<'scope>(
                     trades.give_iterator(batch.trades.drain(..));
                     rejects.give_iterator(batch.rejects.drain(..));
                     low = batch.low.or(low);
+                    stop |= batch.stop;
                 }
                 drop((trades, rejects));
                 panes_out
@@ -165,7 +166,9 @@ pub fn ingest<'scope>(
                     && low > reported
                 {
                     reported = low;
-                    marks_out.session(&caps[3]).give(WatermarkReport { reporter, low });
+                    marks_out.session(&caps[3]).give(WatermarkReport { reporter, low, stop });
+                } else if stop {
+                    marks_out.session(&caps[3]).give(WatermarkReport { reporter, low: reported, stop });
                 }
             });
         }

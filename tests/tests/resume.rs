@@ -813,3 +813,56 @@ fn a_broker_restarted_mid_run_changes_nothing() {
         &results_tree(&reference_lake),
     );
 }
+
+/// A live run on `-n 2` processes, Ctrl-C sent to process 1 only: the stop reaches process
+/// 0 through the dataflow (a stopped source's watermark report, broadcast to every worker),
+/// both exit 0 leaving their open windows provisional, and the same job run again on two
+/// processes with `end=latest` ends with the lake of an uninterrupted run.
+#[test]
+fn ctrl_c_to_one_process_of_two_stops_both_and_the_job_resumes() {
+    let Some(broker) = Broker::start() else { return };
+    let dir = temp_dir();
+    fill_topic(&broker, dir.path(), "market", LIVE_MARKET_TRADES);
+    let extra = ["--job", JOB, "--idle-timeout", "10m"];
+    let reference_lake = dir.path().join("uninterrupted");
+    let reference =
+        run_to_end(&run_args(&broker.url("market", "end=latest"), &reference_lake, &extra), "the uninterrupted run");
+    check_reference(&reference.summary(), LIVE_MARKET_TRADES, &reference.stderr);
+
+    let lake = dir.path().join("stopped");
+    let hosts = dir.path().join("hosts.txt");
+    let ports = tradeflow_tests::free_ports(2);
+    std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).expect("writing the host file");
+    let spawn = |args: &[String], process: &str| {
+        let mut one = command(args);
+        one.args(["-n", "2", "-p", process, "-h"]).arg(&hosts);
+        Running::spawn(one)
+    };
+    let live = run_args(&broker.url("market", "group=g1"), &lake, &extra);
+    let (mut first, second) = (spawn(&live, "0"), spawn(&live, "1"));
+    let reading = first.wait_for_stderr(TIMEOUT, |e| progress_accepted(e) > 0);
+    assert!(reading, "the live run did not start reading:\n{}", first.stderr_so_far());
+    second.interrupt();
+    let (second, first) = (second.finish(TIMEOUT), first.finish(TIMEOUT));
+    let both = format!("process 0:\n{}\nprocess 1:\n{}", first.stderr, second.stderr);
+    for (process, out) in [(0, &first), (1, &second)] {
+        assert_eq!(out.status.code(), Some(0), "process {process} did not exit 0 ({}):\n{both}", out.status);
+        assert_no_panic(&out.stderr);
+    }
+    assert!(first.stderr.contains("another worker of the run stopped"), "process 0 was not told:\n{both}");
+    let finals = read_window_metrics(&lake).len();
+    let complete = read_window_metrics(&reference_lake).len();
+    assert!(finals < complete, "open windows were finalised by the stop ({finals} of {complete}):\n{both}");
+
+    let bounded = run_args(&broker.url("market", "group=g1&end=latest"), &lake, &extra);
+    let (resumed_first, resumed_second) = (spawn(&bounded, "0"), spawn(&bounded, "1"));
+    let (resumed_second, resumed_first) = (resumed_second.finish(TIMEOUT), resumed_first.finish(TIMEOUT));
+    resumed_first.assert_success("process 0 resuming the job");
+    resumed_second.assert_success("process 1 resuming the job");
+    assert!(resumed(&resumed_first.stderr), "the restart did not resume:\n{}", resumed_first.stderr);
+    assert_same_tree(
+        &format!("the lake after a stop of one process and the resumed run vs an uninterrupted run\n{both}"),
+        &results_tree(&lake),
+        &results_tree(&reference_lake),
+    );
+}

@@ -369,7 +369,7 @@ fn sequence<'scope>(
             });
             for (time, (caps, rejects)) in std::mem::take(&mut failed) {
                 let cap = caps.delayed(&time);
-                output.session(&cap).give(Batch { trades: Vec::new(), rejects, low: None });
+                output.session(&cap).give(Batch { rejects, ..Batch::default() });
             }
             // Decide every pending chunk whose predecessors in the file are all known.
             while let Some((_, chunk)) = pending.front() {
@@ -427,7 +427,7 @@ fn decide(chunk: ParsedChunk, label: &str, prefix: Option<i64>, lateness_ms: i64
         }
         on_time
     });
-    Batch { trades, rejects, low: None }
+    Batch { trades, rejects, ..Batch::default() }
 }
 
 /// The least ts this worker may still accept: over files where it has chunks from
