@@ -286,6 +286,29 @@ pub fn read_metrics_changelog(root: &Path) -> Vec<MetricsUpdate> {
     out
 }
 
+/// The progress statements of the changelog of `collection` (`window_metrics` or
+/// `anomalies`): per file, in name order (`<run id>-w<worker>-<seq>`), its name, the
+/// `tradeflow.lower` and `tradeflow.upper` epochs of its key-value metadata, and the
+/// `time` of each of its updates.
+pub fn changelog_progress(root: &Path, collection: &str) -> Vec<(String, u64, u64, Vec<i64>)> {
+    let mut out = Vec::new();
+    for (_, path) in parquet_files(root, &format!("changelog/{collection}")) {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap_or_else(|e| panic!("{} is not a readable Parquet file: {e}", path.display()));
+        let metadata = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
+        let epoch = |key: &str| -> u64 {
+            let value = metadata.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.clone());
+            value.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{}: no {key}", path.display()))
+        };
+        let times = read_batches(&path).iter().flat_map(|b| timestamps(b, "time")).collect();
+        let name = path.file_name().expect("a file name").to_string_lossy().into_owned();
+        out.push((name, epoch("tradeflow.lower"), epoch("tradeflow.upper"), times));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 /// A collection rebuilt from its updates: each row with its summed diff, zeros dropped.
 pub fn consolidate(updates: &[MetricsUpdate]) -> BTreeMap<WindowMetrics, i64> {
     let mut sums: BTreeMap<WindowMetrics, i64> = BTreeMap::new();

@@ -141,6 +141,27 @@ fn changelog_at(resolution: &str) -> (Vec<tradeflow_tests::lake::MetricsUpdate>,
     command.arg("--lake").arg(file_url(&lake));
     let out = Running::spawn(command).finish(Duration::from_secs(120));
     out.assert_success(&format!("a run with --changelog-resolution {resolution}"));
+    // Each worker's files tile its epochs: every file starts where the previous one ended,
+    // and holds only updates of its own [lower, upper).
+    for collection in ["window_metrics", "anomalies"] {
+        let mut upper_of: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        for (name, lower, upper, times) in tradeflow_tests::lake::changelog_progress(&lake, collection) {
+            let worker = name.rsplit_once('-').expect("<run id>-w<worker>-<seq>").0.to_owned();
+            let previous = upper_of.insert(worker, upper).unwrap_or(0);
+            assert_eq!(
+                lower, previous,
+                "{resolution}: {collection}/{name} does not start where the previous file ended"
+            );
+            assert!(lower <= upper, "{resolution}: {collection}/{name}: lower {lower} > upper {upper}");
+            for t in times {
+                let t = u64::try_from(t).expect("a positive epoch");
+                assert!(
+                    (lower..upper).contains(&t),
+                    "{resolution}: {collection}/{name}: update at {t} outside [{lower}, {upper})"
+                );
+            }
+        }
+    }
     let mut finals = read_window_metrics(&lake);
     finals.sort();
     (read_metrics_changelog(&lake), finals)
