@@ -129,28 +129,11 @@ pub fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    {
-        // As `run`: signals within a second of the first are the same request (`timeout
-        // -s INT` signals the process and its group at once), and the line is said before
-        // the stop is set, since the main thread may finish and exit right after.
-        let stop = stop.clone();
-        let first: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
-        let _ = ctrlc::set_handler(move || {
-            let mut first = first.lock().unwrap_or_else(|e| e.into_inner());
-            match *first {
-                Some(at) if at.elapsed() < crate::run::SIGNAL_GRACE => return,
-                Some(_) => {
-                    crate::say!("second Ctrl-C: exiting without waiting for deliveries");
-                    std::process::exit(130);
-                }
-                None => *first = Some(Instant::now()),
-            }
-            crate::say!(
-                "Ctrl-C: stopping; waiting for the trades already sent to be delivered (Ctrl-C again to abort)"
-            );
-            stop.store(true, Ordering::SeqCst);
-        });
-    }
+    crate::run::on_signals(
+        stop.clone(),
+        || crate::say!("Ctrl-C: stopping; waiting for the trades already sent to be delivered (Ctrl-C again to abort)"),
+        || crate::say!("second Ctrl-C: exiting without waiting for deliveries"),
+    );
     let started = Instant::now();
     let mut pump = Pump { producer, read: Read::default(), ticker: Ticker::new(progress), started };
     match input {

@@ -272,25 +272,34 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
 
 /// Signals that arrive within this long of the first count as one request: `timeout -s
 /// INT` and a terminal's Ctrl-C deliver SIGINT to the process and to its group at once.
-pub(crate) const SIGNAL_GRACE: Duration = Duration::from_secs(1);
+const SIGNAL_GRACE: Duration = Duration::from_secs(1);
+
+/// Ctrl-C, SIGTERM or SIGHUP: the first calls `first` (to say what happens now) and then
+/// sets `stop`; signals within [`SIGNAL_GRACE`] of it are the same request; a later one
+/// calls `again` and exits at once with 130. `first` speaks before the stop is set: once
+/// it is, the process may finish and exit before this thread writes anything.
+pub(crate) fn on_signals(stop: Arc<AtomicBool>, first: impl Fn() + Send + 'static, again: impl Fn() + Send + 'static) {
+    let at: Mutex<Option<Instant>> = Mutex::new(None);
+    let _ = ctrlc::set_handler(move || {
+        let mut at = at.lock().unwrap_or_else(|e| e.into_inner());
+        match *at {
+            Some(t) if t.elapsed() < SIGNAL_GRACE => return,
+            Some(_) => {
+                again();
+                std::process::exit(130);
+            }
+            None => *at = Some(Instant::now()),
+        }
+        first();
+        stop.store(true, Ordering::SeqCst);
+    });
+}
 
 /// Ctrl-C or SIGTERM once: stop reading and finish cleanly (`suspend`: checkpoint and
 /// leave open windows for a resumed run; otherwise finalise them); again, after
 /// [`SIGNAL_GRACE`]: exit at once (the next start resumes from the last checkpoint).
 fn install_signals(stop: Arc<AtomicBool>, bounded: bool, suspend: bool) {
-    let first: Mutex<Option<Instant>> = Mutex::new(None);
-    let _ = ctrlc::set_handler(move || {
-        let mut first = first.lock().unwrap_or_else(|e| e.into_inner());
-        match *first {
-            Some(at) if at.elapsed() < SIGNAL_GRACE => return,
-            Some(_) => {
-                tracing::warn!("second signal: exiting without flushing");
-                std::process::exit(130);
-            }
-            None => *first = Some(Instant::now()),
-        }
-        // Said before the stop is set: once it is, the run may finish and exit before this
-        // thread writes anything.
+    let first = move || {
         if suspend {
             tracing::info!(
                 "stopping: flushing and checkpointing what was read; open windows stay open for the resumed run (a second Ctrl-C aborts)"
@@ -300,6 +309,6 @@ fn install_signals(stop: Arc<AtomicBool>, bounded: bool, suspend: bool) {
         } else {
             tracing::info!("Ctrl-C: stopping; finalising open windows and flushing the lake (Ctrl-C again to abort)");
         }
-        stop.store(true, Ordering::SeqCst);
-    });
+    };
+    on_signals(stop, first, || tracing::warn!("second signal: exiting without flushing"));
 }
