@@ -156,9 +156,10 @@ pub mod limits {
     pub const HISTORY_WINDOWS: usize = 10_000;
     /// `--allowed-lateness`: 7 days (open windows are held that long).
     pub const LATENESS_MS: i64 = 7 * 86_400_000;
-    /// `--idle-timeout`, `--progress-interval`, `--checkpoint-interval`: 1 day.
+    /// `--idle-timeout`, `--progress-interval`, `--checkpoint-interval`,
+    /// `--changelog-resolution`: 1 day.
     pub const WAIT: Duration = Duration::from_secs(86_400);
-    /// `--postgres-retry-for`: 7 days.
+    /// `--postgres-retry-for`, `--lake-retry-for`, `--kafka-retry-for`: 7 days.
     pub const RETRY: Duration = Duration::from_secs(7 * 86_400);
     /// `--lake-file-rows`.
     pub const LAKE_FILE_ROWS: usize = 10_000_000;
@@ -175,11 +176,13 @@ fn at_most(flag: &str, text: &str, ms: i64, limit_ms: i64, limit: &str) -> Resul
     Ok(())
 }
 
-fn at_most_duration(flag: &str, text: &str, value: Duration, limit: Duration, shown: &str) -> Result<(), ConfigError> {
+/// A duration flag's value, at most `limit` (`shown` in the message).
+fn duration_at_most(flag: &str, text: &str, limit: Duration, shown: &str) -> Result<Duration, ConfigError> {
+    let value = duration(flag, text)?;
     if value > limit {
         return Err(ConfigError(format!("{flag} {text:?}: at most {shown}")));
     }
-    Ok(())
+    Ok(value)
 }
 
 /// The analytics parameters of `args`, range-checked (see [`limits`]); every error names
@@ -250,16 +253,14 @@ impl RunConfig {
     pub fn from_args(args: &RunArgs) -> Result<RunConfig, ConfigError> {
         let postgres = match postgres_target(args.postgres.as_deref())? {
             Some(target) => {
-                let retry_for = duration("--postgres-retry-for", &args.postgres_retry_for)?;
-                at_most_duration("--postgres-retry-for", &args.postgres_retry_for, retry_for, limits::RETRY, "7d")?;
+                let retry_for =
+                    duration_at_most("--postgres-retry-for", &args.postgres_retry_for, limits::RETRY, "7d")?;
                 Some(PostgresConfig { target, retry_for })
             }
             None => None,
         };
-        let lake_retry_for = duration("--lake-retry-for", &args.lake_retry_for)?;
-        at_most_duration("--lake-retry-for", &args.lake_retry_for, lake_retry_for, limits::RETRY, "7d")?;
-        let kafka_retry_for = duration("--kafka-retry-for", &args.kafka_retry_for)?;
-        at_most_duration("--kafka-retry-for", &args.kafka_retry_for, kafka_retry_for, limits::RETRY, "7d")?;
+        let lake_retry_for = duration_at_most("--lake-retry-for", &args.lake_retry_for, limits::RETRY, "7d")?;
+        let kafka_retry_for = duration_at_most("--kafka-retry-for", &args.kafka_retry_for, limits::RETRY, "7d")?;
         let metrics_addr =
             args.metrics_addr.as_deref().map(|a| crate::web::parse_addr("--metrics-addr", a)).transpose()?;
         let dashboard_addr =
@@ -268,15 +269,12 @@ impl RunConfig {
         let params = analytics_params(&args.analytics)?;
         let lateness_ms = millis("--allowed-lateness", &args.allowed_lateness)?;
         at_most("--allowed-lateness", &args.allowed_lateness, lateness_ms, limits::LATENESS_MS, "7d")?;
-        let idle_timeout = duration("--idle-timeout", &args.idle_timeout)?;
+        let idle_timeout = duration_at_most("--idle-timeout", &args.idle_timeout, limits::WAIT, "1d")?;
         if idle_timeout.is_zero() {
             return Err(ConfigError("--idle-timeout 0: must be positive, e.g. 10s".into()));
         }
-        at_most_duration("--idle-timeout", &args.idle_timeout, idle_timeout, limits::WAIT, "1d")?;
-        let resolution = duration("--changelog-resolution", &args.changelog_resolution)?;
-        at_most_duration("--changelog-resolution", &args.changelog_resolution, resolution, limits::WAIT, "1d")?;
-        let progress = duration("--progress-interval", &args.progress_interval)?;
-        at_most_duration("--progress-interval", &args.progress_interval, progress, limits::WAIT, "1d")?;
+        let resolution = duration_at_most("--changelog-resolution", &args.changelog_resolution, limits::WAIT, "1d")?;
+        let progress = duration_at_most("--progress-interval", &args.progress_interval, limits::WAIT, "1d")?;
         if args.lake_file_rows == 0 || args.lake_file_rows > limits::LAKE_FILE_ROWS {
             return Err(ConfigError(format!(
                 "--lake-file-rows {}: must be between 1 and {}",
@@ -337,8 +335,7 @@ impl RunConfig {
         let (timely, processes) = timely_config(&args.timely)?;
         let given = args.checkpoint_interval.as_deref();
         let interval_text = given.unwrap_or(DEFAULT_CHECKPOINT_INTERVAL);
-        let interval = duration("--checkpoint-interval", interval_text)?;
-        at_most_duration("--checkpoint-interval", interval_text, interval, limits::WAIT, "1d")?;
+        let interval = duration_at_most("--checkpoint-interval", interval_text, limits::WAIT, "1d")?;
         // Sources that can be read again from a recorded position. Replays of files and
         // lakes only when asked for: their checkpoints hold a copy of the open hours'
         // trades, which costs memory and time on a fast bounded run (issue 12). The
