@@ -368,11 +368,11 @@ impl KafkaReader {
         let down = Duration::from_millis(u64::try_from(wall_ms().saturating_sub(since)).unwrap_or(0));
         (down > self.retry_for).then(|| {
             format!(
-                "{}: no broker has answered for {:.0} s (--kafka-retry-for {}); stopping. Once the brokers are back, \
+                "{}: no broker has answered for {:.0} s (--kafka-retry-for {:?}); stopping. Once the brokers are back, \
                  the same command resumes from the last checkpoint",
                 self.plan.spec.label(),
                 down.as_secs_f64(),
-                humantime_like(self.retry_for)
+                self.retry_for
             )
         })
     }
@@ -733,16 +733,6 @@ impl Reader for KafkaReader {
         }
         batch.push_with_low(out, self.partitions.low(now, wall_ms()), &mut self.reported);
         live_poll(handled, BUDGET, self.waker.is_some())
-    }
-}
-
-/// `90s`, `5m`, `2h` for messages.
-fn humantime_like(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
-        _ => format!("{:?}", d),
     }
 }
 
