@@ -120,7 +120,7 @@ pub struct Lake {
     destination: Destination,
     spool: PathBuf,
     sender: Mutex<Option<mpsc::UnboundedSender<Job>>>,
-    uploader: Mutex<Option<JoinHandle<Result<(), String>>>>,
+    uploader: Mutex<Option<JoinHandle<()>>>,
     files: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
     spool_seq: AtomicU64,
@@ -278,15 +278,15 @@ impl Lake {
         }
         drop(self.sender.lock().expect("lake sender lock").take());
         let handle = self.uploader.lock().expect("lake uploader lock").take();
-        let result = match handle {
-            Some(handle) => handle.join().unwrap_or_else(|_| Err("the uploader thread panicked".into())),
-            None => Ok(()),
-        };
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            self.report_error("the uploader thread panicked".into());
+        }
         let _ = std::fs::remove_dir_all(&self.spool);
         if let Some(parent) = self.spool.parent() {
             let _ = std::fs::remove_dir(parent); // only if no other process stages there
         }
-        result.map_err(|message| LakeError::Write { lake: self.url.clone(), message })?;
         if let Some(message) = self.error() {
             return Err(LakeError::Write { lake: self.url.clone(), message });
         }
@@ -307,19 +307,18 @@ fn upload_loop(
     files: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
     failed: Arc<Failure>,
-) -> Result<(), String> {
+) {
     let metrics = SinkMetrics::of("lake");
     super::destination::io_runtime().block_on(async move {
         let permits = Arc::new(tokio::sync::Semaphore::new(8));
         let mut tasks = tokio::task::JoinSet::new();
-        let mut first_error: Option<String> = None;
         while let Some(job) = receiver.recv().await {
             let job = match job {
                 Job::Put { key, payload, rows } => (key, payload, rows),
                 Job::Barrier(done) => {
                     // What a checkpoint written next relies on must all have been published.
                     while let Some(finished) = tasks.join_next().await {
-                        record(&mut first_error, &failed, finished);
+                        record(&failed, finished);
                     }
                     let _ = done.send(());
                     continue;
@@ -354,26 +353,21 @@ fn upload_loop(
                 result
             });
             while let Some(done) = tasks.try_join_next() {
-                record(&mut first_error, &failed, done);
+                record(&failed, done);
             }
         }
         while let Some(done) = tasks.join_next().await {
-            record(&mut first_error, &failed, done);
+            record(&failed, done);
         }
-        first_error.map_or(Ok(()), Err)
     })
 }
 
-fn record(
-    first_error: &mut Option<String>,
-    failed: &Failure,
-    done: Result<Result<(), String>, tokio::task::JoinError>,
-) {
+/// Records a finished upload's failure, if it failed.
+fn record(failed: &Failure, done: Result<Result<(), String>, tokio::task::JoinError>) {
     let outcome = done.map_err(|e| e.to_string()).and_then(|r| r);
     if let Err(e) = outcome {
         tracing::error!("{e}");
         SinkMetrics::of("lake").errors.inc();
-        failed.record(e.clone());
-        first_error.get_or_insert(e);
+        failed.record(e);
     }
 }
