@@ -14,12 +14,11 @@
 //! `tests/python/kafka_client.py`.
 
 use crate::expect::Knobs;
-use crate::process::{Running, free_port, installed_binary};
+use crate::process::{Running, free_port, installed_binary, start_again_within_20s, start_server, stop_server};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 fn required() -> bool {
     std::env::var("TRADEFLOW_REQUIRE_KAFKA").is_ok_and(|v| v == "1")
@@ -110,40 +109,16 @@ impl Broker {
     /// Spawns the broker on `self.port`; true once it accepts connections, false if it
     /// exited first or did not listen within `timeout`.
     fn spawn_on_port(&mut self, timeout: Duration) -> bool {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("broker.log"))
-            .expect("opening the broker log");
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let mut child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .arg("broker")
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", &self.storage.0])
             .envs(self.storage.1.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("cloning the log handle"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
-        let address = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + timeout;
-        loop {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                return false;
-            }
-            if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-                self.child = Some(child);
-                return true;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            .env("RUST_LOG", "warn");
+        self.child = start_server(command, &self.dir.path().join("broker.log"), self.port, timeout);
+        self.child.is_some()
     }
 
     /// Kills the broker (SIGKILL, as a crash would), keeps it down for `down`, and starts
@@ -156,22 +131,14 @@ impl Broker {
 
     /// Kills the broker (SIGKILL, as a crash would).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        stop_server(&mut self.child);
     }
 
     /// Starts the broker stopped by [`Broker::stop`] again, on the same port and storage.
     pub fn start_again(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self.spawn_on_port(Duration::from_secs(5)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if !start_again_within_20s(|| self.spawn_on_port(Duration::from_secs(5))) {
+            panic!("tansu did not restart on port {}; its log:\n{}", self.port, self.log());
         }
-        panic!("tansu did not restart on port {}; its log:\n{}", self.port, self.log());
     }
 
     /// `127.0.0.1:PORT`.
@@ -323,10 +290,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop();
     }
 }
 

@@ -345,6 +345,56 @@ pub fn free_port() -> u16 {
     free_ports(1)[0]
 }
 
+/// Starts `command`, a server told to listen on 127.0.0.1:`port`, its stdout and stderr
+/// appended to `log`: the child once it accepts connections; `None` if it exited first
+/// (the port was taken) or did not listen within `timeout` (it is killed then).
+pub fn start_server(mut command: Command, log: &Path, port: u16, timeout: Duration) -> Option<Child> {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("opening the server log");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("cloning the log handle"))
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", command.get_program()));
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + timeout;
+    loop {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return None;
+        }
+        if std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+            return Some(child);
+        }
+        if Instant::now() >= deadline {
+            stop_server(&mut Some(child));
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Kills a server started by [`start_server`] (SIGKILL, as a crash would), if running.
+pub fn stop_server(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Calls `start` (one attempt to start a killed server again on its port, true once it
+/// listens) for up to 20 s, as the port can stay busy for a moment after the kill; false
+/// if no attempt succeeded.
+pub fn start_again_within_20s(mut start: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if start() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
 /// A fresh temporary directory, removed when dropped.
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("tradeflow-e2e-").tempdir().expect("creating a temporary directory")

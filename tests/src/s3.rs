@@ -16,11 +16,12 @@
 //! (`partitioning="hive"`), with the Python of [`crate::python::python`].
 
 use crate::lake::LakeTrade;
-use crate::process::{Running, free_port, installed_binary, tradeflow_command};
-use std::net::{SocketAddr, TcpStream};
+use crate::process::{
+    Running, free_port, installed_binary, start_again_within_20s, start_server, stop_server, tradeflow_command,
+};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 /// The access key id the server accepts.
 pub const ACCESS_KEY: &str = "tradeflow-e2e-key";
@@ -90,60 +91,27 @@ impl S3Server {
 
     /// Kills the server at once (SIGKILL), as a crash or a lost network would.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        stop_server(&mut self.child);
     }
 
     /// Starts the server again on the same port and directory.
     pub fn restart(&mut self) {
         self.stop();
-        // The port can stay busy for a moment after the kill.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self.spawn(Duration::from_secs(5)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if !start_again_within_20s(|| self.spawn(Duration::from_secs(5))) {
+            panic!("s3s-fs did not restart on port {}; its log:\n{}", self.port, self.log());
         }
-        panic!("s3s-fs did not restart on port {}; its log:\n{}", self.port, self.log());
     }
 
     /// Spawns the server on `self.port`; true once it accepts connections, false if it
     /// exited first (the port is taken).
     fn spawn(&mut self, timeout: Duration) -> bool {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("server.log"))
-            .expect("opening the server log");
-        let mut child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(self.data_dir())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("cloning the log handle"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
-        let address = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + timeout;
-        loop {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                return false;
-            }
-            if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-                self.child = Some(child);
-                return true;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            .arg(self.data_dir());
+        self.child = start_server(command, &self.dir.path().join("server.log"), self.port, timeout);
+        self.child.is_some()
     }
 
     fn log(&self) -> String {
