@@ -43,13 +43,34 @@ fn live_run(lake: &std::path::Path, port: u16, symbols: &str) -> Running {
         "4",
         "--lake",
         &file_url(lake),
-        "--dashboard-addr",
-        &format!("127.0.0.1:{port}"),
     ]);
+    serving_dashboard(command, port)
+}
+
+/// Starts `command`, a `tradeflow run`, with `--dashboard-addr 127.0.0.1:{port}`, and
+/// waits until it serves the page.
+fn serving_dashboard(mut command: std::process::Command, port: u16) -> Running {
+    command.args(["--dashboard-addr", &format!("127.0.0.1:{port}")]);
     let mut run = Running::spawn(command);
     let line = format!("dashboard on http://127.0.0.1:{port}/");
     assert!(run.wait_for_stderr(Duration::from_secs(60), |s| s.contains(&line)), "{}", run.stderr_so_far());
     run
+}
+
+/// Runs `tests/js/dashboard.mjs` against the page of `run` (on `port`) with `args` after
+/// the URL; what the script saw, as JSON.
+fn browse(browser: &Browser, run: &Running, port: u16, args: &[&str], timeout: Duration) -> serde_json::Value {
+    let url = format!("http://127.0.0.1:{port}/");
+    let all: Vec<&str> = std::iter::once(url.as_str()).chain(args.iter().copied()).collect();
+    let out = browser.run("dashboard.mjs", &all, timeout);
+    assert!(
+        out.success(),
+        "the browser check failed:\n{}\n{}\ntradeflow:\n{}",
+        out.stderr,
+        out.stdout,
+        run.stderr_so_far()
+    );
+    serde_json::from_str(out.stdout.trim()).expect("the script's JSON")
 }
 
 #[test]
@@ -127,16 +148,7 @@ fn a_real_browser_sees_the_dashboard_fill_and_update() {
     let run = live_run(&dir.path().join("lake"), port, "AAPL,MSFT,BINANCE:BTCUSDT,OANDA:EUR_USD");
     let screenshot =
         std::env::var_os("TRADEFLOW_SCREENSHOT").map_or_else(|| dir.path().join("dashboard.png"), Into::into);
-    let url = format!("http://127.0.0.1:{port}/");
-    let out = browser.run("dashboard.mjs", &[&url, &screenshot.to_string_lossy()], Duration::from_secs(120));
-    assert!(
-        out.success(),
-        "the browser check failed:\n{}\n{}\ntradeflow:\n{}",
-        out.stderr,
-        out.stdout,
-        run.stderr_so_far()
-    );
-    let seen: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("the script's JSON");
+    let seen = browse(&browser, &run, port, &[&screenshot.to_string_lossy()], Duration::from_secs(120));
 
     let (first, later) = (&seen["first"], &seen["later"]);
     assert!(first["points"].as_u64().unwrap() >= 3, "{seen}");
@@ -204,23 +216,10 @@ fn the_dashboard_stays_usable_with_thousands_of_symbols() {
         &format!("sim://?rate=3000&symbols={}", symbols.join(",")),
         "--window",
         "1s",
-        "--dashboard-addr",
-        &format!("127.0.0.1:{port}"),
     ]);
-    let mut run = Running::spawn(command);
-    let line = format!("dashboard on http://127.0.0.1:{port}/");
-    assert!(run.wait_for_stderr(Duration::from_secs(60), |s| s.contains(&line)), "{}", run.stderr_so_far());
+    let run = serving_dashboard(command, port);
     let screenshot = dir.path().join("dashboard-symbols.png");
-    let url = format!("http://127.0.0.1:{port}/");
-    let out = browser.run("dashboard.mjs", &[&url, &screenshot.to_string_lossy(), "2000"], Duration::from_secs(180));
-    assert!(
-        out.success(),
-        "the browser check failed:\n{}\n{}\ntradeflow:\n{}",
-        out.stderr,
-        out.stdout,
-        run.stderr_so_far()
-    );
-    let seen: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("the script's JSON");
+    let seen = browse(&browser, &run, port, &[&screenshot.to_string_lossy(), "2000"], Duration::from_secs(180));
     assert_eq!(seen["first"]["symbols"], 2000, "{seen}");
     // At most 50 suggestions, and no element per symbol anywhere in the page.
     assert_eq!(seen["opened"]["suggestions"], 50, "{seen}");

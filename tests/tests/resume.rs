@@ -599,6 +599,27 @@ fn assert_held_back(what: &str, watched: &Watched, topic: u64, stderr: &str, ref
     );
 }
 
+/// Takes down what the `live` run writes to, twice (`up(false)`, then `up(true)` to bring
+/// it back): for [`SHORT_OUTAGE`] first, which the run must ride out with its input held
+/// back, then until the run has stopped with an error, which is returned (the sink back
+/// up).
+fn ride_out_then_fail(what: &str, mut live: Running, mut up: impl FnMut(bool), reference: &Finished) -> Finished {
+    wait_for_progress(&mut live, 0, "before the first outage");
+    up(false);
+    let watched = watch(&live, SHORT_OUTAGE);
+    up(true);
+    assert_held_back(what, &watched, LIVE_MARKET_TRADES, &live.stderr_so_far(), reference);
+    wait_for_progress(&mut live, watched.accepted.1, "after the first outage");
+    assert!(live.signal(0), "the run did not ride out a {SHORT_OUTAGE:?} outage:\n{}", live.stderr_so_far());
+
+    up(false);
+    let failed = live.finish(TIMEOUT);
+    up(true);
+    assert_no_panic(&failed.stderr);
+    assert!(!failed.success(), "{what}: the run outlived an outage longer than its retry bound:\n{}", failed.stderr);
+    failed
+}
+
 /// The outage tests' live run: a consumer group, partitions idle after `idle` (`10m`:
 /// never, so that the stop leaves windows open), checkpoints every 50 ms, and a retry
 /// bound of [`RETRY_FOR`].
@@ -663,21 +684,10 @@ fn postgresql_outages_are_ridden_out_or_stop_the_run_and_a_restart_resumes() {
         "10m",
         &["--postgres", &db.url(), "--postgres-retry-for", RETRY_FOR],
     );
-    let mut live = Running::spawn(command(&args));
-    wait_for_progress(&mut live, 0, "before the first outage");
-    cluster.stop();
-    let watched = watch(&live, SHORT_OUTAGE);
-    cluster.start_again();
-    assert_held_back("PostgreSQL down", &watched, LIVE_MARKET_TRADES, &live.stderr_so_far(), &reference);
-    wait_for_progress(&mut live, watched.accepted.1, "after the first outage");
-    assert!(live.signal(0), "the run did not ride out a {SHORT_OUTAGE:?} outage:\n{}", live.stderr_so_far());
-
-    cluster.stop();
-    let failed = live.finish(TIMEOUT);
-    cluster.start_again();
+    let live = Running::spawn(command(&args));
+    let up = |up: bool| if up { cluster.start_again() } else { cluster.stop() };
+    let failed = ride_out_then_fail("PostgreSQL down", live, up, &reference);
     let stderr = &failed.stderr;
-    assert_no_panic(stderr);
-    assert!(!failed.success(), "the run outlived an outage longer than --postgres-retry-for:\n{stderr}");
     assert!(stderr.contains("retrying in"), "the first outage went unnoticed:\n{stderr}");
     assert!(stderr.contains("reconnected after"), "no reconnection after the first outage:\n{stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{}", cluster.port())), "the error does not name the server:\n{stderr}");
@@ -723,22 +733,10 @@ fn s3_outages_are_ridden_out_or_stop_the_run_and_a_restart_resumes() {
     check_reference(&reference.summary(), LIVE_MARKET_TRADES, &reference.stderr);
 
     let args = live_outage_args(&broker, "s3://lake/outages", IDLE, &retry);
-    let s3_command = |args: &[String]| s3.tradeflow(args);
-    let mut live = Running::spawn(s3_command(&args));
-    wait_for_progress(&mut live, 0, "before the first outage");
-    s3.stop();
-    let watched = watch(&live, SHORT_OUTAGE);
-    s3.restart();
-    assert_held_back("the S3 store down", &watched, LIVE_MARKET_TRADES, &live.stderr_so_far(), &reference);
-    wait_for_progress(&mut live, watched.accepted.1, "after the first outage");
-    assert!(live.signal(0), "the run did not ride out a {SHORT_OUTAGE:?} outage:\n{}", live.stderr_so_far());
-
-    s3.stop();
-    let failed = live.finish(TIMEOUT);
-    s3.restart();
+    let live = Running::spawn(s3.tradeflow(&args));
+    let failed =
+        ride_out_then_fail("the S3 store down", live, |up| if up { s3.restart() } else { s3.stop() }, &reference);
     let stderr = &failed.stderr;
-    assert_no_panic(stderr);
-    assert!(!failed.success(), "the run outlived an outage longer than --lake-retry-for:\n{stderr}");
     assert!(stderr.contains("s3://lake/outages"), "the error does not name the lake:\n{stderr}");
     assert!(!stderr.contains(tradeflow_tests::s3::SECRET_KEY), "the secret was printed:\n{stderr}");
 
