@@ -348,8 +348,8 @@ impl RunConfig {
         };
         let checkpoint_off = if interval.is_zero() {
             Some("--checkpoint-interval 0".to_owned())
-        } else if args.no_lake {
-            Some("--no-lake: checkpoints are kept in the lake".to_owned())
+        } else if args.no_lake && postgres.is_none() {
+            Some("--no-lake without --postgres: checkpoints are kept in the lake or in PostgreSQL".to_owned())
         } else if !sources.iter().all(resumable) {
             Some(
                 "only kafka:// sources, and file://, lake:// and finnhub:// ones with an explicit --checkpoint-interval, can be resumed from a checkpoint"

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 use timely::worker::Worker;
 use tradeflow_model::Time;
-use tradeflow_sinks::checkpoint::LakeCheckpoints;
+use tradeflow_sinks::checkpoint::{CheckpointStore, JobCheckpoints, LakeStore};
 use tradeflow_sinks::lake::Lake;
+use tradeflow_sinks::postgres::checkpoints::PgCheckpointStore;
 use tradeflow_sinks::postgres::{PgOptions, PgSink, PgStats, migrate_database};
 
 /// Runs `config` to completion (bounded sources) or until Ctrl-C or SIGTERM.
@@ -46,11 +47,23 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
-    // The job's checkpoint: found (and its settings checked) before anything runs.
-    let checkpoints = match (&config.checkpoint, &lake) {
-        (Some(settings), Some(lake)) => {
-            let (checkpoints, start) = LakeCheckpoints::open(
-                lake.clone(),
+    // The job's checkpoint: found (and its settings checked) before anything runs. In the
+    // lake; without one, in PostgreSQL (whose lock then keeps one writer per job).
+    let store: Option<Arc<dyn CheckpointStore>> = match (&config.checkpoint, &lake, &config.postgres) {
+        (None, _, _) => None,
+        (Some(_), Some(lake), _) => Some(Arc::new(LakeStore::new(lake.clone()).map_err(ConfigError)?)),
+        (Some(settings), None, Some(pg)) => Some(Arc::new(PgCheckpointStore::open(
+            pg.target.clone(),
+            pg.retry_for,
+            &settings.header.job,
+            config.process,
+        )?)),
+        (Some(_), None, None) => return Err(ConfigError("checkpoints need a lake or PostgreSQL".into()).into()),
+    };
+    let checkpoints = match (&config.checkpoint, store) {
+        (Some(settings), Some(store)) => {
+            let (checkpoints, start) = JobCheckpoints::open(
+                store,
                 settings.header.clone(),
                 settings.interval,
                 config.process,

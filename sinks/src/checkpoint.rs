@@ -1,17 +1,20 @@
-//! Checkpoints kept in the lake, beside the output they cover.
+//! Checkpoints kept beside the output they cover: in the lake, or, for a run without
+//! one, in PostgreSQL ([`CheckpointStore`]).
 //!
 //! Background: see [`tradeflow_model::checkpoint`] for the cut. Every component's part
 //! is written under `_checkpoints/<job>/parts/<component>/w<worker>/<first boundary>`
-//! (`.state`, and `.payload` when it has one) through the lake's own upload queue, so
-//! it is ordered after every file the component published before it. A coordinator
-//! thread per process watches the parts arrive; once every component on every worker of
-//! the process has a part valid for a boundary `k`, it
-//! 1. waits for the lake to have published everything queued so far (a barrier through
-//!    the encoder and the uploader: the files the parts rely on, and the parts),
+//! (`.state`, and `.payload` when it has one). In the lake it goes through the lake's own
+//! upload queue, so it is ordered after every file the component published before it; in
+//! PostgreSQL ([`crate::postgres::checkpoints`]) it waits in memory for the next barrier.
+//! A coordinator thread per process watches the parts arrive; once every component on
+//! every worker of the process has a part valid for a boundary `k`, it
+//! 1. waits for the store to hold everything published so far (the lake: a barrier
+//!    through the encoder and the uploader, so the files the parts rely on and the parts;
+//!    PostgreSQL: the parts, written in one transaction),
 //! 2. waits for the PostgreSQL sink, when there is one, to have committed every epoch
 //!    before the boundary,
-//! 3. then writes `_checkpoints/<job>/manifest-p<process>.json` (one atomic put), which
-//!    names the parts of `k`; the manifest is the checkpoint.
+//! 3. then writes `_checkpoints/<job>/manifest-p<process>.json` (one atomic put or
+//!    upsert), which names the parts of `k`; the manifest is the checkpoint.
 //!
 //! So a manifest is never ahead of the output it covers: the lake's files and the
 //! database hold at least everything before the boundary. They may hold more (what was
@@ -82,10 +85,73 @@ struct Manifest {
     checkpoints: Vec<Committed>,
 }
 
-/// The checkpoints of one process of a job, kept in the lake (see the module docs).
-pub struct LakeCheckpoints {
+/// Where a job's checkpoints are kept, as objects named by keys
+/// (`_checkpoints/<job>/...`).
+pub trait CheckpointStore: Send + Sync {
+    /// Where the store is, for messages (never with a secret).
+    fn location(&self) -> String;
+    /// The object under `key`, if there is one.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    /// Writes `bytes` under `key` at once and atomically (replacing what was there).
+    fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), String>;
+    /// Removes the object under `key` (best effort: a leftover is only garbage).
+    fn delete(&self, key: &str) -> Result<(), String>;
+    /// Hands over a part, durable by the end of the next [`CheckpointStore::barrier`] and
+    /// never before the output its component handed over before it.
+    fn publish(&self, key: String, bytes: Vec<u8>);
+    /// Waits until everything published so far (parts, and the lake's files) is durable.
+    fn barrier(&self) -> Result<(), String>;
+}
+
+/// The checkpoints kept in the lake, beside its files.
+pub struct LakeStore {
     lake: Arc<Lake>,
     objects: Objects,
+}
+
+impl LakeStore {
+    /// The store of `lake`.
+    pub fn new(lake: Arc<Lake>) -> Result<LakeStore, String> {
+        let objects = Objects::new(&lake)?;
+        Ok(LakeStore { lake, objects })
+    }
+}
+
+impl CheckpointStore for LakeStore {
+    fn location(&self) -> String {
+        self.lake.url().to_owned()
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.objects.get(key)
+    }
+
+    fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), String> {
+        self.objects.put(key, bytes)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), String> {
+        self.objects.delete(key)
+    }
+
+    fn publish(&self, key: String, bytes: Vec<u8>) {
+        self.lake.publish(key, crate::lake::Payload::Bytes(bytes), 0);
+    }
+
+    fn barrier(&self) -> Result<(), String> {
+        if !self.lake.barrier() {
+            return Err("the lake is closed".into());
+        }
+        match self.lake.error() {
+            Some(error) => Err(format!("the lake failed: {error}")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The checkpoints of one process of a job (see the module docs).
+pub struct JobCheckpoints {
+    store: Arc<dyn CheckpointStore>,
     prefix: String,
     header: JobHeader,
     interval_ms: u64,
@@ -119,33 +185,31 @@ struct Inner {
     error: Option<String>,
 }
 
-impl LakeCheckpoints {
-    /// Opens the job's checkpoints in `lake` for `process` of `processes`: finds the
+impl JobCheckpoints {
+    /// Opens the job's checkpoints in `store` for `process` of `processes`: finds the
     /// checkpoint to resume from (unless `from_scratch`) and loads this process's parts.
     /// Refuses a checkpoint written with other settings. Also returns the line that tells
     /// the user how the run starts (resuming, or from the beginning and why).
     pub fn open(
-        lake: Arc<Lake>,
+        store: Arc<dyn CheckpointStore>,
         header: JobHeader,
         interval: Duration,
         process: usize,
         processes: usize,
         from_scratch: bool,
-    ) -> Result<(Arc<LakeCheckpoints>, String), String> {
-        let objects = Objects::new(&lake)?;
+    ) -> Result<(Arc<JobCheckpoints>, String), String> {
         let prefix = format!("_checkpoints/{}", header.job);
         let interval_ms = (interval.as_millis() as u64).max(1);
         let mut manifests = Vec::new();
         for p in 0..processes {
-            if let Some(bytes) = objects.get(&format!("{prefix}/manifest-p{p}.json"))? {
+            if let Some(bytes) = store.get(&format!("{prefix}/manifest-p{p}.json"))? {
                 let manifest: Manifest = serde_json::from_slice(&bytes)
-                    .map_err(|e| format!("{prefix}/manifest-p{p}.json in {} is unreadable: {e}", lake.url()))?;
+                    .map_err(|e| format!("{prefix}/manifest-p{p}.json in {} is unreadable: {e}", store.location()))?;
                 manifests.push(manifest);
             }
         }
-        let mut checkpoints = LakeCheckpoints {
-            lake,
-            objects,
+        let mut checkpoints = JobCheckpoints {
+            store,
             prefix,
             header: header.clone(),
             interval_ms,
@@ -198,7 +262,7 @@ impl LakeCheckpoints {
             }
             return Err(format!(
                 "job {job} has a checkpoint in {} taken with other settings ({}); resuming would mix results. Run with the same settings, or start it again with --from-scratch, or name another job with --job",
-                self.lake.url(),
+                self.store.location(),
                 differences.join("; ")
             ));
         }
@@ -219,7 +283,7 @@ impl LakeCheckpoints {
                 // starting over from the sources' start could rewrite the lake with less.
                 return Err(format!(
                     "job {job}: its processes' checkpoints in {} have no boundary in common; start every process with --from-scratch to run the job again from its sources' start",
-                    self.lake.url()
+                    self.store.location()
                 ));
             }
             return Ok(format!("job {job}: not every process has a checkpoint yet; starting from the beginning"));
@@ -228,11 +292,11 @@ impl LakeCheckpoints {
         let committed = mine.checkpoints.iter().find(|c| c.boundary == common).expect("common to all").clone();
         let mut restored = BTreeMap::new();
         for part in &committed.parts {
-            let state = self.objects.require(&self.key(part, "state"))?;
+            let state = self.require(&self.key(part, "state"))?;
             let mut payloads = Vec::new();
             for &first in &part.needs {
                 let key = self.key(&PartRef { first, ..part.clone() }, "payload");
-                payloads.push((first, self.objects.require(&key)?));
+                payloads.push((first, self.require(&key)?));
             }
             restored.insert((part.component.clone(), part.worker), Restored { boundary: common, state, payloads });
         }
@@ -248,7 +312,7 @@ impl LakeCheckpoints {
         } else {
             tradeflow_model::format_ts((common * mine.interval_ms) as i64)
         };
-        Ok(format!("resuming job {job} from its checkpoint of {when} (in {})", self.lake.url()))
+        Ok(format!("resuming job {job} from its checkpoint of {when} (in {})", self.store.location()))
     }
 
     /// The run id the job's changelog uses (an earlier run's, when resuming).
@@ -261,11 +325,16 @@ impl LakeCheckpoints {
         *lock(&self.postgres) = Some(postgres);
     }
 
+    fn require(&self, key: &str) -> Result<Vec<u8>, String> {
+        let location = || self.store.location();
+        self.store.get(key)?.ok_or_else(|| format!("the checkpoint object {key} is missing from {}", location()))
+    }
+
     fn key(&self, part: &PartRef, kind: &str) -> String {
         format!("{}/parts/{}/w{:04}/{:020}.{kind}", self.prefix, part.component, part.worker, part.first)
     }
 
-    /// Starts the coordinator thread; it runs until [`LakeCheckpoints::finish`].
+    /// Starts the coordinator thread; it runs until [`JobCheckpoints::finish`].
     pub fn start(self: &Arc<Self>) -> std::thread::JoinHandle<()> {
         let this = self.clone();
         std::thread::Builder::new()
@@ -305,7 +374,8 @@ impl LakeCheckpoints {
         inner.registered.iter().all(|k| inner.parts[k].iter().any(|p| p.first <= newest)).then_some(newest)
     }
 
-    /// Writes the manifest of `boundary` once the lake and PostgreSQL hold what it covers.
+    /// Writes the manifest of `boundary` once the store, the lake and PostgreSQL hold what
+    /// it covers.
     fn commit(&self, boundary: u64, complete: bool) -> Result<(), String> {
         let _one_at_a_time = lock(&self.committing);
         let parts: Vec<PartRef> = {
@@ -319,12 +389,7 @@ impl LakeCheckpoints {
                 .filter_map(|k| inner.parts[k].iter().find(|p| p.first <= boundary && boundary <= p.last).cloned())
                 .collect()
         };
-        if !self.lake.barrier() {
-            return Err("the lake is closed".into());
-        }
-        if let Some(error) = self.lake.error() {
-            return Err(format!("the lake failed: {error}"));
-        }
+        self.store.barrier()?;
         if boundary != FINAL
             && let Some(postgres) = lock(&self.postgres).clone()
         {
@@ -362,12 +427,12 @@ impl LakeCheckpoints {
         let garbage = if everything { self.everything(&mut inner) } else { self.garbage(&mut inner) };
         drop(inner);
         let bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
-        self.objects.put(&format!("{}/manifest-p{}.json", self.prefix, self.process), bytes)?;
+        self.store.put(&format!("{}/manifest-p{}.json", self.prefix, self.process), bytes)?;
         if boundary != FINAL {
             self.durable.fetch_max(boundary.saturating_mul(self.interval_ms), Ordering::AcqRel);
         }
         for key in garbage {
-            let _ = self.objects.delete(&key);
+            let _ = self.store.delete(&key);
         }
         Ok(())
     }
@@ -445,7 +510,7 @@ impl LakeCheckpoints {
     }
 }
 
-impl Checkpoints for LakeCheckpoints {
+impl Checkpoints for JobCheckpoints {
     fn interval_ms(&self) -> u64 {
         self.interval_ms
     }
@@ -467,10 +532,9 @@ impl Checkpoints for LakeCheckpoints {
             payload: part.payload.is_some(),
             needs: part.needs,
         };
-        let rows = 0;
-        self.lake.publish(self.key(&reference, "state"), crate::lake::Payload::Bytes(part.state), rows);
+        self.store.publish(self.key(&reference, "state"), part.state);
         if let Some(payload) = part.payload {
-            self.lake.publish(self.key(&reference, "payload"), crate::lake::Payload::Bytes(payload), rows);
+            self.store.publish(self.key(&reference, "payload"), payload);
         }
         lock(&self.inner).parts.entry((component.to_owned(), worker)).or_default().push(reference);
         self.wake.notify_all();
@@ -547,10 +611,6 @@ impl Objects {
                 }
             })
         })
-    }
-
-    fn require(&self, key: &str) -> Result<Vec<u8>, String> {
-        self.get(key)?.ok_or_else(|| format!("the checkpoint object {key} is missing from {}", self.lake))
     }
 
     pub(crate) fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), String> {

@@ -199,7 +199,7 @@ fn a_bounded_run_leaves_the_lakes_final_rows_and_the_seed_queries_answer() {
     assert_eq!(got, want, "the recent-anomalies query");
 
     // The schema's bookkeeping.
-    assert_eq!(db.scalar("SELECT string_agg(version::text, ',') FROM schema_migrations").as_deref(), Some("1,2"));
+    assert_eq!(db.scalar("SELECT string_agg(version::text, ',') FROM schema_migrations").as_deref(), Some("1,2,3"));
     let progress = db.query("SELECT process, transactions > 0, rows_written > 0 FROM sink_progress");
     assert_eq!(progress, vec![vec![Some("0".into()), Some("t".into()), Some("t".into())]]);
 }
@@ -539,16 +539,16 @@ fn bad_credentials_stop_the_run_without_showing_the_password_and_migrate_is_idem
     };
     let first = migrate(&db.url()).finish(TIMEOUT);
     first.assert_success("tradeflow migrate");
-    assert!(first.stdout.contains("migrated to version 2"), "{}", first.stdout);
+    assert!(first.stdout.contains("migrated to version 3"), "{}", first.stdout);
     let second = migrate(&db.url()).finish(TIMEOUT);
     second.assert_success("tradeflow migrate, again");
-    assert!(second.stdout.contains("already at version 2"), "{}", second.stdout);
-    assert_eq!(db.scalar("SELECT count(*) FROM schema_migrations").as_deref(), Some("2"));
+    assert!(second.stdout.contains("already at version 3"), "{}", second.stdout);
+    assert_eq!(db.scalar("SELECT count(*) FROM schema_migrations").as_deref(), Some("3"));
     let fresh = cluster.database("concurrent_migrate");
     let (a, b) = (migrate(&fresh.url()), migrate(&fresh.url()));
     a.finish(TIMEOUT).assert_success("tradeflow migrate (concurrent)");
     b.finish(TIMEOUT).assert_success("tradeflow migrate (concurrent)");
-    assert_eq!(fresh.scalar("SELECT count(*) FROM schema_migrations").as_deref(), Some("2"));
+    assert_eq!(fresh.scalar("SELECT count(*) FROM schema_migrations").as_deref(), Some("3"));
     assert!(fresh.try_query(SEED_DAILY).is_ok() && fresh.try_query(SEED_RECENT).is_ok());
 
     // The seed's variables from a .env file in the working directory.

@@ -88,7 +88,14 @@ impl Rng {
 /// `run --source SOURCE --lake LAKE`, checkpointing every [`CHECKPOINT_INTERVAL`], with
 /// the knobs and `extra` flags.
 fn run_args(source: &str, lake: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["run", "--source", source, "--lake", &file_url(lake)].map(str::to_owned).into();
+    run_args_into(source, &["--lake", &file_url(lake)], extra)
+}
+
+/// `run --source SOURCE` into `sinks` (e.g. `--lake URL`), checkpointing every
+/// [`CHECKPOINT_INTERVAL`], with the knobs and `extra` flags.
+fn run_args_into(source: &str, sinks: &[&str], extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["run", "--source", source].map(str::to_owned).into();
+    args.extend(sinks.iter().map(|s| (*s).to_owned()));
     args.extend(
         ["--progress-interval", PROGRESS_INTERVAL, "--checkpoint-interval", CHECKPOINT_INTERVAL].map(str::to_owned),
     );
@@ -260,20 +267,28 @@ fn kill_one_of_two_repeatedly(args: &[String], hosts: &Path, seed: u64) -> Vec<A
 /// The lake of `attempts` holds exactly what the uninterrupted run wrote to
 /// `reference_lake`, later attempts resumed, and little work was redone.
 fn assert_recovered(what: &str, attempts: &[Attempt], lake: &Path, reference_lake: &Path, reference: &Summary) {
+    assert_recovered_as(what, attempts, reference, |context| {
+        assert_same_tree(
+            &format!("{what}: the lake after the kills vs an uninterrupted run\n{context}"),
+            &results_tree(lake),
+            &results_tree(reference_lake),
+        );
+    });
+}
+
+/// Later `attempts` resumed, `same_results` (given the attempts' story for its messages)
+/// finds the uninterrupted run's results, and little work was redone.
+fn assert_recovered_as(what: &str, attempts: &[Attempt], reference: &Summary, same_results: impl FnOnce(&str)) {
     let last = attempts.last().expect("at least one attempt");
     let log = history(attempts);
     let kills = attempts.len() - 1;
-    assert!(!attempts[0].resumed(), "{what}: the first attempt, on an empty lake, resumed:\n{}", attempts[0].stderr);
+    assert!(!attempts[0].resumed(), "{what}: the first attempt, on an empty store, resumed:\n{}", attempts[0].stderr);
     assert!(
         attempts.iter().any(Attempt::resumed),
         "{what}: no attempt printed `resuming job` (too small a market to be killed in time?)\n{log}\nlast stderr:\n{}",
         last.stderr
     );
-    assert_same_tree(
-        &format!("{what}: the lake after {kills} kills vs an uninterrupted run\n{log}\nlast stderr:\n{}", last.stderr),
-        &results_tree(lake),
-        &results_tree(reference_lake),
-    );
+    same_results(&format!("{kills} kills\n{log}\nlast stderr:\n{}", last.stderr));
     assert!(kills >= 10, "{what}: only {kills} kills before the job completed (too small a market?)\n{log}");
     let total: u64 = attempts.iter().map(|a| a.accepted).sum();
     eprintln!(
@@ -346,6 +361,84 @@ fn a_replay_on_two_processes_killed_at_random_moments_and_restarted_equals_an_un
     std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).expect("writing the host file");
     let attempts = kill_one_of_two_repeatedly(&run_args(&source, &lake, &[]), &hosts, 3);
     assert_recovered("-n 2", &attempts, &lake, &reference_lake, &summary);
+}
+
+/// Without a lake, a run keeps its checkpoints in PostgreSQL (`tradeflow_checkpoints`,
+/// beside the rows they cover): a replay into PostgreSQL alone, SIGKILLed at random
+/// moments and restarted, ends with the tables of an uninterrupted run, having resumed
+/// from its checkpoints rather than from the beginning.
+#[test]
+fn a_replay_into_postgresql_alone_killed_at_random_moments_and_restarted_equals_an_uninterrupted_run() {
+    use tradeflow_tests::postgres::PgCluster;
+    let Some(broker) = Broker::start() else { return };
+    let Some(cluster) = PgCluster::start() else { return };
+    let dir = temp_dir();
+    fill_topic(&broker, dir.path(), "market", MARKET_TRADES);
+    let source = broker.url("market", "end=latest");
+    let into = |db: &str| run_args_into(&source, &["--no-lake", "--postgres", db], &["-w", "2"]);
+
+    let reference_db = cluster.database("reference");
+    let reference = run_to_end(&into(&reference_db.url()), "the uninterrupted run");
+    let summary = reference.summary();
+    check_reference(&summary, MARKET_TRADES, &reference.stderr);
+
+    let db = cluster.database("killed");
+    let attempts = kill_repeatedly(&into(&db.url()), 5);
+    assert_recovered_as("PostgreSQL alone", &attempts, &summary, |context| {
+        assert_eq!(db.window_metrics(), reference_db.window_metrics(), "window_metrics after {context}");
+        assert_eq!(db.anomalies(), reference_db.anomalies(), "anomalies after {context}");
+    });
+    let manifests = db.scalar("SELECT count(*) FROM tradeflow_checkpoints WHERE key LIKE '%/manifest-p0.json'");
+    assert_eq!(manifests.as_deref(), Some("1"), "no manifest in tradeflow_checkpoints");
+}
+
+/// A live run into PostgreSQL alone holds its job's checkpoints with an advisory lock: a
+/// second run of the same job refuses to start, naming the holder. The live run stopped
+/// by Ctrl-C leaves its open windows provisional, and the same job run again with
+/// `end=latest` resumes from the checkpoint in PostgreSQL and ends with the rows of an
+/// uninterrupted run, the two runs together reading the topic exactly once.
+#[test]
+fn a_live_run_into_postgresql_alone_has_one_writer_and_resumes_after_ctrl_c() {
+    use tradeflow_tests::postgres::PgCluster;
+    let Some(broker) = Broker::start() else { return };
+    let Some(cluster) = PgCluster::start() else { return };
+    let dir = temp_dir();
+    fill_topic(&broker, dir.path(), "market", LIVE_MARKET_TRADES);
+    let extra = ["--job", JOB, "--idle-timeout", "10m"];
+    let into =
+        |query: &str, db: &str| run_args_into(&broker.url("market", query), &["--no-lake", "--postgres", db], &extra);
+
+    let reference_db = cluster.database("reference");
+    let reference = run_to_end(&into("end=latest", &reference_db.url()), "the uninterrupted run");
+    check_reference(&reference.summary(), LIVE_MARKET_TRADES, &reference.stderr);
+
+    let db = cluster.database("stopped");
+    let mut live = Running::spawn(command(&into("group=g1", &db.url())));
+    wait_for_progress(&mut live, 0, "the live run");
+    let second = Running::spawn(command(&into("group=g1", &db.url()))).finish(TIMEOUT);
+    assert!(!second.success(), "a second writer of the job started:\n{}", second.stderr);
+    assert!(
+        second.stderr.contains("another run of the job holds its checkpoints")
+            && second.stderr.contains("server process"),
+        "the refusal does not say who holds the job:\n{}",
+        second.stderr
+    );
+
+    live.interrupt();
+    let stopped = live.finish(TIMEOUT);
+    let stderr = &stopped.stderr;
+    assert_eq!(stopped.status.code(), Some(0), "the live run did not exit 0 ({}):\n{stderr}", stopped.status);
+    let provisional = db.scalar("SELECT count(*) FROM window_metrics WHERE NOT is_final");
+    assert_ne!(provisional.as_deref(), Some("0"), "the stop finalised the open windows:\n{stderr}");
+
+    let resumed_run = run_to_end(&into("group=g1&end=latest", &db.url()), "the run resuming the stopped job");
+    let both = format!("stopped run:\n{stderr}\nresumed run:\n{}", resumed_run.stderr);
+    assert!(resumed(&resumed_run.stderr), "the second run did not resume the job:\n{both}");
+    assert!(resumed_run.stderr.contains("tradeflow_checkpoints"), "the resume does not say where from:\n{both}");
+    assert_eq!(db.window_metrics(), reference_db.window_metrics(), "window_metrics\n{both}");
+    assert_eq!(db.anomalies(), reference_db.anomalies(), "anomalies\n{both}");
+    let read = stopped.summary().accepted + resumed_run.summary().accepted;
+    assert_eq!(read, reference.summary().accepted, "trades accepted by the two runs together\n{both}");
 }
 
 /// How a live run is stopped.

@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0001_schema.sql"),
     },
     Migration { version: 2, name: "window_metrics.digest", sql: include_str!("migrations/0002_window_digest.sql") },
+    Migration { version: 3, name: "tradeflow_checkpoints", sql: include_str!("migrations/0003_checkpoints.sql") },
 ];
 
 /// The advisory lock key that serialises migrations ("tradeflo" in ASCII).

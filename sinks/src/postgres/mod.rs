@@ -11,7 +11,8 @@
 //!   that make every write idempotent;
 //! * [`writer`] — the process's writer thread: one transaction per batch, retries with
 //!   backoff on temporary errors, the commit delay;
-//! * [`error`] — Temporary/Permanent classification and messages with the fix.
+//! * [`error`] — Temporary/Permanent classification and messages with the fix;
+//! * [`checkpoints`] — where a run without a lake keeps its checkpoints.
 //!
 //! Guarantees: a reader never sees half a batch (one transaction each); a key's states
 //! are written in epoch order by one thread, and a final row is never replaced by a
@@ -21,6 +22,7 @@
 
 pub mod batch;
 pub mod changes;
+pub mod checkpoints;
 pub mod error;
 pub mod migrations;
 pub mod operator;

@@ -220,20 +220,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Exponential backoff over a bounded time.
-struct Backoff {
+pub(crate) struct Backoff {
     first_failure: Option<Instant>,
     delay: Duration,
     limit: Duration,
 }
 
 impl Backoff {
-    fn new(limit: Duration) -> Self {
+    pub(crate) fn new(limit: Duration) -> Self {
         Backoff { first_failure: None, delay: FIRST_DELAY, limit }
     }
 
     /// After `failure` doing `what`: how long to wait before retrying, or the error to
     /// stop with (permanent, or retried for too long).
-    fn next(&mut self, failure: Failure, target: &PgTarget, what: &str) -> Result<Duration, PgError> {
+    pub(crate) fn next(&mut self, failure: Failure, target: &PgTarget, what: &str) -> Result<Duration, PgError> {
         let first = *self.first_failure.get_or_insert_with(Instant::now);
         SinkMetrics::of("postgres").errors.inc();
         if failure.class() == ErrorClass::Permanent {
@@ -274,7 +274,7 @@ impl From<postgres::Error> for Attempt {
 }
 
 /// A connection with the schema migrated, retrying temporary failures for `retry_for`.
-fn connect_with_retry(target: &PgTarget, retry_for: Duration) -> Result<(Client, MigrationReport), PgError> {
+pub(crate) fn connect_with_retry(target: &PgTarget, retry_for: Duration) -> Result<(Client, MigrationReport), PgError> {
     let mut backoff = Backoff::new(retry_for);
     loop {
         let attempt = || -> Result<(Client, MigrationReport), Attempt> {
