@@ -109,10 +109,20 @@ pub struct Part {
     pub state: Vec<u8>,
     /// A payload kept apart from the state (large, written once: e.g. the trades added to
     /// open lake files since the previous part), if any.
-    pub payload: Option<Vec<u8>>,
+    pub payload: Option<PartPayload>,
     /// The `first` boundaries of this component's earlier parts whose payloads the state
     /// still needs (restored with it).
     pub needs: Vec<u64>,
+}
+
+/// A part's payload: in memory, or a local file the component wrote it to as it went
+/// (handed over: the store removes it once stored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PartPayload {
+    /// The payload's bytes.
+    Bytes(Vec<u8>),
+    /// A file holding the payload's bytes.
+    File(std::path::PathBuf),
 }
 
 /// Where components save and find their parts.

@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tradeflow_model::checkpoint::{Checkpoints, FINAL, Part, Restored, Validity};
+use tradeflow_model::checkpoint::{Checkpoints, FINAL, Part, PartPayload, Restored, Validity};
 use tradeflow_model::wall_ms;
 
 /// What identifies a job's results: a checkpoint is resumed only by a run with the same.
@@ -97,8 +97,9 @@ pub trait CheckpointStore: Send + Sync {
     /// Removes the object under `key` (best effort: a leftover is only garbage).
     fn delete(&self, key: &str) -> Result<(), String>;
     /// Hands over a part, durable by the end of the next [`CheckpointStore::barrier`] and
-    /// never before the output its component handed over before it.
-    fn publish(&self, key: String, bytes: Vec<u8>);
+    /// never before the output its component handed over before it (a file is removed
+    /// once stored).
+    fn publish(&self, key: String, payload: PartPayload);
     /// Waits until everything published so far (parts, and the lake's files) is durable.
     fn barrier(&self) -> Result<(), String>;
 }
@@ -134,8 +135,12 @@ impl CheckpointStore for LakeStore {
         self.objects.delete(key)
     }
 
-    fn publish(&self, key: String, bytes: Vec<u8>) {
-        self.lake.publish(key, crate::lake::Payload::Bytes(bytes), 0);
+    fn publish(&self, key: String, payload: PartPayload) {
+        let payload = match payload {
+            PartPayload::Bytes(bytes) => crate::lake::Payload::Bytes(bytes),
+            PartPayload::File(path) => crate::lake::Payload::Spooled(path),
+        };
+        self.lake.publish(key, payload, 0);
     }
 
     fn barrier(&self) -> Result<(), String> {
@@ -532,7 +537,7 @@ impl Checkpoints for JobCheckpoints {
             payload: part.payload.is_some(),
             needs: part.needs,
         };
-        self.store.publish(self.key(&reference, "state"), part.state);
+        self.store.publish(self.key(&reference, "state"), PartPayload::Bytes(part.state));
         if let Some(payload) = part.payload {
             self.store.publish(self.key(&reference, "payload"), payload);
         }

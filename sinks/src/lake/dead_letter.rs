@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use tradeflow_model::checkpoint::{Part, Saver, Validity, from_json, to_json};
+use tradeflow_model::checkpoint::{Part, PartPayload, Saver, Validity, from_json, to_json};
 use tradeflow_model::{Reject, Time, date_of};
 use tradeflow_operators::epochs::{EpochQueue, combined_frontier};
 
@@ -98,7 +98,7 @@ pub fn write_dead_letters<'scope>(
                 }
                 let part = Part {
                     state: to_json(&pending.iter().map(|(k, p)| (k, &p.parts)).collect::<Vec<_>>()),
-                    payload: (!payload.is_empty()).then(|| to_json(&payload)),
+                    payload: (!payload.is_empty()).then(|| PartPayload::Bytes(to_json(&payload))),
                     needs: needs.into_iter().collect(),
                 };
                 for slot in pending.values_mut() {

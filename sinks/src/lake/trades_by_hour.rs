@@ -77,11 +77,11 @@ pub fn write_trades_by_hour<'scope>(
     saver: Option<Saver>,
 ) -> Result<(), String> {
     let writer = HourWriter {
+        received: Received::new(&lake, saver.is_some()),
         lake,
         max_rows,
         hours: BTreeMap::new(),
         written_up_to: i64::MIN,
-        received: Received::new(saver.is_some()),
     };
     let pact = Exchange::new(|t: &Trade| t.ts.div_euclid(HOUR) as u64);
     watermarked_sink("LakeTradesByHour", trades, pact, watermarks, reporters, saver, writer)

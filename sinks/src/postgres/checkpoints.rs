@@ -20,8 +20,10 @@ use super::target::PgTarget;
 use super::writer::{Backoff, connect_with_retry};
 use crate::checkpoint::CheckpointStore;
 use postgres::Client;
+use std::borrow::Cow;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tradeflow_model::checkpoint::PartPayload;
 
 /// How long a starting run waits for the job's lock (a killed run's connection closing).
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -34,7 +36,7 @@ pub struct PgCheckpointStore {
     lock_name: String,
     client: Mutex<Option<Client>>,
     /// Parts handed over since the last barrier, in order.
-    pending: Mutex<Vec<(String, Vec<u8>)>>,
+    pending: Mutex<Vec<(String, PartPayload)>>,
 }
 
 impl PgCheckpointStore {
@@ -149,8 +151,8 @@ impl CheckpointStore for PgCheckpointStore {
         })
     }
 
-    fn publish(&self, key: String, bytes: Vec<u8>) {
-        lock(&self.pending).push((key, bytes));
+    fn publish(&self, key: String, payload: PartPayload) {
+        lock(&self.pending).push((key, payload));
     }
 
     fn barrier(&self) -> Result<(), String> {
@@ -158,21 +160,41 @@ impl CheckpointStore for PgCheckpointStore {
         if parts.is_empty() {
             return Ok(());
         }
-        let written = self.with_client(&format!("writing {} checkpoint parts", parts.len()), |client| {
-            let mut tx = client.transaction()?;
-            let upsert = tx.prepare(UPSERT)?;
-            for (key, bytes) in &parts {
-                tx.execute(&upsert, &[key, bytes])?;
+        fn read((key, payload): &(String, PartPayload)) -> Result<(&String, Cow<'_, [u8]>), String> {
+            match payload {
+                PartPayload::Bytes(bytes) => Ok((key, Cow::Borrowed(bytes))),
+                PartPayload::File(path) => std::fs::read(path)
+                    .map(|bytes| (key, Cow::Owned(bytes)))
+                    .map_err(|e| format!("reading the checkpoint part {key} from {}: {e}", path.display())),
             }
-            tx.commit()
-        });
-        if written.is_err() {
-            // Kept for the next barrier: a later manifest may name these parts.
-            let mut pending = lock(&self.pending);
-            let newer = std::mem::replace(&mut *pending, parts);
-            pending.extend(newer);
         }
-        written
+        let written = parts.iter().map(read).collect::<Result<Vec<_>, String>>().and_then(|rows| {
+            self.with_client(&format!("writing {} checkpoint parts", rows.len()), |client| {
+                let mut tx = client.transaction()?;
+                let upsert = tx.prepare(UPSERT)?;
+                for (key, bytes) in &rows {
+                    tx.execute(&upsert, &[key, &bytes.as_ref()])?;
+                }
+                tx.commit()
+            })
+        });
+        match written {
+            Ok(()) => {
+                for (_, payload) in parts {
+                    if let PartPayload::File(path) = payload {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Kept for the next barrier: a later manifest may name these parts.
+                let mut pending = lock(&self.pending);
+                let newer = std::mem::replace(&mut *pending, parts);
+                pending.extend(newer);
+                Err(e)
+            }
+        }
     }
 }
 
