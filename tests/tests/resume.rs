@@ -23,6 +23,7 @@ use std::time::Duration;
 use tradeflow_tests::kafka::Broker;
 use tradeflow_tests::kafka::knobs;
 use tradeflow_tests::lake::{assert_same_tree, read_window_metrics, results_tree};
+use tradeflow_tests::postgres::{PgCluster, TestDb};
 use tradeflow_tests::process::{Running, assert_no_panic};
 use tradeflow_tests::{Finished, Summary, file_url, run_two_processes, simulate, temp_dir, tradeflow_command};
 
@@ -87,20 +88,23 @@ impl Rng {
 
 /// `run --source SOURCE --lake LAKE`, checkpointing every [`CHECKPOINT_INTERVAL`], with
 /// the knobs and `extra` flags.
-fn run_args(source: &str, lake: &Path, extra: &[&str]) -> Vec<String> {
+fn run_args(source: &str, lake: &Path, extra: &[impl AsRef<str>]) -> Vec<String> {
     run_args_into(source, &["--lake", &file_url(lake)], extra)
 }
 
+/// No extra flags.
+const NO_FLAGS: &[&str] = &[];
+
 /// `run --source SOURCE` into `sinks` (e.g. `--lake URL`), checkpointing every
 /// [`CHECKPOINT_INTERVAL`], with the knobs and `extra` flags.
-fn run_args_into(source: &str, sinks: &[&str], extra: &[&str]) -> Vec<String> {
+fn run_args_into(source: &str, sinks: &[&str], extra: &[impl AsRef<str>]) -> Vec<String> {
     let mut args: Vec<String> = ["run", "--source", source].map(str::to_owned).into();
     args.extend(sinks.iter().map(|s| (*s).to_owned()));
     args.extend(
         ["--progress-interval", PROGRESS_INTERVAL, "--checkpoint-interval", CHECKPOINT_INTERVAL].map(str::to_owned),
     );
     args.extend(knobs().args());
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args.extend(extra.iter().map(|s| s.as_ref().to_owned()));
     args
 }
 
@@ -307,22 +311,39 @@ fn assert_recovered_as(what: &str, attempts: &[Attempt], reference: &Summary, sa
     );
 }
 
-/// A topic replayed (`end=latest`) with `timely` flags, SIGKILLed at random moments and
-/// restarted with the same command, ends with the lake of an uninterrupted run.
+/// A topic replayed (`end=latest`) with `timely` flags into the lake and PostgreSQL,
+/// SIGKILLed at random moments and restarted with the same command, ends with the lake
+/// and the tables of an uninterrupted run.
 fn killed_at_random_moments(timely: &[&str], seed: u64) {
     let Some(broker) = Broker::start() else { return };
+    let Some(cluster) = PgCluster::shared() else { return };
     let dir = temp_dir();
     fill_topic(&broker, dir.path(), "market", MARKET_TRADES);
     let source = broker.url("market", "end=latest");
 
     let reference_lake = dir.path().join("uninterrupted");
-    let reference = run_to_end(&run_args(&source, &reference_lake, timely), "the uninterrupted run");
+    let reference_db = cluster.database("reference");
+    let reference =
+        run_to_end(&run_args(&source, &reference_lake, &with_db(timely, &reference_db)), "the uninterrupted run");
     let summary = reference.summary();
     check_reference(&summary, MARKET_TRADES, &reference.stderr);
 
     let lake = dir.path().join("killed");
-    let attempts = kill_repeatedly(&run_args(&source, &lake, timely), seed);
+    let db = cluster.database("killed");
+    let attempts = kill_repeatedly(&run_args(&source, &lake, &with_db(timely, &db)), seed);
     assert_recovered(&format!("{timely:?}"), &attempts, &lake, &reference_lake, &summary);
+    assert_same_tables(&format!("{timely:?}"), &db, &reference_db);
+}
+
+/// `flags` and `--postgres` to `db`.
+fn with_db(flags: &[&str], db: &TestDb) -> Vec<String> {
+    flags.iter().map(|f| (*f).to_owned()).chain(["--postgres".to_owned(), db.url()]).collect()
+}
+
+/// `db` holds the rows of `reference_db`.
+fn assert_same_tables(what: &str, db: &TestDb, reference_db: &TestDb) {
+    assert_eq!(db.window_metrics(), reference_db.window_metrics(), "{what}: window_metrics after the kills");
+    assert_eq!(db.anomalies(), reference_db.anomalies(), "{what}: anomalies after the kills");
 }
 
 #[test]
@@ -346,21 +367,26 @@ fn a_replay_on_two_workers_killed_at_random_moments_and_restarted_equals_an_unin
 #[test]
 fn a_replay_on_two_processes_killed_at_random_moments_and_restarted_equals_an_uninterrupted_run() {
     let Some(broker) = Broker::start() else { return };
+    let Some(cluster) = PgCluster::shared() else { return };
     let dir = temp_dir();
     fill_topic(&broker, dir.path(), "market", MARKET_TRADES);
     let source = broker.url("market", "end=latest");
 
     let reference_lake = dir.path().join("uninterrupted");
-    let (reference, _) = run_two_processes(&run_args(&source, &reference_lake, &[]), dir.path(), TIMEOUT);
+    let reference_db = cluster.database("reference");
+    let args = run_args(&source, &reference_lake, &with_db(&[], &reference_db));
+    let (reference, _) = run_two_processes(&args, dir.path(), TIMEOUT);
     let summary = reference.summary();
     check_reference(&summary, MARKET_TRADES, &reference.stderr);
 
     let lake = dir.path().join("killed");
+    let db = cluster.database("killed");
     let hosts = dir.path().join("killed-hosts.txt");
     let ports = tradeflow_tests::free_ports(2);
     std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).expect("writing the host file");
-    let attempts = kill_one_of_two_repeatedly(&run_args(&source, &lake, &[]), &hosts, 3);
+    let attempts = kill_one_of_two_repeatedly(&run_args(&source, &lake, &with_db(&[], &db)), &hosts, 3);
     assert_recovered("-n 2", &attempts, &lake, &reference_lake, &summary);
+    assert_same_tables("-n 2", &db, &reference_db);
 }
 
 /// Without a lake, a run keeps its checkpoints in PostgreSQL (`tradeflow_checkpoints`,
@@ -369,7 +395,6 @@ fn a_replay_on_two_processes_killed_at_random_moments_and_restarted_equals_an_un
 /// from its checkpoints rather than from the beginning.
 #[test]
 fn a_replay_into_postgresql_alone_killed_at_random_moments_and_restarted_equals_an_uninterrupted_run() {
-    use tradeflow_tests::postgres::PgCluster;
     let Some(broker) = Broker::start() else { return };
     let Some(cluster) = PgCluster::start() else { return };
     let dir = temp_dir();
@@ -399,7 +424,6 @@ fn a_replay_into_postgresql_alone_killed_at_random_moments_and_restarted_equals_
 /// uninterrupted run, the two runs together reading the topic exactly once.
 #[test]
 fn a_live_run_into_postgresql_alone_has_one_writer_and_resumes_after_ctrl_c() {
-    use tradeflow_tests::postgres::PgCluster;
     let Some(broker) = Broker::start() else { return };
     let Some(cluster) = PgCluster::start() else { return };
     let dir = temp_dir();
@@ -756,7 +780,6 @@ fn reference_of(args: &[String]) -> Vec<String> {
 /// lake and the tables are then those of a run that saw no outage.
 #[test]
 fn postgresql_outages_are_ridden_out_or_stop_the_run_and_a_restart_resumes() {
-    use tradeflow_tests::postgres::PgCluster;
     let Some(broker) = Broker::start() else { return };
     let Some(cluster) = PgCluster::start() else { return };
     let dir = temp_dir();
@@ -861,11 +884,11 @@ fn a_broker_restarted_mid_run_changes_nothing() {
     let source = broker.url("market", "end=latest");
 
     let reference_lake = dir.path().join("uninterrupted");
-    let reference = run_to_end(&run_args(&source, &reference_lake, &[]), "the reference run");
+    let reference = run_to_end(&run_args(&source, &reference_lake, NO_FLAGS), "the reference run");
     check_reference(&reference.summary(), LIVE_MARKET_TRADES, &reference.stderr);
 
     let lake = dir.path().join("restarted");
-    let mut run = Running::spawn(command(&run_args(&source, &lake, &[])));
+    let mut run = Running::spawn(command(&run_args(&source, &lake, NO_FLAGS)));
     wait_for_progress(&mut run, 0, "before the broker restart");
     broker.restart(SHORT_OUTAGE);
     let out = run.finish(TIMEOUT);
