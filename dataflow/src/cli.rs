@@ -5,7 +5,6 @@
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 /// Real-time market analytics: trades in, exact windowed VWAP, volatility and anomalies
 /// out, on timely and differential dataflow.
@@ -275,47 +274,4 @@ pub enum LineFormat {
     Finnhub,
     /// Both, alternating by chance.
     Mixed,
-}
-
-/// Makes a panic on any thread end the whole process at once, with the panic's message
-/// and exit code 101. Timely's other workers would otherwise wait for ever for the
-/// progress of the one that died, and a stop would wait for them.
-fn exit_on_panic() {
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        report(info);
-        crate::logging::eprint_line("error: a thread panicked (above); the run is stopped, exit code 101");
-        std::process::exit(101);
-    }));
-}
-
-/// Runs the command line; the process exit code.
-pub fn main() -> ExitCode {
-    crate::config::load_dotenv();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
-        }
-    };
-    crate::logging::init(cli.log_format);
-    exit_on_panic();
-    let result = match cli.command {
-        Command::Run(args) => {
-            crate::config::RunConfig::from_args(&args).map_err(anyhow::Error::from).and_then(crate::run::run)
-        }
-        Command::Simulate(args) => crate::simulate::simulate(&args),
-        Command::Migrate(args) => crate::run::migrate(&args),
-        Command::Produce(args) => crate::produce::produce(&args),
-        Command::Check(args) => crate::check::check(&args),
-        Command::Report(args) => crate::report::report(&args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            crate::say!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
 }

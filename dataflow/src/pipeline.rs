@@ -21,7 +21,7 @@ use tradeflow_sinks::postgres::{PgSink, write_postgres};
 use tradeflow_sources::driver::{Backlog, checkpointed_source, polled_source};
 use tradeflow_sources::file::file_source;
 use tradeflow_sources::finnhub::FinnhubReader;
-use tradeflow_sources::ingest::{Ingested, ingest};
+use tradeflow_operators::ingest::{Ingested, ingest};
 use tradeflow_sources::sim::SimReader;
 
 /// What every worker shares with the rest of its process.

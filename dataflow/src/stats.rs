@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tradeflow_model::{RejectReason, format_ts};
-use tradeflow_sources::ingest::IngestCounters;
+use tradeflow_operators::ingest::IngestCounters;
 
 /// Counters of one process.
 #[derive(Debug)]

@@ -67,3 +67,22 @@ pub fn summary_field(stderr: &str, name: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+/// One line describing this machine, for the benchmarks' headers: the CPU model, the
+/// cores this process may use, memory, the kernel, and the load average at the start.
+pub fn machine() -> String {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim().to_owned()))
+        .unwrap_or_else(|| "an unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let memory_gib = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:")?.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or_else(|| "?".into(), |kib| format!("{:.1}", kib / 1024.0 / 1024.0));
+    let kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
+    let load = read("/proc/loadavg").split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    format!("machine: {cores} cores of {model}, {memory_gib} GiB, Linux {kernel}, load average {load}")
+}

@@ -1,5 +1,7 @@
-//! tradeflow's operators: pure differential functions, no I/O.
+//! tradeflow's operators: from the sources' batches to window rows and anomalies, no I/O.
 //!
+//! * [`ingest`] — each source's batches to trades, exact pane aggregates, rejects and
+//!   watermarks (the data path's first operator, on the worker that read them).
 //! * [`agg`] — the exact aggregate of a set of trades, carried as a difference.
 //! * [`metrics`] — SPEC 4 columns from an aggregate.
 //! * [`volatility`] — rolling volatility of vwap log returns.
@@ -15,6 +17,7 @@ pub mod analytics;
 pub mod anomalies;
 pub mod book;
 pub mod epochs;
+pub mod ingest;
 pub mod metrics;
 pub mod reference;
 pub mod volatility;

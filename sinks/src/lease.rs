@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tradeflow_lake::host::{hostname, process_alive};
 use tradeflow_model::{format_ts, wall_ms};
 
 /// How long a lease stays valid without renewal.
@@ -185,28 +186,3 @@ fn still_held(holder: &Holder) -> Option<String> {
     Some(format!("; the lease expires at {} unless renewed", format_ts(holder.expires_at)))
 }
 
-/// Whether process `pid` of this machine is a running tradeflow (not a zombie, not
-/// another program that reuses the pid). Without `/proc`, any process counts as running
-/// (the lease then expires by time).
-pub(crate) fn process_alive(pid: u32) -> bool {
-    let comm = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
-    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| rest.starts_with(['Z', 'X'])))
-        .unwrap_or(false);
-    match (comm(&pid.to_string()), comm("self")) {
-        (Some(theirs), Some(ours)) => theirs == ours && !zombie,
-        (None, Some(_)) => false,
-        _ => true,
-    }
-}
-
-/// This machine's name.
-pub(crate) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".into())
-}

@@ -29,9 +29,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tradeflow_model::metrics::{Counter, Gauge, registry};
 use tradeflow_model::{Reject, RejectReason, Symbol};
-use tradeflow_sinks::lake::Destination;
-use tradeflow_sinks::lake::parquet::trades_from_batch;
-use tradeflow_sinks::lake::paths::{TradesFile, parse_trades_key};
+use tradeflow_lake::Destination;
+use tradeflow_lake::parquet::trades_from_batch;
+use tradeflow_lake::paths::{TradesFile, parse_trades_key};
 
 /// How long an unreachable lake is retried before the replay fails.
 const RETRY_FOR: Duration = Duration::from_secs(120);

@@ -11,14 +11,12 @@
 //! * [`finnhub`] — Finnhub's WebSocket feed (`finnhub://`), and a compatible server.
 //! * [`lake`] — replaying the lake's trades (`lake://`, `lake+s3://`).
 //! * [`kafka`] — Kafka topics (`kafka://`), live or replayed, and the producer.
-//! * [`ingest`] — batches to trades, exact pane aggregates, rejects and watermarks.
 
 pub mod batch;
 pub mod driver;
 pub mod file;
 pub mod finnhub;
 pub mod format;
-pub mod ingest;
 pub mod kafka;
 pub mod lake;
 pub mod lateness;

@@ -1,13 +1,12 @@
 //! The Parquet lake (SPEC 7): `trades`, `window_metrics`, `anomalies`, `dead_letter` and
 //! `changelog` datasets under one root, on a local directory or an object store.
 
+pub use tradeflow_lake::{destination, parquet, paths};
+
 pub mod changelog;
 pub mod dead_letter;
-pub mod destination;
 mod encoder;
 pub mod finals;
-pub mod parquet;
-pub mod paths;
 pub mod store;
 pub mod trades;
 pub mod trades_by_hour;

@@ -7,6 +7,7 @@
 //! instead of adding a duplicate.
 
 use super::destination::Destination;
+pub use tradeflow_lake::{LakeError, Payload};
 use super::encoder::{EncodeJob, encode_loop};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,52 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::mpsc;
 use tradeflow_model::metrics::SinkMetrics;
-
-/// Lake errors: the location, what failed, and how to fix it.
-#[derive(Debug, thiserror::Error)]
-pub enum LakeError {
-    /// The `--lake` URL is not understood.
-    #[error("--lake {url:?}: {reason}")]
-    BadUrl {
-        /// The URL as given.
-        url: String,
-        /// What is wrong and the fix.
-        reason: String,
-    },
-    /// The local lake directory cannot be created or used.
-    #[error("lake directory {dir}: {source}; check the path and its permissions")]
-    Directory {
-        /// The directory.
-        dir: String,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// Reading a lake (as a source) failed.
-    #[error("reading the lake {lake} failed: {message}")]
-    Read {
-        /// The lake URL.
-        lake: String,
-        /// What failed.
-        message: String,
-    },
-    /// Writing objects failed.
-    #[error("writing to the lake {lake} failed: {message}")]
-    Write {
-        /// The lake URL.
-        lake: String,
-        /// What failed.
-        message: String,
-    },
-}
-
-/// Bytes of a finished file, or a spooled local file holding them.
-#[derive(Debug)]
-pub enum Payload {
-    /// The complete file in memory.
-    Bytes(Vec<u8>),
-    /// A complete file in the local spool directory, removed once uploaded.
-    Spooled(PathBuf),
-}
 
 enum Job {
     /// Publish a file.

@@ -95,9 +95,9 @@ impl PgStats {
             group(rate as u64),
             group(self.retries),
         );
-        match (self.delay.quantile(0.5), self.delay.quantile(0.99)) {
-            (Some(p50), Some(p99)) => out.push_str(&format!(
-                "  postgres commit delay p50 {p50} ms, p99 {p99} ms, max {} ms (trade read -> window row committed, {} epochs; handed to the writer after p50 {} ms, p99 {} ms)",
+        match (self.delay.quantile(0.5), self.delay.quantile(0.95), self.delay.quantile(0.99)) {
+            (Some(p50), Some(p95), Some(p99)) => out.push_str(&format!(
+                "  postgres commit delay p50 {p50} ms, p95 {p95} ms, p99 {p99} ms, max {} ms (trade read -> window row committed, {} epochs; handed to the writer after p50 {} ms, p99 {} ms)",
                 self.delay.max(),
                 group(self.delay.count()),
                 self.handover.quantile(0.5).unwrap_or(0),

@@ -7,7 +7,7 @@
 //! the lake, the rejects to the dead-letter output, and the watermark reports to every
 //! worker.
 
-use crate::batch::Batch;
+use crate::{Pane, WindowAgg};
 use differential_dataflow::{AsCollection, VecCollection};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use tradeflow_model::metrics::{Counter, registry};
 use tradeflow_model::{Reject, RejectReason, Symbol, Time, Trade, WatermarkReport, WindowSpec};
-use tradeflow_operators::{Pane, WindowAgg};
+use tradeflow_sources::batch::Batch;
 
 /// Counters of one process's sources, read by progress lines and the summary.
 #[derive(Debug, Default)]

@@ -8,8 +8,8 @@
 //! minutes (`--lake-retry-for`); permanent ones (missing bucket, refused credentials) stop the run at once
 //! with the bucket and the fix. Secrets never appear in messages.
 
-use super::paths::file_safe;
-use super::store::{LakeError, Payload};
+use crate::paths::file_safe;
+use crate::{LakeError, Payload};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
@@ -185,7 +185,7 @@ impl Destination {
         let pid = std::process::id();
         match self {
             Destination::Local { root } => {
-                root.join(".tradeflow-staging").join(format!("{}-{pid}", file_safe(&crate::lease::hostname())))
+                root.join(".tradeflow-staging").join(format!("{}-{pid}", file_safe(&crate::host::hostname())))
             }
             Destination::Remote { .. } => std::env::temp_dir().join(format!("tradeflow-spool-{pid}")),
         }
@@ -198,7 +198,7 @@ impl Destination {
         let mine = self.staging_dir();
         let Some(parent) = mine.parent() else { return };
         let Ok(entries) = std::fs::read_dir(parent) else { return };
-        let host = format!("{}-", file_safe(&crate::lease::hostname()));
+        let host = format!("{}-", file_safe(&crate::host::hostname()));
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let pid = match self {
@@ -206,7 +206,7 @@ impl Destination {
                 Destination::Remote { .. } => name.strip_prefix("tradeflow-spool-"),
             };
             let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else { continue };
-            if pid != std::process::id() && !crate::lease::process_alive(pid) && entry.path() != mine {
+            if pid != std::process::id() && !crate::host::process_alive(pid) && entry.path() != mine {
                 match std::fs::remove_dir_all(entry.path()) {
                     Ok(()) => tracing::info!("removed {}, left by a run that is gone", entry.path().display()),
                     Err(e) => {
