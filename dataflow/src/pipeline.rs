@@ -12,6 +12,7 @@ use timely::dataflow::operators::{Concatenate, Inspect, Probe};
 use timely::dataflow::{ProbeHandle, Scope};
 use tradeflow_model::Time;
 use tradeflow_model::checkpoint::{Checkpoints, Saver};
+use tradeflow_operators::ingest::{Ingested, ingest};
 use tradeflow_operators::{GlobalWatermark, window_analytics};
 use tradeflow_sinks::lake::{
     ChangelogConfig, Lake, TradesLayout, write_changelog, write_dead_letters, write_finals, write_trades,
@@ -21,7 +22,6 @@ use tradeflow_sinks::postgres::{PgSink, write_postgres};
 use tradeflow_sources::driver::{Backlog, checkpointed_source, polled_source};
 use tradeflow_sources::file::file_source;
 use tradeflow_sources::finnhub::FinnhubReader;
-use tradeflow_operators::ingest::{Ingested, ingest};
 use tradeflow_sources::sim::SimReader;
 
 /// What every worker shares with the rest of its process.

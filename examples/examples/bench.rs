@@ -6,7 +6,12 @@
 //! * the **yardstick** — one thread that reads the file, parses and validates every line,
 //!   applies the lateness rule, aggregates exactly per (symbol, window) with interned
 //!   symbols, and computes the same final window metrics and anomalies;
-//! * `tradeflow run` on that file at `-w 1` and `-w 2`, without and with the lake.
+//! * `tradeflow run` on that file at `-w 1` and `-w 2`, without and with the lake;
+//! * the same at `-w 1` without the lake but with PostgreSQL (a throwaway server, as the
+//!   tests start; skipped when its binaries are missing), and on two processes (`-n 2`,
+//!   one worker each, on this machine);
+//! * a replay of the lake the `-w 2` run wrote (`lake://`, without the lake) at `-w 1` and
+//!   `-w 2`.
 //!
 //! It prints trades/s, the ratio to the yardstick and peak memory for each, checks that
 //! every run found the same final windows and anomalies as the yardstick, and runs the
@@ -78,6 +83,28 @@ fn main() -> anyhow::Result<()> {
         ("tradeflow -w 2 (lake)", 2, true),
     ] {
         outcomes.push(pipeline(&binary, &input, &dir, label, workers, lake)?);
+    }
+    let file = format!("file://{}", input.display());
+    let cluster = tradeflow_tests::postgres::PgCluster::start();
+    match &cluster {
+        Some(cluster) => {
+            let db = cluster.database("bench");
+            let label = "tradeflow -w 1 --no-lake, PostgreSQL";
+            outcomes.push(pipeline_with(&binary, &file, &dir, label, 1, false, &["--postgres", &db.url()])?);
+        }
+        None => println!("(no PostgreSQL server binaries: the PostgreSQL row is skipped)"),
+    }
+    outcomes.push(two_processes(&binary, &file, &dir)?);
+    // The lake of a -w 2 run, kept, then replayed.
+    let written = dir.join("written");
+    let (_, stderr) = tradeflow_examples::timed_run(&binary, &file, 2, &written, true).context("writing the lake")?;
+    if tradeflow_examples::summary_field(&stderr, "trades accepted") == 0 {
+        bail!("the lake to replay holds no trades:\n{stderr}");
+    }
+    let replay = format!("lake://{}", written.display());
+    for workers in [1, 2] {
+        let label = format!("lake replay -w {workers} --no-lake");
+        outcomes.push(pipeline_with(&binary, &replay, &dir, &label, workers, false, &[])?);
     }
     let small = pipeline(&binary, &quarter, &dir, "tradeflow -w 1 --no-lake, N/4", 1, false)?;
     let small_lake = pipeline(&binary, &quarter, &dir, "tradeflow -w 1 (lake), N/4", 1, true)?;
@@ -201,15 +228,58 @@ fn pipeline(
     workers: usize,
     lake: bool,
 ) -> anyhow::Result<Outcome> {
-    let source = format!("file://{}", input.display());
-    let (seconds, stderr) = tradeflow_examples::timed_run(binary, &source, workers, &dir.join("lake"), lake)
+    pipeline_with(binary, &format!("file://{}", input.display()), dir, label, workers, lake, &[])
+}
+
+/// `tradeflow run --source SOURCE` with `extra` flags, timed, its results read.
+fn pipeline_with(
+    binary: &Path,
+    source: &str,
+    dir: &Path,
+    label: &str,
+    workers: usize,
+    lake: bool,
+    extra: &[&str],
+) -> anyhow::Result<Outcome> {
+    let (seconds, stderr) = tradeflow_examples::timed_run_with(binary, source, workers, &dir.join("lake"), lake, extra)
         .with_context(|| label.to_owned())?;
-    let field = |name: &str| tradeflow_examples::summary_field(&stderr, name);
-    Ok(Outcome {
+    Ok(outcome(label, seconds, &stderr))
+}
+
+fn outcome(label: &str, seconds: f64, stderr: &str) -> Outcome {
+    let field = |name: &str| tradeflow_examples::summary_field(stderr, name);
+    Outcome {
         label: label.into(),
         seconds,
         windows: field("windows final"),
         anomalies: field("anomalies final"),
         peak_mib: field("peak memory"),
-    })
+    }
+}
+
+/// `source` on two processes of one worker each (`-n 2`, a host file of two free local
+/// ports), without the lake, timed until both have exited; process 0's summary counts
+/// both (its peak memory is its own).
+fn two_processes(binary: &Path, source: &str, dir: &Path) -> anyhow::Result<Outcome> {
+    let hosts = dir.join("hosts.txt");
+    let ports = tradeflow_tests::free_ports(2);
+    std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]))?;
+    let started = Instant::now();
+    let spawn = |process: &str| {
+        Command::new(binary)
+            .args(["run", "--source", source, "--no-lake", "--progress-interval", "0", "-w", "1", "-n", "2"])
+            .args(["-p", process, "-h"])
+            .arg(&hosts)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+    };
+    let (first, second) = (spawn("0")?, spawn("1")?);
+    let (first, second) = (first.wait_with_output()?, second.wait_with_output()?);
+    let seconds = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&first.stderr).into_owned();
+    if !first.status.success() || !second.status.success() {
+        bail!("-n 2 failed:\nprocess 0:\n{stderr}\nprocess 1:\n{}", String::from_utf8_lossy(&second.stderr));
+    }
+    Ok(outcome("tradeflow -n 2 -w 1 --no-lake", seconds, &stderr))
 }

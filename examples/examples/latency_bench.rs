@@ -25,6 +25,7 @@
 use anyhow::{Context, bail};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use tradeflow_tests::Running;
 use tradeflow_tests::postgres::PgCluster;
 
 /// The symbols served: the simulator's default universe.
@@ -38,8 +39,12 @@ fn main() -> anyhow::Result<()> {
     let binary = tradeflow_examples::tradeflow_binary()?;
     let cluster = PgCluster::start_durable().context("no PostgreSQL server binaries to start a throwaway server")?;
     println!("{}", tradeflow_examples::machine());
-    println!("Finnhub-compatible server -> tradeflow (finnhub://, --no-lake) -> PostgreSQL (fsync on), {seconds} s per rate\n");
-    println!("| served trades/s | trades accepted | trades/s reached | epochs committed | delay p50 | p95 | p99 | max |");
+    println!(
+        "Finnhub-compatible server -> tradeflow (finnhub://, --no-lake) -> PostgreSQL (fsync on), {seconds} s per rate\n"
+    );
+    println!(
+        "| served trades/s | trades accepted | trades/s reached | epochs committed | delay p50 | p95 | p99 | max |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for rate in rates {
         let port = tradeflow_tests::free_ports(1)[0];
@@ -56,20 +61,24 @@ fn main() -> anyhow::Result<()> {
         }
         let db = cluster.database(&format!("latency_{rate}"));
         let source = format!("finnhub://?symbols={SYMBOLS}&endpoint=ws://127.0.0.1:{port}");
-        let run = Command::new(&binary)
-            .env("FINNHUB_API_KEY", "benchmark")
-            .args(["run", "--source", &source, "--no-lake", "--postgres", &db.url(), "--progress-interval", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting tradeflow run")?;
+        let mut command = Command::new(&binary);
+        command.env("FINNHUB_API_KEY", "benchmark").args([
+            "run",
+            "--source",
+            &source,
+            "--no-lake",
+            "--postgres",
+            &db.url(),
+            "--progress-interval",
+            "0",
+        ]);
+        let mut run = Running::spawn(command);
         std::thread::sleep(Duration::from_secs(seconds));
-        // SAFETY: signalling a child we own.
-        unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
-        let output = run.wait_with_output()?;
+        run.terminate();
+        let output = run.finish(Duration::from_secs(120));
         let _ = server.kill();
         let _ = server.wait();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let stderr = output.stderr;
         if !output.status.success() {
             bail!("tradeflow run at {rate} trades/s failed ({}):\n{stderr}", output.status);
         }
@@ -110,6 +119,12 @@ impl Delay {
             let i = words.iter().position(|w| w.trim_end_matches([';', ',']) == key)?;
             words.get(i.checked_sub(1)?)?.replace(',', "").parse().ok()
         };
-        Some(Delay { p50: after("p50")?, p95: after("p95")?, p99: after("p99")?, max: after("max")?, epochs: before("epochs")? })
+        Some(Delay {
+            p50: after("p50")?,
+            p95: after("p95")?,
+            p99: after("p99")?,
+            max: after("max")?,
+            epochs: before("epochs")?,
+        })
     }
 }

@@ -21,9 +21,9 @@ use std::time::Duration;
 use timely::dataflow::operators::Inspect;
 use timely::dataflow::operators::vec::Broadcast;
 use tradeflow_model::{WindowSpec, format_ts};
+use tradeflow_operators::ingest::ingest;
 use tradeflow_operators::{AnalyticsParams, AnomalyParams, window_analytics};
 use tradeflow_sources::driver::polled_source;
-use tradeflow_operators::ingest::ingest;
 use tradeflow_sources::sim::{SimConfig, SimReader};
 
 fn main() {

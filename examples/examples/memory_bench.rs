@@ -40,9 +40,7 @@ fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("tradeflow-memory-bench-{}", std::process::id()));
     println!("{}", tradeflow_examples::machine());
     println!("{trades} simulated trades per run (sim://, rate=0), -w {workers}, the lake on, RSS every 500 ms\n");
-    println!(
-        "| symbols | window | seconds | trades/s | peak RSS | after warm-up | at the end | slope after warm-up |"
-    );
+    println!("| symbols | window | seconds | trades/s | peak RSS | after warm-up | at the end | slope after warm-up |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     for case in CASES {
         let symbols: Vec<String> = (0..case.symbols).map(|i| format!("SYM{i:05}")).collect();
@@ -75,11 +73,16 @@ fn main() -> anyhow::Result<()> {
         let accepted = tradeflow_examples::summary_field(&stderr, "trades accepted");
         let peak = tradeflow_examples::summary_field(&stderr, "peak memory");
         let warm: Vec<(f64, f64)> = samples.iter().copied().filter(|(t, _)| *t >= seconds / 5.0).collect();
-        let (after, end) = (warm.first().map_or(0.0, |s| s.1), warm.last().map_or(0.0, |s| s.1));
-        let per_minute = slope(&warm) * 60.0;
-        let per_10m = per_minute / 60.0 * seconds / (accepted.max(1) as f64 / 1e7);
+        let after_warm_up = if warm.len() < 2 {
+            "(too short to sample) | | |".to_owned()
+        } else {
+            let (after, end) = (warm[0].1, warm[warm.len() - 1].1);
+            let per_minute = slope(&warm) * 60.0;
+            let per_10m = per_minute / 60.0 * seconds / (accepted.max(1) as f64 / 1e7);
+            format!("{after:.0} MiB | {end:.0} MiB | {per_minute:+.1} MiB/min ({per_10m:+.1} MiB per 10M trades) |")
+        };
         println!(
-            "| {} | {} | {seconds:.1} | {:.0} | {peak} MiB | {after:.0} MiB | {end:.0} MiB | {per_minute:+.1} MiB/min ({per_10m:+.1} MiB per 10M trades) |",
+            "| {} | {} | {seconds:.1} | {:.0} | {peak} MiB | {after_warm_up}",
             case.symbols,
             case.window,
             accepted as f64 / seconds

@@ -13,8 +13,9 @@
 
 use anyhow::{Context, bail};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+use tradeflow_tests::Running;
 
 const DATASETS: &[&str] = &["trades", "window_metrics", "anomalies", "changelog", "dead_letter"];
 
@@ -25,18 +26,13 @@ fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("tradeflow-storage-bench-{}", std::process::id()));
     let lake = dir.join("lake");
     std::fs::create_dir_all(&dir)?;
-    let run = Command::new(&binary)
-        .args(["run", "--progress-interval", "0", "--lake"])
-        .arg(format!("file://{}", lake.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting tradeflow run")?;
+    let mut command = Command::new(&binary);
+    command.args(["run", "--progress-interval", "0", "--lake"]).arg(format!("file://{}", lake.display()));
+    let mut run = Running::spawn(command);
     std::thread::sleep(Duration::from_secs(seconds));
-    // SAFETY: signalling a child we own.
-    unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
-    let output = run.wait_with_output()?;
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    run.terminate();
+    let output = run.finish(Duration::from_secs(120));
+    let stderr = output.stderr;
     if !output.status.success() {
         bail!("tradeflow run failed ({}):\n{stderr}", output.status);
     }
@@ -45,7 +41,9 @@ fn main() -> anyhow::Result<()> {
         bail!("the run accepted no trades:\n{stderr}");
     }
     println!("{}", tradeflow_examples::machine());
-    println!("the default job (`tradeflow run`: sim:// at 10,000 trades/s, 1-minute windows) for {seconds} s: {trades} trades\n");
+    println!(
+        "the default job (`tradeflow run`: sim:// at 10,000 trades/s, 1-minute windows) for {seconds} s: {trades} trades\n"
+    );
     println!("| dataset | bytes | files | bytes per trade | GB per day at 10k trades/s |");
     println!("|---|---:|---:|---:|---:|");
     let per_day = |bytes_per_trade: f64| bytes_per_trade * 10_000.0 * 86_400.0 / 1e9;

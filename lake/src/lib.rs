@@ -15,6 +15,7 @@ pub mod parquet;
 pub mod paths;
 
 pub use destination::Destination;
+use std::path::PathBuf;
 
 /// Lake errors: the location, what failed, and how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -61,4 +62,3 @@ pub enum Payload {
     /// A complete file in the local spool directory, removed once uploaded.
     Spooled(PathBuf),
 }
-

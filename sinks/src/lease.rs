@@ -185,4 +185,3 @@ fn still_held(holder: &Holder) -> Option<String> {
     }
     Some(format!("; the lease expires at {} unless renewed", format_ts(holder.expires_at)))
 }
-

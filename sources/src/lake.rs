@@ -27,11 +27,11 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tradeflow_model::metrics::{Counter, Gauge, registry};
-use tradeflow_model::{Reject, RejectReason, Symbol};
 use tradeflow_lake::Destination;
 use tradeflow_lake::parquet::trades_from_batch;
 use tradeflow_lake::paths::{TradesFile, parse_trades_key};
+use tradeflow_model::metrics::{Counter, Gauge, registry};
+use tradeflow_model::{Reject, RejectReason, Symbol};
 
 /// How long an unreachable lake is retried before the replay fails.
 const RETRY_FOR: Duration = Duration::from_secs(120);

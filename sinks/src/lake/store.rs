@@ -7,13 +7,13 @@
 //! instead of adding a duplicate.
 
 use super::destination::Destination;
-pub use tradeflow_lake::{LakeError, Payload};
 use super::encoder::{EncodeJob, encode_loop};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::mpsc;
+pub use tradeflow_lake::{LakeError, Payload};
 use tradeflow_model::metrics::SinkMetrics;
 
 enum Job {
