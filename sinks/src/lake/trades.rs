@@ -285,12 +285,24 @@ impl Received {
             let path = lake.spool_path();
             match std::fs::File::create(&path) {
                 Ok(file) => self.spool = Some((path, std::io::BufWriter::with_capacity(SPOOL_BUFFER, file))),
-                Err(e) => return lake.report_error(format!("spooling checkpoint trades to {}: {e}", path.display())),
+                Err(e) => return self.fail(format!("spooling checkpoint trades to {}: {e}", path.display())),
             }
         }
         let (path, spool) = self.spool.as_mut().expect("opened above");
         if let Err(e) = spool.write_all(&self.record) {
-            lake.report_error(format!("spooling checkpoint trades to {}: {e}", path.display()));
+            let message = format!("spooling checkpoint trades to {}: {e}", path.display());
+            self.fail(message);
+        }
+    }
+
+    /// Reports a spool that cannot be written, once: the lake fails (which stops the run
+    /// and every later checkpoint), and this writer records nothing more.
+    fn fail(&mut self, message: String) {
+        if let Some(lake) = self.lake.take() {
+            lake.report_error(message);
+        }
+        if let Some((path, _)) = self.spool.take() {
+            let _ = std::fs::remove_file(path);
         }
     }
 
