@@ -241,7 +241,7 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
                 "stopped: everything read is flushed and checkpointed; open windows stay provisional. Run the same command again to resume"
             );
         } else {
-            crate::say!("stopped by Ctrl-C after flushing everything read");
+            crate::say!("stopped (Ctrl-C or SIGTERM) after flushing everything read");
         }
     }
     Ok(())
@@ -318,9 +318,13 @@ fn install_signals(stop: Arc<AtomicBool>, bounded: bool, suspend: bool) {
                 "stopping: flushing and checkpointing what was read; open windows stay open for the resumed run (a second Ctrl-C aborts)"
             );
         } else if bounded {
-            tracing::info!("Ctrl-C: stopping the sources; finishing what was read (Ctrl-C again to abort)");
+            tracing::info!(
+                "stop requested (Ctrl-C or SIGTERM): stopping the sources; finishing what was read (a second Ctrl-C aborts)"
+            );
         } else {
-            tracing::info!("Ctrl-C: stopping; finalising open windows and flushing the lake (Ctrl-C again to abort)");
+            tracing::info!(
+                "stop requested (Ctrl-C or SIGTERM): finalising open windows and flushing the lake (a second Ctrl-C aborts)"
+            );
         }
     };
     on_signals(stop, first, || tracing::warn!("second signal: exiting without flushing"));
