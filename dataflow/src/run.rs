@@ -26,25 +26,14 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
     // A lake that fails for good (an upload still failing after --lake-retry-for) stops
     // the run with its error, as a failed PostgreSQL sink does.
     if let Some(lake) = &lake {
-        let stop = stop.clone();
-        lake.on_failure(config.checkpoint.is_some(), move |why| {
-            tradeflow_sources::batch::report_failure(why);
-            stop.store(true, Ordering::Relaxed);
-        });
+        lake.on_failure(config.checkpoint.is_some(), fail_run(&stop));
     }
     // One writer per job and process: another live run of the job stops this one here.
     let _lease = match &lake {
-        Some(lake) => {
-            let stop = stop.clone();
-            let lost = move |why: String| {
-                tradeflow_sources::batch::report_failure(why);
-                stop.store(true, Ordering::Relaxed);
-            };
-            Some(
-                tradeflow_sinks::lease::Lease::acquire(lake, &config.job, config.process, &config.run_id, lost)
-                    .map_err(ConfigError)?,
-            )
-        }
+        Some(lake) => Some(
+            tradeflow_sinks::lease::Lease::acquire(lake, &config.job, config.process, &config.run_id, fail_run(&stop))
+                .map_err(ConfigError)?,
+        ),
         None => None,
     };
     // The job's checkpoint: found (and its settings checked) before anything runs. In the
@@ -72,6 +61,7 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
             )
             .map_err(ConfigError)?;
             tracing::info!("{start}");
+            checkpoints.on_failure(fail_run(&stop));
             config.run_id = checkpoints.run_id().to_owned();
             Some(checkpoints)
         }
@@ -245,6 +235,16 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a component that failed for good calls: the run stops, and ends with `why` as
+/// its error.
+fn fail_run(stop: &Arc<AtomicBool>) -> impl Fn(String) + Send + Sync + 'static {
+    let stop = stop.clone();
+    move |why| {
+        tradeflow_sources::batch::report_failure(why);
+        stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Longest a worker with nothing to do sleeps before looking again. Activations from

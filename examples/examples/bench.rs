@@ -266,7 +266,7 @@ fn two_processes(binary: &Path, source: &str, dir: &Path) -> anyhow::Result<Outc
     std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]))?;
     let started = Instant::now();
     let spawn = |process: &str| {
-        Command::new(binary)
+        tradeflow_examples::command(binary)
             .args(["run", "--source", source, "--no-lake", "--progress-interval", "0", "-w", "1", "-n", "2"])
             .args(["-p", process, "-h"])
             .arg(&hosts)
@@ -274,8 +274,20 @@ fn two_processes(binary: &Path, source: &str, dir: &Path) -> anyhow::Result<Outc
             .stderr(std::process::Stdio::piped())
             .spawn()
     };
-    let (first, second) = (spawn("0")?, spawn("1")?);
-    let (first, second) = (first.wait_with_output()?, second.wait_with_output()?);
+    let first = spawn("0")?;
+    let second = match spawn("1") {
+        Ok(second) => second,
+        Err(e) => {
+            let mut first = first;
+            let _ = first.kill();
+            let _ = first.wait();
+            return Err(e.into());
+        }
+    };
+    // Both stderr pipes are drained at once: either process may fill its pipe first.
+    let second = std::thread::spawn(move || second.wait_with_output());
+    let first = first.wait_with_output()?;
+    let second = second.join().map_err(|_| anyhow::anyhow!("waiting for process 1 panicked"))??;
     let seconds = started.elapsed().as_secs_f64();
     let stderr = String::from_utf8_lossy(&first.stderr).into_owned();
     if !first.status.success() || !second.status.success() {

@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
     // unpaced rate), 21 symbols.
     let source = format!("sim://?count={trades}&rate=0&seed=1&start=2023-11-14T22:13:20Z");
     let started = Instant::now();
-    let out = Command::new(&binary)
+    let out = tradeflow_examples::command(&binary)
         .args(["produce", "--from", &source, "--to", &broker.url(&topic, "")])
         .args(["--partitions", &partitions.to_string(), "--progress-interval", "0"])
         .output()?;
@@ -140,14 +140,14 @@ fn checkpoint_costs(binary: &std::path::Path, source: &str, dir: &std::path::Pat
         ]);
         command.arg("--lake").arg(format!("file://{}", lake.display()));
     };
-    let mut first = Command::new(binary);
+    let mut first = tradeflow_examples::command(binary);
     args(&mut first);
     let mut child = first.stderr(std::process::Stdio::null()).spawn()?;
     let kill_after = off_seconds[2] * 0.75;
     std::thread::sleep(std::time::Duration::from_secs_f64(kill_after));
     child.kill()?;
     child.wait()?;
-    let mut resumed = Command::new(binary);
+    let mut resumed = tradeflow_examples::command(binary);
     args(&mut resumed);
     let started_ms = tradeflow_model::wall_ms();
     let started = Instant::now();

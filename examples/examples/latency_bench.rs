@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for rate in rates {
         let port = tradeflow_tests::free_ports(1)[0];
-        let mut server = Command::new(&binary)
+        let mut server = tradeflow_examples::command(&binary)
             .args(["simulate", "--serve", &format!("127.0.0.1:{port}"), "--symbols", SYMBOLS])
             .args(["--rate", &rate.to_string()])
             .stdout(Stdio::null())
@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
         }
         let db = cluster.database(&format!("latency_{rate}"));
         let source = format!("finnhub://?symbols={SYMBOLS}&endpoint=ws://127.0.0.1:{port}");
-        let mut command = Command::new(&binary);
+        let mut command = tradeflow_examples::command(&binary);
         command.env("FINNHUB_API_KEY", "benchmark").args([
             "run",
             "--source",

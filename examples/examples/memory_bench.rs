@@ -47,13 +47,16 @@ fn main() -> anyhow::Result<()> {
         let source = format!("sim://?symbols={}&rate=0&count={trades}&seed=7", symbols.join(","));
         let lake = dir.join("lake");
         let _ = std::fs::remove_dir_all(&lake);
+        std::fs::create_dir_all(&dir)?;
+        let log = dir.join("run.log");
         let started = Instant::now();
-        let mut child = Command::new(&binary)
+        let mut child = tradeflow_examples::command(&binary)
             .args(["run", "--source", &source, "--window", case.window, "-w", workers, "--progress-interval", "0"])
             .arg("--lake")
             .arg(format!("file://{}", lake.display()))
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            // To a file: a pipe nobody reads while the run goes on could fill and stall it.
+            .stderr(std::fs::File::create(&log)?)
             .spawn()
             .context("starting tradeflow run")?;
         // (seconds since the start, MiB)
@@ -65,9 +68,9 @@ fn main() -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(500));
         }
         let seconds = started.elapsed().as_secs_f64();
-        let output = child.wait_with_output()?;
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        if !output.status.success() {
+        let status = child.wait()?;
+        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        if !status.success() {
             bail!("{} symbols, {} windows: the run failed:\n{stderr}", case.symbols, case.window);
         }
         let accepted = tradeflow_examples::summary_field(&stderr, "trades accepted");

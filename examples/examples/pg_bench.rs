@@ -125,7 +125,7 @@ fn given_url() -> Option<String> {
 
 fn run(binary: &Path, scenario: &Scenario, url: &str) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let output = Command::new(binary)
+    let output = tradeflow_examples::command(binary)
         .args(["run", "--no-lake", "--progress-interval", "0", "--source", &scenario.source])
         .args(["--window", scenario.window, "--postgres", url])
         .output()?;

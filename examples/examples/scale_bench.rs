@@ -127,7 +127,7 @@ fn write_market(path: &Path, symbols: usize, each: usize) -> anyhow::Result<()> 
 }
 
 fn measure(binary: &Path, input: &Path, lake: &Path, workers: usize, layout: &str) -> anyhow::Result<Peak> {
-    let mut command = Command::new(binary);
+    let mut command = tradeflow_examples::command(binary);
     command
         .args(["run", "--progress-interval", "0", "-w", &workers.to_string()])
         .arg("--source")

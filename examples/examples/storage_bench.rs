@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("tradeflow-storage-bench-{}", std::process::id()));
     let lake = dir.join("lake");
     std::fs::create_dir_all(&dir)?;
-    let mut command = Command::new(&binary);
+    let mut command = tradeflow_examples::command(&binary);
     command.args(["run", "--progress-interval", "0", "--lake"]).arg(format!("file://{}", lake.display()));
     let mut run = Running::spawn(command);
     std::thread::sleep(Duration::from_secs(seconds));

@@ -40,7 +40,7 @@ pub fn timed_run_with(
     extra: &[&str],
 ) -> anyhow::Result<(f64, String)> {
     let _ = std::fs::remove_dir_all(lake_dir);
-    let mut command = Command::new(binary);
+    let mut command = crate::command(binary);
     command.args(["run", "--source", source, "-w", &workers.to_string(), "--progress-interval", "0"]).args(extra);
     if lake {
         command.arg("--lake").arg(format!("file://{}", lake_dir.display()));
@@ -85,4 +85,15 @@ pub fn machine() -> String {
     let kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
     let load = read("/proc/loadavg").split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     format!("machine: {cores} cores of {model}, {memory_gib} GiB, Linux {kernel}, load average {load}")
+}
+
+/// `binary` as a command without tradeflow's configuration variables (`DATABASE_URL`,
+/// `POSTGRES_*`, `FINNHUB_*`, ...): a benchmark measures only the flags it gives, not
+/// whatever the environment or a `.env` file adds.
+pub fn command(binary: &Path) -> Command {
+    let mut command = Command::new(binary);
+    for name in tradeflow_model::CONFIG_VARIABLES {
+        command.env_remove(name);
+    }
+    command
 }

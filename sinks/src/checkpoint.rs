@@ -173,6 +173,8 @@ pub struct JobCheckpoints {
     committing: Mutex<()>,
     /// See [`Checkpoints::durable_through`].
     durable: std::sync::atomic::AtomicU64,
+    /// Told when a checkpoint cannot be written ([`JobCheckpoints::on_failure`]).
+    failed: std::sync::OnceLock<Box<dyn Fn(String) + Send + Sync>>,
 }
 
 #[derive(Default)]
@@ -229,6 +231,7 @@ impl JobCheckpoints {
             closed: AtomicBool::new(false),
             committing: Mutex::new(()),
             durable: std::sync::atomic::AtomicU64::new(wall_ms().max(0) as u64),
+            failed: std::sync::OnceLock::new(),
         };
         let start = checkpoints.resume(manifests, from_scratch)?;
         Ok((Arc::new(checkpoints), start))
@@ -360,7 +363,15 @@ impl JobCheckpoints {
             let result = self.commit(boundary, false);
             inner = lock(&self.inner);
             if let Err(e) = result {
+                // Every store retries transient failures itself: what reaches here lasted
+                // longer than its bound (or another run took the job), so the run stops,
+                // and the next start resumes from the last checkpoint written.
                 tracing::warn!("checkpoint not written: {e}");
+                if inner.error.is_none() && !self.closed.load(Ordering::Acquire) {
+                    if let Some(tell) = self.failed.get() {
+                        tell(format!("writing a checkpoint to {} failed: {e}", self.store.location()));
+                    }
+                }
                 inner.error.get_or_insert(e);
             }
         }
@@ -507,6 +518,13 @@ impl JobCheckpoints {
             return Err("not every component saved its state at the end".into());
         }
         self.commit(FINAL, complete)
+    }
+
+    /// Calls `tell` with a message naming the store when a checkpoint cannot be written
+    /// (e.g. to stop the run: its sources would otherwise wait for ever on checkpoints that
+    /// no longer advance).
+    pub fn on_failure(&self, tell: impl Fn(String) + Send + Sync + 'static) {
+        let _ = self.failed.set(Box::new(tell));
     }
 
     /// The first error met writing a checkpoint, if any.

@@ -226,7 +226,7 @@ fn a_bounded_run_to_s3_is_read_back_by_pyarrow() {
     assert!(view.anomalies == want_anomalies, "anomalies read by pyarrow differ from the reference");
 }
 
-/// Files above this size go up as multipart uploads (`sinks/src/lake/destination.rs`).
+/// Files above this size go up as multipart uploads (`lake/src/destination.rs`).
 const MULTIPART_BYTES: u64 = 16 << 20;
 
 /// One symbol, `rows` trades within one UTC hour, each with a 200-character random

@@ -311,19 +311,22 @@ impl Received {
     /// end of a bounded run) is not kept.
     pub(super) fn part(&mut self, first: u64, needed_from: i64) -> (Option<PartPayload>, Vec<u64>) {
         let newest = std::mem::replace(&mut self.newest, i64::MIN);
-        let payload = self.spool.take().and_then(|(path, spool)| {
+        let payload = match self.spool.take() {
             // Flushed for the lake's uploader to read (a temporary file: not synced).
-            let written = spool.into_inner().map(drop).map_err(|e| e.into_error());
-            if let (Err(e), Some(lake)) = (written, &self.lake) {
-                lake.report_error(format!("spooling checkpoint trades to {}: {e}", path.display()));
-            }
-            if newest >= needed_from {
-                Some(PartPayload::File(path))
-            } else {
-                let _ = std::fs::remove_file(&path);
-                None
-            }
-        });
+            Some((path, spool)) => match spool.into_inner() {
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    self.fail(format!("spooling checkpoint trades to {}: {}", path.display(), e.error()));
+                    None
+                }
+                Ok(_) if newest >= needed_from => Some(PartPayload::File(path)),
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&path);
+                    None
+                }
+            },
+            None => None,
+        };
         if payload.is_some() {
             self.payloads.push((first, newest));
         }

@@ -13,7 +13,9 @@
 //! run. The server releases it when the connection ends, so a killed run's lock is free
 //! within moments (a new run waits up to [`LOCK_WAIT`] for it); a run that finds it held
 //! for longer refuses to start, naming the holder's backend. After an outage the store
-//! reconnects and takes the lock again; if another run took it meanwhile, this run stops.
+//! reconnects and takes the lock again (ending its own earlier connection if the server
+//! still keeps it); if another run took it meanwhile, the checkpoint fails and the run
+//! stops.
 
 use super::error::{ErrorClass, Failure, PgError};
 use super::target::PgTarget;
@@ -35,6 +37,8 @@ pub struct PgCheckpointStore {
     /// The advisory lock's name: `tradeflow checkpoints <job> p<process>`.
     lock_name: String,
     client: Mutex<Option<Client>>,
+    /// The server process of the connection that took the lock last.
+    backend: Mutex<Option<i32>>,
     /// Parts handed over since the last barrier, in order.
     pending: Mutex<Vec<(String, PartPayload)>>,
 }
@@ -48,6 +52,7 @@ impl PgCheckpointStore {
             retry_for,
             lock_name: format!("tradeflow checkpoints {job} p{process}"),
             client: Mutex::new(None),
+            backend: Mutex::new(None),
             pending: Mutex::default(),
         };
         let waited = Instant::now();
@@ -64,41 +69,72 @@ impl PgCheckpointStore {
     }
 
     /// A migrated connection holding the job's lock; the inner error when another run
-    /// holds it.
+    /// holds it. A temporary failure taking the lock is retried for `retry_for`. If the
+    /// holder is this store's own earlier connection (dropped after a network failure the
+    /// server has not noticed yet), that server process is ended and the lock taken.
     fn connect(&self) -> Result<Result<Client, PgError>, PgError> {
-        let (mut client, _) = connect_with_retry(&self.target, self.retry_for)?;
-        let name = &self.lock_name;
-        let taken = client.query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[name]);
-        match taken {
-            Ok(row) if row.get::<_, bool>(0) => Ok(Ok(client)),
-            Ok(_) => {
-                let holder = client
-                    .query_opt(
-                        "SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'a local socket')
-                           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid,
-                                (SELECT hashtextextended($1, 0) AS k) key
-                          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-                            AND l.classid = ((key.k >> 32) & 4294967295)::oid
-                            AND l.objid = (key.k & 4294967295)::oid",
-                        &[name],
-                    )
-                    .ok()
-                    .flatten()
-                    .map(|row| {
-                        let (pid, app, from) = (row.get::<_, i32>(0), row.get::<_, String>(1), row.get::<_, String>(2));
-                        format!(" (server process {pid}, application {app:?}, from {from})")
-                    })
-                    .unwrap_or_default();
-                Ok(Err(PgError::Server {
-                    server: self.target.name().to_owned(),
-                    origin: self.target.origin().to_owned(),
-                    message: format!("another run of the job holds its checkpoints: the lock {name:?}{holder}"),
-                    fix: "fix: stop that run first, or give this one another --job".into(),
-                    class: ErrorClass::Permanent,
-                }))
+        let mut backoff = Backoff::new(self.retry_for);
+        loop {
+            let (mut client, _) = connect_with_retry(&self.target, self.retry_for)?;
+            match self.take_lock(&mut client) {
+                Ok(Ok(())) => return Ok(Ok(client)),
+                Ok(Err(held)) => return Ok(Err(held)),
+                Err(e) => {
+                    let delay = backoff.next(Failure::Pg(e), &self.target, "taking the job's checkpoint lock")?;
+                    std::thread::sleep(delay);
+                }
             }
-            Err(e) => Err(Failure::Pg(e).into_error(&self.target, "taking the job's checkpoint lock")),
         }
+    }
+
+    /// Takes the job's lock on `client`, or says who holds it.
+    fn take_lock(&self, client: &mut Client) -> Result<Result<(), PgError>, postgres::Error> {
+        let name = &self.lock_name;
+        let try_lock = |client: &mut Client| -> Result<bool, postgres::Error> {
+            client.query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[name])?.try_get(0)
+        };
+        if try_lock(client)? {
+            *lock(&self.backend) = Some(client.query_one("SELECT pg_backend_pid()", &[])?.try_get(0)?);
+            return Ok(Ok(()));
+        }
+        let holder = client.query_opt(
+            "SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'unknown')
+               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid,
+                    (SELECT hashtextextended($1, 0) AS k) key
+              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND l.classid = ((key.k >> 32) & 4294967295)::oid
+                AND l.objid = (key.k & 4294967295)::oid
+              LIMIT 1",
+            &[name],
+        )?;
+        let holder = holder.map(|row| (row.get::<_, i32>(0), row.get::<_, String>(1), row.get::<_, String>(2)));
+        if let (Some((pid, _, _)), Some(ours)) = (&holder, *lock(&self.backend))
+            && *pid == ours
+        {
+            tracing::warn!(
+                "PostgreSQL {}: the job's checkpoint lock is still held by this run's earlier connection (server process {pid}); ending it",
+                self.target.name()
+            );
+            client.execute("SELECT pg_terminate_backend($1)", &[pid])?;
+            for _ in 0..50 {
+                std::thread::sleep(Duration::from_millis(100));
+                if try_lock(client)? {
+                    *lock(&self.backend) = Some(client.query_one("SELECT pg_backend_pid()", &[])?.try_get(0)?);
+                    return Ok(Ok(()));
+                }
+            }
+        }
+        let holder = holder
+            .map(|(pid, app, from)| format!(" (server process {pid}, application {app:?}, from {from})"))
+            .unwrap_or_default();
+        Ok(Err(PgError::Server {
+            server: self.target.name().to_owned(),
+            origin: self.target.origin().to_owned(),
+            message: format!("another run of the job holds its checkpoints: the lock {name:?}{holder}"),
+            fix: "fix: stop that run first, or give this one another --job".into(),
+            class: ErrorClass::Permanent,
+        }))
     }
 
     /// Runs `op` on the connection, reconnecting and retrying temporary failures for
@@ -145,9 +181,15 @@ impl CheckpointStore for PgCheckpointStore {
         })
     }
 
+    /// One attempt, no retries: a part left behind is only garbage, and retrying each
+    /// through an outage would hold up the checkpoints.
     fn delete(&self, key: &str) -> Result<(), String> {
-        self.with_client(&format!("deleting checkpoint {key}"), |client| {
-            client.execute("DELETE FROM tradeflow_checkpoints WHERE key = $1", &[&key]).map(|_| ())
+        let mut client = lock(&self.client);
+        let Some(connected) = client.as_mut() else { return Err("not connected".into()) };
+        let deleted = connected.execute("DELETE FROM tradeflow_checkpoints WHERE key = $1", &[&key]);
+        deleted.map(drop).map_err(|e| {
+            *client = None;
+            self.target.scrub(&Failure::Pg(e).describe())
         })
     }
 

@@ -5,7 +5,7 @@
 -- parts under `_checkpoints/<job>/parts/`). The manifest is written after the parts it
 -- names and after the sink has committed every epoch it covers, so it is never ahead of
 -- the rows. Inspect: SELECT key, length(bytes), written_at FROM tradeflow_checkpoints;
--- reset a job: DELETE FROM tradeflow_checkpoints WHERE key LIKE '_checkpoints/<job>/%'
+-- reset a job: DELETE FROM tradeflow_checkpoints WHERE starts_with(key, '_checkpoints/<job>/')
 -- (or run it with --from-scratch).
 CREATE TABLE IF NOT EXISTS tradeflow_checkpoints (
     key        text        PRIMARY KEY,
