@@ -23,7 +23,7 @@
 //! ```
 
 use anyhow::{Context, bail};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 use tradeflow_tests::Running;
 use tradeflow_tests::postgres::PgCluster;

@@ -14,7 +14,7 @@
 //! ```
 
 use anyhow::{Context, bail};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// One run's configuration.

@@ -29,7 +29,6 @@
 
 use anyhow::{Context, bail};
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 use tradeflow_tests::postgres::PgCluster;

@@ -13,7 +13,6 @@
 
 use anyhow::{Context, bail};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 use tradeflow_tests::Running;
 

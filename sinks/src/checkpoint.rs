@@ -367,10 +367,11 @@ impl JobCheckpoints {
                 // longer than its bound (or another run took the job), so the run stops,
                 // and the next start resumes from the last checkpoint written.
                 tracing::warn!("checkpoint not written: {e}");
-                if inner.error.is_none() && !self.closed.load(Ordering::Acquire) {
-                    if let Some(tell) = self.failed.get() {
-                        tell(format!("writing a checkpoint to {} failed: {e}", self.store.location()));
-                    }
+                if inner.error.is_none()
+                    && !self.closed.load(Ordering::Acquire)
+                    && let Some(tell) = self.failed.get()
+                {
+                    tell(format!("writing a checkpoint to {} failed: {e}", self.store.location()));
                 }
                 inner.error.get_or_insert(e);
             }
