@@ -38,19 +38,18 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
     };
     // The job's checkpoint: found (and its settings checked) before anything runs. In the
     // lake; without one, in PostgreSQL (whose lock then keeps one writer per job).
-    let store: Option<Arc<dyn CheckpointStore>> = match (&config.checkpoint, &lake, &config.postgres) {
-        (None, _, _) => None,
-        (Some(_), Some(lake), _) => Some(Arc::new(LakeStore::new(lake.clone()).map_err(ConfigError)?)),
-        (Some(settings), None, Some(pg)) => Some(Arc::new(PgCheckpointStore::open(
-            pg.target.clone(),
-            pg.retry_for,
-            &settings.header.job,
-            config.process,
-        )?)),
-        (Some(_), None, None) => return Err(ConfigError("checkpoints need a lake or PostgreSQL".into()).into()),
-    };
-    let checkpoints = match (&config.checkpoint, store) {
-        (Some(settings), Some(store)) => {
+    let checkpoints = match &config.checkpoint {
+        Some(settings) => {
+            let store: Arc<dyn CheckpointStore> = match (&lake, &config.postgres) {
+                (Some(lake), _) => Arc::new(LakeStore::new(lake.clone()).map_err(ConfigError)?),
+                (None, Some(pg)) => Arc::new(PgCheckpointStore::open(
+                    pg.target.clone(),
+                    pg.retry_for,
+                    &settings.header.job,
+                    config.process,
+                )?),
+                (None, None) => return Err(ConfigError("checkpoints need a lake or PostgreSQL".into()).into()),
+            };
             let (checkpoints, start) = JobCheckpoints::open(
                 store,
                 settings.header.clone(),
@@ -65,7 +64,7 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
             config.run_id = checkpoints.run_id().to_owned();
             Some(checkpoints)
         }
-        _ => {
+        None => {
             if let Some(why) = &config.checkpoint_off {
                 tracing::debug!("checkpoints are off: {why}");
             }

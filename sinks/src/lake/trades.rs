@@ -285,24 +285,24 @@ impl Received {
             let path = lake.spool_path();
             match std::fs::File::create(&path) {
                 Ok(file) => self.spool = Some((path, std::io::BufWriter::with_capacity(SPOOL_BUFFER, file))),
-                Err(e) => return self.fail(format!("spooling checkpoint trades to {}: {e}", path.display())),
+                Err(e) => return self.fail(&path, e),
             }
         }
         let (path, spool) = self.spool.as_mut().expect("opened above");
         if let Err(e) = spool.write_all(&self.record) {
-            let message = format!("spooling checkpoint trades to {}: {e}", path.display());
-            self.fail(message);
+            let path = path.clone();
+            self.fail(&path, e);
         }
     }
 
-    /// Reports a spool that cannot be written, once: the lake fails (which stops the run
-    /// and every later checkpoint), and this writer records nothing more.
-    fn fail(&mut self, message: String) {
+    /// Reports the spool `path` that cannot be written, once: the lake fails (which stops
+    /// the run and every later checkpoint), the file goes, and this writer records nothing
+    /// more.
+    fn fail(&mut self, path: &std::path::Path, error: impl std::fmt::Display) {
+        self.spool = None;
+        let _ = std::fs::remove_file(path);
         if let Some(lake) = self.lake.take() {
-            lake.report_error(message);
-        }
-        if let Some((path, _)) = self.spool.take() {
-            let _ = std::fs::remove_file(path);
+            lake.report_error(format!("spooling checkpoint trades to {}: {error}", path.display()));
         }
     }
 
@@ -315,8 +315,7 @@ impl Received {
             // Flushed for the lake's uploader to read (a temporary file: not synced).
             Some((path, spool)) => match spool.into_inner() {
                 Err(e) => {
-                    let _ = std::fs::remove_file(&path);
-                    self.fail(format!("spooling checkpoint trades to {}: {}", path.display(), e.error()));
+                    self.fail(&path, e.error());
                     None
                 }
                 Ok(_) if newest >= needed_from => Some(PartPayload::File(path)),

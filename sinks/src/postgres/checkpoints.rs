@@ -90,11 +90,17 @@ impl PgCheckpointStore {
     /// Takes the job's lock on `client`, or says who holds it.
     fn take_lock(&self, client: &mut Client) -> Result<Result<(), PgError>, postgres::Error> {
         let name = &self.lock_name;
+        // Taken: this connection's server process is recorded, to recognise it later.
         let try_lock = |client: &mut Client| -> Result<bool, postgres::Error> {
-            client.query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[name])?.try_get(0)
+            let sql = "SELECT pg_try_advisory_lock(hashtextextended($1, 0)), pg_backend_pid()";
+            let row = client.query_one(sql, &[name])?;
+            let taken: bool = row.try_get(0)?;
+            if taken {
+                *lock(&self.backend) = Some(row.try_get(1)?);
+            }
+            Ok(taken)
         };
         if try_lock(client)? {
-            *lock(&self.backend) = Some(client.query_one("SELECT pg_backend_pid()", &[])?.try_get(0)?);
             return Ok(Ok(()));
         }
         let holder = client.query_opt(
@@ -120,7 +126,6 @@ impl PgCheckpointStore {
             for _ in 0..50 {
                 std::thread::sleep(Duration::from_millis(100));
                 if try_lock(client)? {
-                    *lock(&self.backend) = Some(client.query_one("SELECT pg_backend_pid()", &[])?.try_get(0)?);
                     return Ok(Ok(()));
                 }
             }
