@@ -137,6 +137,16 @@ fn fill_topic(broker: &Broker, dir: &Path, topic: &str, trades: u64) {
     assert_eq!(landed.len() as u64, trades);
 }
 
+/// A broker (as [`Broker::start`]: `None` when it is missing and not required) with a
+/// 4-partition topic `market` of `trades` trades ([`fill_topic`]), and a temporary
+/// directory.
+fn market(trades: u64) -> Option<(Broker, tempfile::TempDir)> {
+    let broker = Broker::start()?;
+    let dir = temp_dir();
+    fill_topic(&broker, dir.path(), "market", trades);
+    Some((broker, dir))
+}
+
 /// Checks that an uninterrupted run read the whole topic (of `trades`) into a non-trivial
 /// lake.
 fn check_reference(summary: &Summary, trades: u64, stderr: &str) {
@@ -315,10 +325,8 @@ fn assert_recovered_as(what: &str, attempts: &[Attempt], reference: &Summary, sa
 /// SIGKILLed at random moments and restarted with the same command, ends with the lake
 /// and the tables of an uninterrupted run.
 fn killed_at_random_moments(timely: &[&str], seed: u64) {
-    let Some(broker) = Broker::start() else { return };
+    let Some((broker, dir)) = market(MARKET_TRADES) else { return };
     let Some(cluster) = PgCluster::shared() else { return };
-    let dir = temp_dir();
-    fill_topic(&broker, dir.path(), "market", MARKET_TRADES);
     let source = broker.url("market", "end=latest");
 
     let reference_lake = dir.path().join("uninterrupted");
@@ -332,7 +340,7 @@ fn killed_at_random_moments(timely: &[&str], seed: u64) {
     let db = cluster.database("killed");
     let attempts = kill_repeatedly(&run_args(&source, &lake, &with_db(timely, &db)), seed);
     assert_recovered(&format!("{timely:?}"), &attempts, &lake, &reference_lake, &summary);
-    assert_same_tables(&format!("{timely:?}"), &db, &reference_db);
+    assert_same_tables(&format!("after the kills, {timely:?}"), &db, &reference_db);
 }
 
 /// `flags` and `--postgres` to `db`.
@@ -340,10 +348,10 @@ fn with_db(flags: &[&str], db: &TestDb) -> Vec<String> {
     flags.iter().map(|f| (*f).to_owned()).chain(["--postgres".to_owned(), db.url()]).collect()
 }
 
-/// `db` holds the rows of `reference_db`.
+/// `db` holds the rows of `reference_db` (`what` says when, for the messages).
 fn assert_same_tables(what: &str, db: &TestDb, reference_db: &TestDb) {
-    assert_eq!(db.window_metrics(), reference_db.window_metrics(), "{what}: window_metrics after the kills");
-    assert_eq!(db.anomalies(), reference_db.anomalies(), "{what}: anomalies after the kills");
+    assert_eq!(db.window_metrics(), reference_db.window_metrics(), "window_metrics {what}");
+    assert_eq!(db.anomalies(), reference_db.anomalies(), "anomalies {what}");
 }
 
 #[test]
@@ -366,10 +374,8 @@ fn a_replay_on_two_workers_killed_at_random_moments_and_restarted_equals_an_unin
 /// other ends with it), both restarted with the same commands.
 #[test]
 fn a_replay_on_two_processes_killed_at_random_moments_and_restarted_equals_an_uninterrupted_run() {
-    let Some(broker) = Broker::start() else { return };
+    let Some((broker, dir)) = market(MARKET_TRADES) else { return };
     let Some(cluster) = PgCluster::shared() else { return };
-    let dir = temp_dir();
-    fill_topic(&broker, dir.path(), "market", MARKET_TRADES);
     let source = broker.url("market", "end=latest");
 
     let reference_lake = dir.path().join("uninterrupted");
@@ -386,7 +392,7 @@ fn a_replay_on_two_processes_killed_at_random_moments_and_restarted_equals_an_un
     std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).expect("writing the host file");
     let attempts = kill_one_of_two_repeatedly(&run_args(&source, &lake, &with_db(&[], &db)), &hosts, 3);
     assert_recovered("-n 2", &attempts, &lake, &reference_lake, &summary);
-    assert_same_tables("-n 2", &db, &reference_db);
+    assert_same_tables("after the kills, -n 2", &db, &reference_db);
 }
 
 /// Without a lake, a run keeps its checkpoints in PostgreSQL (`tradeflow_checkpoints`,
@@ -395,10 +401,8 @@ fn a_replay_on_two_processes_killed_at_random_moments_and_restarted_equals_an_un
 /// from its checkpoints rather than from the beginning.
 #[test]
 fn a_replay_into_postgresql_alone_killed_at_random_moments_and_restarted_equals_an_uninterrupted_run() {
-    let Some(broker) = Broker::start() else { return };
+    let Some((broker, _dir)) = market(MARKET_TRADES) else { return };
     let Some(cluster) = PgCluster::start() else { return };
-    let dir = temp_dir();
-    fill_topic(&broker, dir.path(), "market", MARKET_TRADES);
     let source = broker.url("market", "end=latest");
     let into = |db: &str| run_args_into(&source, &["--no-lake", "--postgres", db], &["-w", "2"]);
 
@@ -410,8 +414,7 @@ fn a_replay_into_postgresql_alone_killed_at_random_moments_and_restarted_equals_
     let db = cluster.database("killed");
     let attempts = kill_repeatedly(&into(&db.url()), 5);
     assert_recovered_as("PostgreSQL alone", &attempts, &summary, |context| {
-        assert_eq!(db.window_metrics(), reference_db.window_metrics(), "window_metrics after {context}");
-        assert_eq!(db.anomalies(), reference_db.anomalies(), "anomalies after {context}");
+        assert_same_tables(&format!("after {context}"), &db, &reference_db);
     });
     let manifests = db.scalar("SELECT count(*) FROM tradeflow_checkpoints WHERE key LIKE '%/manifest-p0.json'");
     assert_eq!(manifests.as_deref(), Some("1"), "no manifest in tradeflow_checkpoints");
@@ -424,10 +427,8 @@ fn a_replay_into_postgresql_alone_killed_at_random_moments_and_restarted_equals_
 /// uninterrupted run, the two runs together reading the topic exactly once.
 #[test]
 fn a_live_run_into_postgresql_alone_has_one_writer_and_resumes_after_ctrl_c() {
-    let Some(broker) = Broker::start() else { return };
+    let Some((broker, _dir)) = market(LIVE_MARKET_TRADES) else { return };
     let Some(cluster) = PgCluster::start() else { return };
-    let dir = temp_dir();
-    fill_topic(&broker, dir.path(), "market", LIVE_MARKET_TRADES);
     let extra = ["--job", JOB, "--idle-timeout", "10m"];
     let into =
         |query: &str, db: &str| run_args_into(&broker.url("market", query), &["--no-lake", "--postgres", db], &extra);
@@ -459,8 +460,7 @@ fn a_live_run_into_postgresql_alone_has_one_writer_and_resumes_after_ctrl_c() {
     let both = format!("stopped run:\n{stderr}\nresumed run:\n{}", resumed_run.stderr);
     assert!(resumed(&resumed_run.stderr), "the second run did not resume the job:\n{both}");
     assert!(resumed_run.stderr.contains("tradeflow_checkpoints"), "the resume does not say where from:\n{both}");
-    assert_eq!(db.window_metrics(), reference_db.window_metrics(), "window_metrics\n{both}");
-    assert_eq!(db.anomalies(), reference_db.anomalies(), "anomalies\n{both}");
+    assert_same_tables(&format!("\n{both}"), &db, &reference_db);
     let read = stopped.summary().accepted + resumed_run.summary().accepted;
     assert_eq!(read, reference.summary().accepted, "trades accepted by the two runs together\n{both}");
 }
@@ -481,9 +481,7 @@ enum Stop {
 /// resumes from its checkpoint and ends with the lake of an uninterrupted `end=latest`
 /// run, having read only what the stopped run had not.
 fn stop_a_live_run_then_resume(stop: Stop) {
-    let Some(broker) = Broker::start() else { return };
-    let dir = temp_dir();
-    fill_topic(&broker, dir.path(), "market", LIVE_MARKET_TRADES);
+    let Some((broker, dir)) = market(LIVE_MARKET_TRADES) else { return };
     // Partitions never go idle while the test runs: the open windows stay open.
     let extra = ["--job", JOB, "--idle-timeout", "10m"];
 
@@ -780,10 +778,8 @@ fn reference_of(args: &[String]) -> Vec<String> {
 /// lake and the tables are then those of a run that saw no outage.
 #[test]
 fn postgresql_outages_are_ridden_out_or_stop_the_run_and_a_restart_resumes() {
-    let Some(broker) = Broker::start() else { return };
+    let Some((broker, dir)) = market(LIVE_MARKET_TRADES) else { return };
     let Some(cluster) = PgCluster::start() else { return };
-    let dir = temp_dir();
-    fill_topic(&broker, dir.path(), "market", LIVE_MARKET_TRADES);
 
     let reference_db = cluster.database("reference");
     let reference_lake = file_url(&dir.path().join("uninterrupted"));
@@ -816,8 +812,7 @@ fn postgresql_outages_are_ridden_out_or_stop_the_run_and_a_restart_resumes() {
         &results_tree(&lake),
         &results_tree(&dir.path().join("uninterrupted")),
     );
-    assert_eq!(db.window_metrics(), reference_db.window_metrics(), "window_metrics after the outages\n{both}");
-    assert_eq!(db.anomalies(), reference_db.anomalies(), "anomalies after the outages\n{both}");
+    assert_same_tables(&format!("after the outages\n{both}"), &db, &reference_db);
 }
 
 /// The S3 store goes away twice during a live run into an S3 lake: for many checkpoint
@@ -934,9 +929,7 @@ fn a_broker_restarted_mid_run_changes_nothing() {
 /// processes with `end=latest` ends with the lake of an uninterrupted run.
 #[test]
 fn ctrl_c_to_one_process_of_two_stops_both_and_the_job_resumes() {
-    let Some(broker) = Broker::start() else { return };
-    let dir = temp_dir();
-    fill_topic(&broker, dir.path(), "market", LIVE_MARKET_TRADES);
+    let Some((broker, dir)) = market(LIVE_MARKET_TRADES) else { return };
     let extra = ["--job", JOB, "--idle-timeout", "10m"];
     let reference_lake = dir.path().join("uninterrupted");
     let reference =
