@@ -135,6 +135,12 @@ pub struct RunArgs {
     /// Largest trades file, in rows.
     #[arg(long, default_value_t = 1_000_000, value_name = "ROWS")]
     pub lake_file_rows: usize,
+    /// Trades the lake's writer holds in memory per worker (about 72 bytes each) for
+    /// files not yet written; past it, the files holding the most spill theirs to the
+    /// lake's local spool directory. Memory is then bounded however many symbols are
+    /// open; a larger value spills less. Applies to the symbol layout.
+    #[arg(long, default_value_t = 1 << 20, value_name = "ROWS")]
+    pub lake_buffer_rows: usize,
     /// Layout of the lake's trades: symbol = a file per symbol and hour
     /// (trades/date=D/symbol=S/); hour = an hour's trades of every symbol, sorted by
     /// symbol (trades/date=D/hour=HH/), for large universes.

@@ -93,6 +93,8 @@ pub struct RunConfig {
     pub job: String,
     /// Largest trades file in rows.
     pub lake_file_rows: usize,
+    /// `--lake-buffer-rows`.
+    pub lake_buffer_rows: usize,
     /// `--lake-layout`.
     pub lake_layout: tradeflow_sinks::lake::TradesLayout,
     /// Timely's execution configuration.
@@ -163,6 +165,8 @@ pub mod limits {
     pub const RETRY: Duration = Duration::from_secs(7 * 86_400);
     /// `--lake-file-rows`.
     pub const LAKE_FILE_ROWS: usize = 10_000_000;
+    /// `--lake-buffer-rows`: about 7 GB.
+    pub const LAKE_BUFFER_ROWS: usize = 100_000_000;
     /// `-w`: worker threads per process (timely's buffers grow with the square).
     pub const THREADS: usize = 256;
     /// `-n`: processes.
@@ -282,6 +286,13 @@ impl RunConfig {
                 limits::LAKE_FILE_ROWS
             )));
         }
+        if args.lake_buffer_rows == 0 || args.lake_buffer_rows > limits::LAKE_BUFFER_ROWS {
+            return Err(ConfigError(format!(
+                "--lake-buffer-rows {}: must be between 1 and {}",
+                args.lake_buffer_rows,
+                limits::LAKE_BUFFER_ROWS
+            )));
+        }
 
         let start = wall_ms() / 1000 * 1000;
         let mut sources = Vec::new();
@@ -393,6 +404,7 @@ impl RunConfig {
             run_id,
             job,
             lake_file_rows: args.lake_file_rows,
+            lake_buffer_rows: args.lake_buffer_rows,
             lake_layout: match args.lake_layout {
                 crate::cli::LakeLayout::Symbol => tradeflow_sinks::lake::TradesLayout::Symbol,
                 crate::cli::LakeLayout::Hour => tradeflow_sinks::lake::TradesLayout::Hour,

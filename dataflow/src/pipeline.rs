@@ -15,7 +15,7 @@ use tradeflow_model::checkpoint::{Checkpoints, Saver};
 use tradeflow_operators::ingest::{Ingested, ingest};
 use tradeflow_operators::{GlobalWatermark, window_analytics};
 use tradeflow_sinks::lake::{
-    ChangelogConfig, Lake, TradesLayout, write_changelog, write_dead_letters, write_finals, write_trades,
+    ChangelogConfig, Lake, TradesFiles, TradesLayout, write_changelog, write_dead_letters, write_finals, write_trades,
     write_trades_by_hour,
 };
 use tradeflow_sinks::postgres::{PgSink, write_postgres};
@@ -151,7 +151,8 @@ pub fn build<'scope>(
         let rows = config.lake_file_rows;
         match config.lake_layout {
             TradesLayout::Symbol => {
-                write_trades(trades, watermarks.clone(), reporters, lake.clone(), rows, saver("lake-trades"))?
+                let files = TradesFiles { max_rows: rows, buffer_rows: config.lake_buffer_rows };
+                write_trades(trades, watermarks.clone(), reporters, lake.clone(), files, saver("lake-trades"))?
             }
             TradesLayout::Hour => {
                 let saved = saver("lake-trades-by-hour");

@@ -9,7 +9,8 @@ use tradeflow_tests::expect::{Expected, Knobs};
 use tradeflow_tests::lake::{
     dataset_bytes, files_under, read_anomalies, read_dead_letters, read_trades, read_window_metrics,
 };
-use tradeflow_tests::{Finished, file_url, run_tradeflow, simulate, temp_dir};
+use tradeflow_tests::process::Running;
+use tradeflow_tests::{Finished, file_url, run_tradeflow, simulate, temp_dir, tradeflow_command};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 const T0: i64 = 1_700_000_040_000;
@@ -227,5 +228,51 @@ fn a_crash_mid_write_leaves_no_partial_file_where_readers_look() {
             assert!(file.extension().is_some_and(|e| e == "parquet"), "a partial object is listed: {}", file.display());
             tradeflow_tests::lake::read_batches(&lake.join(&file));
         }
+    }
+}
+
+/// The trades writer bounds what it holds back: only a few files (one per 32,768 rows of
+/// `--lake-buffer-rows`) hand their rows to the encoder as they come, the others stage
+/// whole row groups, and past the buffer the files holding the most spill their rows to
+/// the spool. None of it may change what is written: six symbols, 30,000 trades each over
+/// an hour boundary (several row groups per file, files split by `--lake-file-rows`),
+/// written with a buffer of 5,000 rows (one streaming file, constant spilling) at `-w 1`
+/// and `-w 2`, give the very objects the defaults give.
+#[test]
+fn a_writer_that_spills_to_its_spool_writes_the_same_trades_files() {
+    let dir = temp_dir();
+    let input = dir.path().join("input.ndjson");
+    let mut lines = Vec::new();
+    for step in 0..30_000i64 {
+        for (n, symbol) in ["AAPL", "MSFT", "NVDA", "AMZN", "BINANCE:BTCUSDT", "OANDA:EUR_USD"].iter().enumerate() {
+            let price = 100.0 + ((step * 7 + n as i64 * 13) % 101) as f64 * 0.01;
+            lines.push(trade(symbol, price, T0 + step * 150 + n as i64, 1 + (step % 9) as u32));
+        }
+    }
+    std::fs::write(&input, lines.join("\n") + "\n").expect("writing the input");
+    let args = ["--lake-file-rows", "15000", "--window", "5m"];
+    let defaults = dir.path().join("defaults");
+    let expected = run(&input, &defaults, &args).summary();
+    let trades = dataset_bytes(&defaults, "trades");
+    assert!(trades.len() > 12, "two hours of six symbols, some split: {:?}", trades.keys());
+
+    for workers in ["1", "2"] {
+        let lake = dir.path().join(format!("spilling-{workers}"));
+        let mut command = tradeflow_command();
+        command
+            .args(["run", "--source", &file_url(&input), "--lake", &file_url(&lake), "--progress-interval", "0"])
+            .args(args)
+            .args(["--lake-buffer-rows", "5000", "-w", workers])
+            .env("RUST_LOG", "info,tradeflow_sinks::lake::trades=debug");
+        let out = Running::spawn(command).finish(TIMEOUT);
+        out.assert_success("tradeflow run --lake-buffer-rows 5000");
+        assert!(out.stderr.contains("spilled staged rows to the spool"), "nothing spilled:\n{}", out.stderr);
+        assert_eq!(out.summary().accepted, expected.accepted);
+        let written = dataset_bytes(&lake, "trades");
+        assert_eq!(written.keys().collect::<Vec<_>>(), trades.keys().collect::<Vec<_>>(), "-w {workers}");
+        for (name, bytes) in &trades {
+            assert!(&written[name] == bytes, "-w {workers}: {name} differs from the defaults'");
+        }
+        assert_eq!(read_trades(&lake).len() as u64, expected.accepted);
     }
 }

@@ -1,8 +1,9 @@
 //! Parquet encoding of large files off the dataflow's threads.
 //!
 //! Writers hand rows over in fixed-size batches (so that a file's bytes do not depend on
-//! timing) and a background thread encodes them into a spooled file, then queues the
-//! finished file for upload. The dataflow workers spend their time on the dataflow;
+//! timing), some of them spilled to a local file first, and a background thread encodes
+//! them into a spooled file, [`WRITE_ROWS`] at a time, then queues the finished file for
+//! upload. The dataflow workers spend their time on the dataflow;
 //! encoding and compression run beside them.
 
 use super::parquet::{
@@ -16,13 +17,19 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use tradeflow_model::Trade;
 
+/// Rows per write into a Parquet writer: every file's rows reach it in writes of this
+/// size (the last one shorter), so that its pages, and its bytes, do not depend on how
+/// the rows arrived.
+pub(crate) const WRITE_ROWS: usize = 8192;
+
 /// Work for the encoder thread.
 pub(crate) enum EncodeJob {
     /// Start file `id`, spooled at `spool`; `with_symbol`: the by-hour schema, with a
     /// `symbol` column.
     Open { id: u64, spool: PathBuf, with_symbol: bool },
-    /// Append rows to file `id`.
-    Rows { id: u64, rows: Vec<Trade> },
+    /// Append rows to file `id`: those spilled to `spilled` (written by
+    /// [`tradeflow_model::checkpoint::write_trade`]; removed once read), then `rows`.
+    Rows { id: u64, spilled: Option<PathBuf>, rows: Vec<Trade> },
     /// Finish file `id` and publish it as `key`.
     Close { id: u64, key: String },
     /// Answer once everything queued before is encoded and uploaded.
@@ -60,12 +67,24 @@ pub(crate) fn encode_loop(
                     Err(e) => fail(e),
                 }
             }
-            EncodeJob::Rows { id, rows } => {
+            EncodeJob::Rows { id, spilled, rows } => {
+                let rows = match spilled {
+                    Some(path) => match unspill(&path, rows) {
+                        Ok(rows) => rows,
+                        Err(e) => {
+                            fail(e);
+                            continue;
+                        }
+                    },
+                    None => rows,
+                };
                 if let Some((_, writer, written, with_symbol)) = open.get_mut(&id) {
-                    let batch = if *with_symbol { trades_by_hour_batch(&rows) } else { trades_batch(&rows) };
-                    match writer.write(&batch) {
-                        Ok(()) => *written += rows.len() as u64,
-                        Err(e) => fail(format!("encoding trades: {e}")),
+                    for rows in rows.chunks(WRITE_ROWS) {
+                        let batch = if *with_symbol { trades_by_hour_batch(rows) } else { trades_batch(rows) };
+                        match writer.write(&batch) {
+                            Ok(()) => *written += rows.len() as u64,
+                            Err(e) => fail(format!("encoding trades: {e}")),
+                        }
                     }
                 }
             }
@@ -79,4 +98,14 @@ pub(crate) fn encode_loop(
             }
         }
     }
+}
+
+/// The rows spilled to `path`, then `rows`; the spill file is removed.
+fn unspill(path: &std::path::Path, rows: Vec<Trade>) -> Result<Vec<Trade>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("reading spilled trades {}: {e}", path.display()))?;
+    let _ = std::fs::remove_file(path);
+    let mut all = tradeflow_model::checkpoint::read_trades(&bytes)
+        .map_err(|e| format!("reading spilled trades {}: {e}", path.display()))?;
+    all.extend(rows);
+    Ok(all)
 }

@@ -17,7 +17,7 @@ pub use dead_letter::write_dead_letters;
 pub use destination::Destination;
 pub use finals::write_finals;
 pub use store::{Lake, LakeError, LakeStats, Payload};
-pub use trades::write_trades;
+pub use trades::{TradesFiles, write_trades};
 pub use trades_by_hour::write_trades_by_hour;
 
 /// How the `trades` dataset is laid out.

@@ -20,19 +20,29 @@
 //! hour) and its content depend only on the set of accepted trades, not on workers,
 //! batches or timing, so a replay rewrites the very same objects.
 //!
-//! Memory and open files follow what is buffered, not the number of symbols: a file's
-//! rows are staged until there is a full batch for the encoder ([`WRITE_ROWS`]), and only
-//! then does the encoder start the file (a spool file and a Parquet writer); a symbol
-//! with fewer trades in its hour is written in one go when the hour closes. So only busy
-//! symbols hold a file open, one per [`WRITE_ROWS`] rows at least.
+//! Memory and open files follow what is buffered, not the number of symbols. The encoder
+//! gets a file's rows [`WRITE_ROWS`] at a time (the rest at close), so that its pages and
+//! bytes do not depend on how the rows arrived, and only then starts the file (a spool
+//! file and a Parquet writer): a symbol with fewer trades in its hour is written in one
+//! go when the hour closes. A Parquet writer's unfinished row group costs hundreds of KiB
+//! (a thousand open files held gigabytes), so only [`STREAMING_FILES`] files per writer
+//! may have one: they hand their rows over as each [`WRITE_ROWS`] fill, and the encoding
+//! runs beside the dataflow. The other files stage a whole row group ([`ROW_GROUP_ROWS`])
+//! before handing it over, and the staged rows of all files together are bounded
+//! ([`TradesFiles::buffer_rows`]): past it, the files with the most staged rows spill them, compactly,
+//! to a file each in the lake's spool directory, which the encoder reads back with the
+//! rest of the row group (`--lake-buffer-rows`). Memory is flat however many symbols there are and however long
+//! their files stay open.
 
-use super::encoder::EncodeJob;
+use super::encoder::{EncodeJob, WRITE_ROWS};
+use super::parquet::ROW_GROUP_ROWS;
 use super::paths::{hour_label, partition};
 use super::store::Lake;
 use super::watermarked::{SinkLogic, Step, watermarked_sink};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
@@ -52,14 +62,54 @@ struct OpenFile {
     hour: i64,
     index: u32,
     rows: usize,
-    /// Rows not yet handed to the encoder: it always gets exactly [`WRITE_ROWS`] at a
-    /// time (the rest at close), so page boundaries, and the file's bytes, do not depend
-    /// on how the rows arrived.
+    /// Whether the encoder holds part of this file's current row group (one of the
+    /// writer's [`STREAMING_FILES`]).
+    streaming: bool,
+    /// Rows not yet handed to the encoder, oldest first: those spilled to a file (its path
+    /// and their number), then `staged` in memory. The encoder gets them in multiples of
+    /// [`WRITE_ROWS`] (the rest at close).
+    spilled: Option<(PathBuf, usize)>,
     staged: Vec<Trade>,
 }
 
-/// Rows per batch handed to the Parquet encoder.
-const WRITE_ROWS: usize = 8192;
+impl OpenFile {
+    fn unencoded(&self) -> usize {
+        self.spilled.as_ref().map_or(0, |(_, rows)| *rows) + self.staged.len()
+    }
+}
+
+/// How a writer sizes its files and its memory.
+#[derive(Clone, Copy, Debug)]
+pub struct TradesFiles {
+    /// Rows per file at most (a busy hour is split).
+    pub max_rows: usize,
+    /// Rows staged in memory at most (about 72 bytes each) before the files holding the
+    /// most spill theirs (`--lake-buffer-rows`).
+    pub buffer_rows: usize,
+}
+
+impl TradesFiles {
+    /// The most files whose row group the encoder may hold unfinished: one per 32,768
+    /// rows of the buffer, at most [`STREAMING_FILES`].
+    fn streaming(&self) -> usize {
+        (self.buffer_rows / 32_768).clamp(1, STREAMING_FILES)
+    }
+}
+
+/// The most files of one writer whose row group the encoder holds unfinished, by default.
+const STREAMING_FILES: usize = 32;
+
+/// What a writer's open files hold back, and how much they may.
+struct Staging {
+    /// Rows staged in memory.
+    rows: usize,
+    /// Files streaming (see [`OpenFile::streaming`]).
+    streaming: usize,
+    /// At most this many rows staged ([`TradesFiles::buffer_rows`]) ...
+    max_rows: usize,
+    /// ... and this many files streaming ([`TradesFiles::streaming`]).
+    max_streaming: usize,
+}
 
 #[derive(Default)]
 struct SymbolFiles {
@@ -74,10 +124,15 @@ struct SymbolFiles {
 /// The writer of one worker's trades.
 struct TradesWriter {
     lake: Arc<Lake>,
+    /// Rows per file at most.
     max_rows: usize,
     symbols: FxHashMap<Symbol, SymbolFiles>,
     complete: Vec<Trade>,
     written_up_to: i64,
+    /// What the open files hold back.
+    staging: Staging,
+    /// A spill's bytes, reused.
+    spill_buffer: Vec<u8>,
     /// What the checkpoint parts keep.
     received: Received,
 }
@@ -97,16 +152,18 @@ pub fn write_trades<'scope>(
     watermarks: StreamVec<'scope, Time, WatermarkReport>,
     reporters: usize,
     lake: Arc<Lake>,
-    max_rows: usize,
+    files: TradesFiles,
     saver: Option<Saver>,
 ) -> Result<(), String> {
     let writer = TradesWriter {
         received: Received::new(&lake, saver.is_some()),
         lake,
-        max_rows,
+        max_rows: files.max_rows,
         symbols: FxHashMap::default(),
         complete: Vec::new(),
         written_up_to: i64::MIN,
+        staging: Staging { rows: 0, streaming: 0, max_rows: files.buffer_rows, max_streaming: files.streaming() },
+        spill_buffer: Vec::new(),
     };
     let pact = Exchange::new(|t: &Trade| t.symbol.route());
     watermarked_sink("LakeTrades", trades, pact, watermarks, reporters, saver, writer)
@@ -136,7 +193,7 @@ impl SinkLogic<Trade> for TradesWriter {
             return;
         }
         self.written_up_to = step.watermark;
-        let (lake, max_rows, complete) = (&self.lake, self.max_rows, &mut self.complete);
+        let (lake, max_rows, complete, staging) = (&self.lake, self.max_rows, &mut self.complete, &mut self.staging);
         self.symbols.retain(|symbol, files| {
             // Whole seconds below the watermark's second are complete; its own second in part.
             let boundary = step.watermark.div_euclid(1000);
@@ -153,17 +210,18 @@ impl SinkLogic<Trade> for TradesWriter {
             for trade in complete.drain(..) {
                 let hour = trade.ts.div_euclid(HOUR) * HOUR;
                 if files.open.as_ref().is_some_and(|f| f.hour != hour || f.rows >= max_rows) {
-                    close(lake, symbol, files);
+                    close(lake, symbol, files, staging);
                 }
                 let open = files.open.get_or_insert_with(|| open_file(lake, hour, files.last));
-                push_row(lake, open, trade);
+                push_row(lake, open, trade, staging);
             }
             if files.open.as_ref().is_some_and(|f| f.hour + HOUR <= step.watermark || step.done) {
-                close(lake, symbol, files);
+                close(lake, symbol, files, staging);
             }
             files.tail.retain(|_, trades| !trades.is_empty());
             files.open.is_some() || !files.tail.is_empty()
         });
+        self.relieve();
     }
 
     fn save(&mut self, valid: Validity) -> Part {
@@ -215,9 +273,10 @@ impl SinkLogic<Trade> for TradesWriter {
                 let mut open = open_file(&self.lake, hour, files.last);
                 open.index = index;
                 for trade in rows.drain(earlier..) {
-                    push_row(&self.lake, &mut open, trade);
+                    push_row(&self.lake, &mut open, trade, &mut self.staging);
                 }
                 files.open = Some(open);
+                self.relieve();
             }
             if files.open.is_some() || !files.tail.is_empty() {
                 self.symbols.insert(saved.symbol, files);
@@ -241,6 +300,59 @@ impl SinkLogic<Trade> for TradesWriter {
         }
         Ok(())
     }
+}
+
+impl TradesWriter {
+    /// Spills staged rows while more than allowed are staged, down to half of it:
+    /// each round the files staging at least their average share. A spill that cannot be
+    /// written fails the lake (and so stops the run).
+    fn relieve(&mut self) {
+        if self.staging.rows <= self.staging.max_rows {
+            return;
+        }
+        while self.staging.rows > self.staging.max_rows / 2 {
+            let staging = self.symbols.values().filter(|f| f.open.as_ref().is_some_and(|o| !o.staged.is_empty()));
+            let share = self.staging.rows / staging.count().max(1);
+            let before = self.staging.rows;
+            for open in self.symbols.values_mut().filter_map(|f| f.open.as_mut()) {
+                if !open.staged.is_empty() && open.staged.len() >= share {
+                    self.staging.rows -= open.staged.len();
+                    if let Err(e) = spill(&self.lake, open, &mut self.spill_buffer) {
+                        self.lake.report_error(e);
+                        return;
+                    }
+                }
+            }
+            if self.staging.rows == before {
+                debug_assert!(false, "{before} rows counted as staged, none found");
+                return;
+            }
+        }
+        tracing::debug!(
+            "lake trades: over --lake-buffer-rows {}; spilled staged rows to the spool, {} still staged",
+            self.staging.max_rows,
+            self.staging.rows
+        );
+    }
+}
+
+/// Appends `open`'s staged rows to its spill file and frees them.
+fn spill(lake: &Lake, open: &mut OpenFile, buffer: &mut Vec<u8>) -> Result<(), String> {
+    use std::io::Write;
+    buffer.clear();
+    for trade in &open.staged {
+        write_trade(buffer, trade);
+    }
+    let (path, rows) = open.spilled.get_or_insert_with(|| (lake.spool_path(), 0));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&*path)
+        .and_then(|mut file| file.write_all(buffer))
+        .map_err(|e| format!("spilling staged trades to {}: {e}", path.display()))?;
+    *rows += open.staged.len();
+    open.staged = Vec::new();
+    Ok(())
 }
 
 /// What a checkpointed trades writer keeps for its parts: the trades received since the
@@ -354,15 +466,42 @@ impl Drop for Received {
     }
 }
 
-/// Adds a row to an open file, handing the encoder a full batch when there is one.
-fn push_row(lake: &Lake, open: &mut OpenFile, trade: Trade) {
+/// Adds a row to an open file, handing the encoder its rows when the file streams (or
+/// may start to) and [`WRITE_ROWS`] of them are there, or when a whole row group is.
+fn push_row(lake: &Lake, open: &mut OpenFile, trade: Trade, staging: &mut Staging) {
     open.staged.push(trade);
     open.rows += 1;
-    if open.staged.len() >= WRITE_ROWS {
-        // A busy symbol: its next batch will be full too.
-        let rows = std::mem::replace(&mut open.staged, Vec::with_capacity(WRITE_ROWS));
+    staging.rows += 1;
+    let unencoded = open.unencoded();
+    if !unencoded.is_multiple_of(WRITE_ROWS) {
+        return;
+    }
+    if !open.streaming && unencoded < ROW_GROUP_ROWS && staging.streaming < staging.max_streaming {
+        open.streaming = true;
+        staging.streaming += 1;
+    }
+    if open.streaming || unencoded >= ROW_GROUP_ROWS {
+        staging.rows -= open.staged.len();
         start(lake, open);
-        lake.encode(EncodeJob::Rows { id: open.id, rows });
+        hand_over(lake, open);
+        if open.streaming {
+            if open.rows.is_multiple_of(ROW_GROUP_ROWS) {
+                // The encoder finished the row group: another file may stream.
+                open.streaming = false;
+                staging.streaming -= 1;
+            } else {
+                open.staged.reserve(WRITE_ROWS);
+            }
+        }
+    }
+}
+
+/// Hands the encoder `open`'s rows not yet encoded.
+fn hand_over(lake: &Lake, open: &mut OpenFile) {
+    let spilled = open.spilled.take().map(|(path, _)| path);
+    let rows = std::mem::take(&mut open.staged);
+    if spilled.is_some() || !rows.is_empty() {
+        lake.encode(EncodeJob::Rows { id: open.id, spilled, rows });
     }
 }
 
@@ -398,16 +537,25 @@ fn open_file(lake: &Lake, hour: i64, last: Option<(i64, u32)>) -> OpenFile {
     };
     // Rows are staged as they come: memory follows what is buffered, not the number of
     // symbols (most of a large universe's symbols have a few trades an hour).
-    OpenFile { id: lake.next_file_id(), started: false, hour, index, rows: 0, staged: Vec::new() }
+    OpenFile {
+        id: lake.next_file_id(),
+        started: false,
+        hour,
+        index,
+        rows: 0,
+        streaming: false,
+        spilled: None,
+        staged: Vec::new(),
+    }
 }
 
-fn close(lake: &Lake, symbol: &Symbol, files: &mut SymbolFiles) {
+fn close(lake: &Lake, symbol: &Symbol, files: &mut SymbolFiles, staging: &mut Staging) {
     let Some(mut open) = files.open.take() else { return };
     start(lake, &mut open);
     files.last = Some((open.hour, open.index));
-    if !open.staged.is_empty() {
-        lake.encode(EncodeJob::Rows { id: open.id, rows: open.staged });
-    }
+    staging.rows -= open.staged.len();
+    staging.streaming -= usize::from(open.streaming);
+    hand_over(lake, &mut open);
     let key = format!(
         "trades/date={}/{}/{}-{:04}.parquet",
         date_of(open.hour),

@@ -26,7 +26,7 @@
 //! of those hours back in their buffers; their files, written from the sorted set, are
 //! the same bytes an uninterrupted run writes.
 
-use super::encoder::EncodeJob;
+use super::encoder::{EncodeJob, WRITE_ROWS};
 use super::paths::hour_label;
 use super::store::Lake;
 use super::trades::Received;
@@ -43,8 +43,6 @@ use tradeflow_model::{Time, Trade, WatermarkReport, date_of};
 const HOUR: i64 = 3_600_000;
 /// Trades per block of a run file (what the merge holds of each run).
 const BLOCK_ROWS: usize = 8192;
-/// Rows per batch handed to the Parquet encoder (as in the default layout).
-const WRITE_ROWS: usize = 8192;
 
 /// The trades of one hour not yet written.
 #[derive(Default)]
@@ -257,7 +255,7 @@ impl HourFile<'_> {
             && !self.staged.is_empty()
         {
             let rows = std::mem::replace(&mut self.staged, Vec::with_capacity(WRITE_ROWS));
-            self.lake.encode(EncodeJob::Rows { id, rows });
+            self.lake.encode(EncodeJob::Rows { id, spilled: None, rows });
         }
     }
 
