@@ -154,6 +154,7 @@ pub fn ingest<'scope>(
                         }
                     }
                     trades.give_iterator(batch.trades.drain(..));
+                    tradeflow_sources::batch::recycle_trades(std::mem::take(&mut batch.trades));
                     rejects.give_iterator(batch.rejects.drain(..));
                     low = batch.low.or(low);
                     stop |= batch.stop;

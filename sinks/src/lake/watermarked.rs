@@ -93,10 +93,18 @@ where
     builder.build(move |_| {
         let mut queue = EpochQueue::<Epoch<D>>::default();
         let mut finished = false;
+        // The last epoch's emptied vector, for the next epoch: a fast replay's epochs hold
+        // megabytes, and a fresh vector grown to that size each time cost its pages being
+        // zeroed and copied again.
+        let mut spare: Vec<D> = Vec::new();
         move |frontiers| {
             data_in.for_each(|cap, batch| {
                 let Some(&time) = cap.least() else { return };
-                queue.at(time).data.append(batch);
+                let epoch = queue.at(time);
+                if epoch.data.capacity() == 0 {
+                    epoch.data = std::mem::take(&mut spare);
+                }
+                epoch.data.append(batch);
             });
             marks_in.for_each(|cap, batch| {
                 let Some(&time) = cap.least() else { return };
@@ -116,6 +124,10 @@ where
                     watermark.observe(report);
                 }
                 logic.step(Step { time, data: &mut epoch.data, watermark: watermark.get(), done: false });
+                if epoch.data.capacity() > spare.capacity() {
+                    epoch.data.clear();
+                    spare = epoch.data;
+                }
             }
             if frontier.is_none() && !finished && watermark.get() == i64::MAX {
                 finished = true;

@@ -32,7 +32,7 @@ pub mod plan;
 
 use crate::batch::{Batch, wall_ms};
 use crate::driver::{Poll, Reader, checkpointed_source};
-use chunk::{ParsedChunk, late_reject, parse_chunk};
+use chunk::{ParsedChunk, late_reject, parse_chunk, recycle};
 use plan::FilePlan;
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
@@ -427,6 +427,7 @@ fn decide(chunk: ParsedChunk, label: &str, prefix: Option<i64>, lateness_ms: i64
         }
         on_time
     });
+    recycle(bytes, origins);
     Batch { trades, rejects, ..Batch::default() }
 }
 
