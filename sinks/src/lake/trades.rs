@@ -116,6 +116,10 @@ struct SymbolFiles {
     /// Trades not yet complete, by second of event time, so that moving the complete
     /// ones out costs what is moved, not what stays.
     tail: BTreeMap<i64, Vec<Trade>>,
+    /// Trades complete as they arrived (below the watermark their epoch reached), and the
+    /// complete ones moved out of `tail`, while an epoch is written; empty between epochs.
+    /// Most trades of a fast replay go straight here, not through `tail`.
+    ready: Vec<Trade>,
     open: Option<OpenFile>,
     /// The hour and index of the last file closed, so a full hour continues its numbering.
     last: Option<(i64, u32)>,
@@ -127,7 +131,6 @@ struct TradesWriter {
     /// Rows per file at most.
     max_rows: usize,
     symbols: FxHashMap<Symbol, SymbolFiles>,
-    complete: Vec<Trade>,
     written_up_to: i64,
     /// What the open files hold back.
     staging: Staging,
@@ -160,7 +163,6 @@ pub fn write_trades<'scope>(
         lake,
         max_rows: files.max_rows,
         symbols: FxHashMap::default(),
-        complete: Vec::new(),
         written_up_to: i64::MIN,
         staging: Staging { rows: 0, streaming: 0, max_rows: files.buffer_rows, max_streaming: files.streaming() },
         spill_buffer: Vec::new(),
@@ -171,6 +173,8 @@ pub fn write_trades<'scope>(
 
 impl SinkLogic<Trade> for TradesWriter {
     fn step(&mut self, step: Step<'_, Trade>) {
+        // What this epoch makes complete: trades below it are written in this step.
+        let complete_below = if step.watermark > self.written_up_to { step.watermark } else { i64::MIN };
         for trade in step.data.drain(..) {
             if trade.ts < self.written_up_to {
                 // Sources never emit below a watermark they reported; this would be a bug.
@@ -178,35 +182,37 @@ impl SinkLogic<Trade> for TradesWriter {
                 continue;
             }
             self.received.record(&trade);
-            let second = trade.ts.div_euclid(1000);
-            match self.symbols.get_mut(&trade.symbol) {
-                Some(files) => files.tail.entry(second).or_default().push(trade),
-                None => {
-                    let mut files = SymbolFiles::default();
-                    let symbol = trade.symbol.clone();
-                    files.tail.insert(second, vec![trade]);
-                    self.symbols.insert(symbol, files);
-                }
+            let files = match self.symbols.get_mut(&trade.symbol) {
+                Some(files) => files,
+                None => self.symbols.entry(trade.symbol.clone()).or_default(),
+            };
+            if trade.ts < complete_below {
+                files.ready.push(trade);
+            } else {
+                files.tail.entry(trade.ts.div_euclid(1000)).or_default().push(trade);
             }
         }
         if step.watermark <= self.written_up_to {
             return;
         }
         self.written_up_to = step.watermark;
-        let (lake, max_rows, complete, staging) = (&self.lake, self.max_rows, &mut self.complete, &mut self.staging);
+        let (lake, max_rows, staging) = (&self.lake, self.max_rows, &mut self.staging);
         self.symbols.retain(|symbol, files| {
+            let mut complete = std::mem::take(&mut files.ready);
             // Whole seconds below the watermark's second are complete; its own second in part.
             let boundary = step.watermark.div_euclid(1000);
-            let later = files.tail.split_off(&boundary);
-            for (_, mut trades) in std::mem::replace(&mut files.tail, later) {
-                complete.append(&mut trades);
+            if files.tail.first_key_value().is_some_and(|(second, _)| *second <= boundary) {
+                let later = files.tail.split_off(&boundary);
+                for (_, mut trades) in std::mem::replace(&mut files.tail, later) {
+                    complete.append(&mut trades);
+                }
+                if let Some(partial) = files.tail.get_mut(&boundary) {
+                    let (done, rest): (Vec<Trade>, Vec<Trade>) = partial.drain(..).partition(|t| t.ts < step.watermark);
+                    complete.extend(done);
+                    *partial = rest;
+                }
             }
-            if let Some(partial) = files.tail.get_mut(&boundary) {
-                let (done, rest): (Vec<Trade>, Vec<Trade>) = partial.drain(..).partition(|t| t.ts < step.watermark);
-                complete.extend(done);
-                *partial = rest;
-            }
-            sort_trades(complete);
+            sort_trades(&mut complete);
             for trade in complete.drain(..) {
                 let hour = trade.ts.div_euclid(HOUR) * HOUR;
                 if files.open.as_ref().is_some_and(|f| f.hour != hour || f.rows >= max_rows) {
@@ -215,6 +221,7 @@ impl SinkLogic<Trade> for TradesWriter {
                 let open = files.open.get_or_insert_with(|| open_file(lake, hour, files.last));
                 push_row(lake, open, trade, staging);
             }
+            files.ready = complete;
             if files.open.as_ref().is_some_and(|f| f.hour + HOUR <= step.watermark || step.done) {
                 close(lake, symbol, files, staging);
             }
