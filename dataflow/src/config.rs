@@ -318,10 +318,10 @@ impl RunConfig {
                 SourceSpec::Kafka(mut spec) => {
                     // Resolved once now: a missing topic or unreachable brokers stop the
                     // run before it starts, and `end=latest` is the high watermarks now.
-                    spec.resolve_brokers(seed_variable)
-                        .and_then(|()| tradeflow_sources::kafka::resolve(&spec))
-                        .map(|plan| sources.push(Source::Kafka(std::sync::Arc::new(plan))))
-                        .map_err(|e| ConfigError(format!("--source {text:?}: {e}")))?;
+                    let fail = |e: &dyn std::fmt::Display| ConfigError(format!("--source {text:?}: {e}"));
+                    spec.resolve_brokers(seed_variable).map_err(|e| fail(&e))?;
+                    let plan = tradeflow_sources::kafka::resolve(&spec).map_err(|e| fail(&e))?;
+                    sources.push(Source::Kafka(std::sync::Arc::new(plan)));
                 }
                 SourceSpec::Lake { lake, from, to } => {
                     // Listed once, now: a missing lake or bucket stops the run before it

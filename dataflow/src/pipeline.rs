@@ -61,14 +61,15 @@ pub fn build<'scope>(
         let batches = match source {
             Source::File(plan) => {
                 let saver = saver(&format!("source{number}"));
-                file_source(scope, plan.clone(), config.lateness_ms, shared.stop.clone(), saver, backlog.clone())?
+                file_source(scope, plan.clone(), config.lateness_ms, shared.stop.clone(), saver, backlog.clone())
+                    .map_err(|e| e.to_string())?
             }
             Source::Lake { lake, plan } => {
                 match tradeflow_sources::lake::LakeReader::open(plan, index, peers, shared.stop.clone()) {
                     Ok(mut reader) => {
                         let saver = saver(&format!("source{number}"));
                         if let Some(restored) = saver.as_ref().and_then(Saver::restore) {
-                            reader.restore(&restored.state)?;
+                            reader.restore(&restored.state).map_err(|e| e.to_string())?;
                         }
                         checkpointed_source(scope, "LakeReplay", reader, saver, backlog.clone())
                     }
@@ -97,7 +98,7 @@ pub fn build<'scope>(
                     FinnhubReader::new(feed.clone(), config.lateness_ms, config.idle_timeout, shared.stop.clone());
                 let saver = saver(&format!("source{number}"));
                 if let Some(restored) = saver.as_ref().and_then(Saver::restore) {
-                    reader.restore(&restored.state)?;
+                    reader.restore(&restored.state).map_err(|e| e.to_string())?;
                 }
                 checkpointed_source(scope, "Finnhub", reader, saver, backlog.as_ref().map(Backlog::pipeline_only))
             }
@@ -124,7 +125,7 @@ pub fn build<'scope>(
                 );
                 let saver = saver(&format!("source{number}"));
                 if let Some(restored) = saver.as_ref().and_then(Saver::restore) {
-                    reader.restore(&restored.state)?;
+                    reader.restore(&restored.state).map_err(|e| e.to_string())?;
                 }
                 checkpointed_source(scope, "Kafka", reader, saver, backlog.clone())
             }

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tradeflow_model::Trade;
 use tradeflow_sources::format::{Item, parse_line};
+use tradeflow_sources::kafka::KafkaError;
 use tradeflow_sources::kafka::producer::{ProducerOptions, TradeProducer};
 use tradeflow_sources::kafka::spec::{ValueFormat, parse_url};
 use tradeflow_sources::sim::Market;
@@ -118,7 +119,7 @@ pub fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
         linger,
         compression,
     };
-    let (producer, topic) = TradeProducer::open(&spec, &options).map_err(|e| anyhow::anyhow!(e))?;
+    let (producer, topic) = TradeProducer::open(&spec, &options).map_err(message)?;
     crate::say!(
         "produce: {} {} with {} partition(s); {} values, {} compression",
         spec.label(),
@@ -231,7 +232,7 @@ pub fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
     } else {
         crate::say!("  input rejected   {:>12}", 0);
     }
-    flushed.map_err(|e| anyhow::anyhow!(e))?;
+    flushed.map_err(message)?;
     // A source that gave up (Finnhub refusing the key) already logged why.
     if let Some(failure) = tradeflow_sources::batch::failure() {
         anyhow::bail!("the input failed: {failure}");
@@ -247,6 +248,12 @@ pub fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A producer's error as the message `error: ...` shows: its text once. (Its `#[source]`
+/// is already part of that text; wrapped whole, `{:#}` would print it twice.)
+fn message(e: KafkaError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
 /// The producer with its input counts and progress line.
 struct Pump {
     producer: TradeProducer,
@@ -258,7 +265,7 @@ struct Pump {
 impl Pump {
     fn send(&mut self, trade: &Trade) -> anyhow::Result<()> {
         self.read.trades += 1;
-        self.producer.send(trade).map_err(|e| anyhow::anyhow!(e))?;
+        self.producer.send(trade).map_err(message)?;
         if self.read.trades.is_multiple_of(1024) {
             self.idle()?;
         }
@@ -267,7 +274,7 @@ impl Pump {
 
     /// Serves delivery reports and prints progress when due.
     fn idle(&mut self) -> anyhow::Result<()> {
-        self.producer.poll().map_err(|e| anyhow::anyhow!(e))?;
+        self.producer.poll().map_err(message)?;
         self.ticker.tick(&self.producer, self.started);
         Ok(())
     }

@@ -208,7 +208,7 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
         anyhow::bail!("the run did not complete; see the errors above");
     }
     // Everything read is flushed: only now do the Kafka sources' groups move on.
-    let committed = tradeflow_sources::kafka::commit_offsets().map_err(|e| anyhow::anyhow!(e))?;
+    let committed = tradeflow_sources::kafka::commit_offsets().map_err(|e| anyhow::anyhow!("{e}"))?;
     if committed > 0 {
         tracing::info!("committed the offsets of {committed} Kafka partition(s) to their consumer groups");
     }

@@ -36,6 +36,49 @@ use tradeflow_model::{Reject, RejectReason, Symbol};
 /// How long an unreachable lake is retried before the replay fails.
 const RETRY_FOR: Duration = Duration::from_secs(120);
 
+/// Why a lake replay cannot start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeSourceError {
+    /// The lake's URL or store is not usable.
+    #[error(transparent)]
+    Lake(#[from] tradeflow_lake::LakeError),
+    /// The runtime that talks to the store could not be started.
+    #[error(transparent)]
+    Runtime(std::io::Error),
+    /// The trades dataset could not be listed.
+    #[error("listing {root}: {source}")]
+    List {
+        /// The dataset's root in the store.
+        root: Path,
+        /// The store's error.
+        source: object_store::Error,
+    },
+    /// A checkpoint's state of the replay cannot be decoded.
+    #[error("{0}")]
+    Checkpoint(String),
+    /// The trades files differ from those of the checkpoint being resumed.
+    #[error(
+        "{label}: the lake's trades changed since the checkpoint (then {then}, now {now}); resume with the same lake and range, or start again with --from-scratch"
+    )]
+    ListingChanged {
+        /// The lake.
+        label: String,
+        /// The checkpoint's listing: files, bytes and a hash.
+        then: String,
+        /// The listing now.
+        now: String,
+    },
+    /// A file is not Parquet.
+    #[error(transparent)]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// A record batch of a file could not be decoded.
+    #[error(transparent)]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// A record batch does not hold trades as the lake writes them.
+    #[error("{0}")]
+    NotTrades(String),
+}
+
 /// Why a file could not be read.
 enum Fetch {
     /// The store could not be reached or refused (after retrying): the run fails.
@@ -106,10 +149,10 @@ pub struct LakePlan {
 impl LakePlan {
     /// Lists the trades of the lake at `lake` (a `--lake` style URL) that may hold trades
     /// of `[from, to)`.
-    pub fn list(lake: &str, from: Option<i64>, to: Option<i64>) -> Result<LakePlan, String> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        let destination = Destination::open_for_reading(lake).map_err(|e| e.to_string())?;
-        let (store, prefix) = destination.store().map_err(|e| e.to_string())?;
+    pub fn list(lake: &str, from: Option<i64>, to: Option<i64>) -> Result<LakePlan, LakeSourceError> {
+        let runtime = runtime()?;
+        let destination = Destination::open_for_reading(lake)?;
+        let (store, prefix) = destination.store()?;
         let (from, to) = (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
         let mut files = list_trades(&runtime, &*store, &prefix)?;
         files.retain(|(f, _)| f.hour + 3_600_000 > from && f.hour < to);
@@ -148,23 +191,30 @@ impl LakePlan {
 
 impl LakeReader {
     /// Continues from a checkpoint's part; refuses one taken of another listing.
-    pub fn restore(&mut self, state: &[u8]) -> Result<(), String> {
-        let state: ReaderState = tradeflow_model::checkpoint::from_json("the lake replay", state)?;
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), LakeSourceError> {
+        let state: ReaderState =
+            tradeflow_model::checkpoint::from_json("the lake replay", state).map_err(LakeSourceError::Checkpoint)?;
         if state.listing != self.listing {
-            return Err(format!(
-                "{}: the lake's trades changed since the checkpoint (then {}, now {}); resume with the same lake and range, or start again with --from-scratch",
-                self.label, state.listing, self.listing
-            ));
+            return Err(LakeSourceError::ListingChanged {
+                label: self.label.clone(),
+                then: state.listing,
+                now: self.listing.clone(),
+            });
         }
         self.next = state.next.min(self.files.len());
         Ok(())
     }
 
     /// The reader of worker `index` of `peers`: every `peers`-th file of `plan`.
-    pub fn open(plan: &LakePlan, index: usize, peers: usize, stop: Arc<AtomicBool>) -> Result<LakeReader, String> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        let destination = Destination::open_for_reading(&plan.lake).map_err(|e| e.to_string())?;
-        let (store, prefix) = destination.store().map_err(|e| e.to_string())?;
+    pub fn open(
+        plan: &LakePlan,
+        index: usize,
+        peers: usize,
+        stop: Arc<AtomicBool>,
+    ) -> Result<LakeReader, LakeSourceError> {
+        let runtime = runtime()?;
+        let destination = Destination::open_for_reading(&plan.lake)?;
+        let (store, prefix) = destination.store()?;
         let files = plan.files.iter().enumerate().filter(|(i, _)| i % peers.max(1) == index).map(|(_, f)| f.clone());
         Ok(LakeReader {
             listing: plan.fingerprint(),
@@ -220,19 +270,22 @@ impl LakeReader {
             None => None,
         };
         let bytes = self.fetch(file)?;
-        self.decode(bytes, symbol.as_ref(), batch).map_err(Fetch::Corrupt)
+        self.decode(bytes, symbol.as_ref(), batch).map_err(|e| Fetch::Corrupt(e.to_string()))
     }
 
-    fn decode(&self, bytes: bytes::Bytes, symbol: Option<&Symbol>, batch: &mut Batch) -> Result<(), String> {
-        let reader =
-            ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()).map_err(|e| e.to_string())?;
+    fn decode(&self, bytes: bytes::Bytes, symbol: Option<&Symbol>, batch: &mut Batch) -> Result<(), LakeSourceError> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build())?;
         for record_batch in reader {
-            let record_batch = record_batch.map_err(|e| e.to_string())?;
-            let trades = trades_from_batch(&record_batch, symbol)?;
+            let trades = trades_from_batch(&record_batch?, symbol).map_err(LakeSourceError::NotTrades)?;
             batch.trades.extend(trades.into_iter().filter(|t| t.ts >= self.from && t.ts < self.to));
         }
         Ok(())
     }
+}
+
+/// The runtime a replay talks to its store with.
+fn runtime() -> Result<tokio::runtime::Runtime, LakeSourceError> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(LakeSourceError::Runtime)
 }
 
 /// The trades files under `prefix`, with their sizes in bytes.
@@ -240,10 +293,10 @@ fn list_trades(
     runtime: &tokio::runtime::Runtime,
     store: &dyn ObjectStore,
     prefix: &Path,
-) -> Result<Vec<(TradesFile, u64)>, String> {
+) -> Result<Vec<(TradesFile, u64)>, LakeSourceError> {
     let root = if prefix.as_ref().is_empty() { Path::from("trades") } else { prefix.clone().join("trades") };
-    let objects: Vec<_> =
-        runtime.block_on(store.list(Some(&root)).try_collect()).map_err(|e| format!("listing {root}: {e}"))?;
+    let listed = runtime.block_on(store.list(Some(&root)).try_collect());
+    let objects: Vec<_> = listed.map_err(|source| LakeSourceError::List { root, source })?;
     let strip = if prefix.as_ref().is_empty() { String::new() } else { format!("{prefix}/") };
     Ok(objects
         .iter()

@@ -65,67 +65,145 @@ impl SourceSpec {
 }
 
 /// Why a `--source` is not usable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("--source {url:?}: {reason}")]
 pub struct SourceUrlError {
-    /// The URL as given.
+    /// The URL as given (a Finnhub key in it replaced by `***`).
     pub url: String,
     /// What is wrong and how to fix it.
-    pub reason: String,
+    #[source]
+    pub reason: SourceUrlReason,
+}
+
+/// What is wrong with a `--source` URL; each message names the value and a fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SourceUrlReason {
+    /// Not a URL at all.
+    #[error(
+        "not a URL ({0}); use file:///abs/path.ndjson, - (standard input), sim://?rate=50000, kafka://host:9092/topic, finnhub://?symbols=AAPL or lake:///abs/dir"
+    )]
+    NotAUrl(#[source] url::ParseError),
+    /// A scheme no source has.
+    #[error("unknown scheme {0:?}; supported: file:///abs/path, sim://?...")]
+    UnknownScheme(String),
+    /// `file://host/path` or `lake://host/path`: two slashes, so the first segment was
+    /// taken for a host.
+    #[error("the path must be absolute, with three slashes: {scheme}:///{host}{path}")]
+    NotAbsolute {
+        /// `file` or `lake`.
+        scheme: &'static str,
+        /// What the URL parser took for a host.
+        host: String,
+        /// The rest of the path.
+        path: String,
+    },
+    /// The URL is no local absolute path.
+    #[error("not a local absolute path; e.g. {example}")]
+    NotALocalPath {
+        /// A working URL of the same scheme.
+        example: &'static str,
+    },
+    /// `file://…?…`.
+    #[error("file:// sources take no options")]
+    FileOptions,
+    /// `sim://host/path`.
+    #[error("options go in the query: sim://?symbols=AAPL,MSFT&rate=50000&count=1000000&seed=42")]
+    SimOptionsInPath,
+    /// An option the scheme does not take.
+    #[error("unknown option {option:?}; {takes}")]
+    UnknownOption {
+        /// The option as given.
+        option: String,
+        /// Which options the scheme takes.
+        takes: &'static str,
+    },
+    /// A time option (`from`, `to`, `start`) that is not a time.
+    #[error("{option}={value:?}: {source}")]
+    BadTime {
+        /// The option.
+        option: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it is not a time.
+        source: TimeError,
+    },
+    /// A numeric `sim://` option that is not a non-negative integer.
+    #[error("{option}={value:?} is not a non-negative integer ({meaning})")]
+    NotANumber {
+        /// The option.
+        option: String,
+        /// Its value.
+        value: String,
+        /// What the number means.
+        meaning: &'static str,
+    },
+    /// `lake://…?from=F&to=T` with `F >= T`.
+    #[error("from ({from}) must be before to ({to})")]
+    EmptyRange {
+        /// `from`, ms.
+        from: i64,
+        /// `to`, ms.
+        to: i64,
+    },
+    /// A `sim://` configuration that cannot be simulated.
+    #[error(transparent)]
+    Sim(#[from] crate::sim::SimConfigError),
+    /// A bad `kafka://` URL.
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::KafkaSpecError),
+    /// A bad `finnhub://` URL.
+    #[error(transparent)]
+    Finnhub(#[from] crate::finnhub::FinnhubError),
 }
 
 /// Parses a `--source` URL.
 pub fn parse_source(text: &str) -> Result<SourceSpec, SourceUrlError> {
-    let fail = |reason: String| SourceUrlError { url: text.to_owned(), reason };
+    let fail = |reason: SourceUrlReason| SourceUrlError { url: text.to_owned(), reason };
     // Several brokers (`kafka://h1:9092,h2:9092/topic`) are not a URL authority the `url`
     // crate accepts.
     if text == "-" || text == "stdin://" {
         return Ok(SourceSpec::Stdin);
     }
     if text.starts_with("kafka://") {
-        return crate::kafka::parse_url(text).map(SourceSpec::Kafka).map_err(fail);
+        return crate::kafka::parse_url(text).map(SourceSpec::Kafka).map_err(|e| fail(e.into()));
     }
-    let url = Url::parse(text).map_err(|e| {
-        fail(format!("not a URL ({e}); use file:///abs/path.ndjson, - (standard input), sim://?rate=50000, kafka://host:9092/topic, finnhub://?symbols=AAPL or lake:///abs/dir"))
-    })?;
+    let url = Url::parse(text).map_err(|e| fail(SourceUrlReason::NotAUrl(e)))?;
     match url.scheme() {
         "file" => parse_file(&url).map_err(fail),
         "sim" => parse_sim(&url).map_err(fail),
-        "kafka" => crate::kafka::parse_url(text).map(SourceSpec::Kafka).map_err(fail),
+        "kafka" => crate::kafka::parse_url(text).map(SourceSpec::Kafka).map_err(|e| fail(e.into())),
         "finnhub" => crate::finnhub::parse_url(&url)
             .map(SourceSpec::Finnhub)
-            .map_err(|reason| SourceUrlError { url: crate::finnhub::redact_token(text), reason }),
+            .map_err(|e| SourceUrlError { url: crate::finnhub::redact_token(text), reason: e.into() }),
         "lake" | "lake+s3" => parse_lake(&url).map_err(fail),
-        other => Err(fail(format!("unknown scheme {other:?}; supported: file:///abs/path, sim://?..."))),
+        other => Err(fail(SourceUrlReason::UnknownScheme(other.to_owned()))),
     }
 }
 
-fn parse_file(url: &Url) -> Result<SourceSpec, String> {
-    if url.host_str().is_some_and(|h| !h.is_empty()) {
-        return Err(format!(
-            "the path must be absolute, with three slashes: file:///{}{}",
-            url.host_str().unwrap_or_default(),
-            url.path()
-        ));
+/// `file://host/path` or `lake://host/path`, as an error; `None` when the host is empty.
+fn not_absolute(scheme: &'static str, url: &Url) -> Option<SourceUrlReason> {
+    let host = url.host_str().filter(|h| !h.is_empty())?;
+    Some(SourceUrlReason::NotAbsolute { scheme, host: host.to_owned(), path: url.path().to_owned() })
+}
+
+fn parse_file(url: &Url) -> Result<SourceSpec, SourceUrlReason> {
+    if let Some(e) = not_absolute("file", url) {
+        return Err(e);
     }
     if url.query().is_some() {
-        return Err("file:// sources take no options".into());
+        return Err(SourceUrlReason::FileOptions);
     }
     let path =
-        url.to_file_path().map_err(|_| "not a local absolute path; e.g. file:///data/trades.ndjson".to_owned())?;
+        url.to_file_path().map_err(|_| SourceUrlReason::NotALocalPath { example: "file:///data/trades.ndjson" })?;
     Ok(SourceSpec::File { path })
 }
 
-fn parse_lake(url: &Url) -> Result<SourceSpec, String> {
+fn parse_lake(url: &Url) -> Result<SourceSpec, SourceUrlReason> {
     let lake = if url.scheme() == "lake" {
-        if url.host_str().is_some_and(|h| !h.is_empty()) {
-            return Err(format!(
-                "the path must be absolute, with three slashes: lake:///{}{}",
-                url.host_str().unwrap_or_default(),
-                url.path()
-            ));
+        if let Some(e) = not_absolute("lake", url) {
+            return Err(e);
         }
-        let path = url.to_file_path().map_err(|_| "not a local absolute path; e.g. lake:///data/lake".to_owned())?;
+        let path = url.to_file_path().map_err(|_| SourceUrlReason::NotALocalPath { example: "lake:///data/lake" })?;
         format!("file://{}", path.display())
     } else {
         let bucket = url.host_str().unwrap_or_default();
@@ -134,29 +212,41 @@ fn parse_lake(url: &Url) -> Result<SourceSpec, String> {
     };
     let (mut from, mut to) = (None, None);
     for (key, value) in url.query_pairs() {
+        let time = |option| {
+            parse_time(&value).map_err(|source| SourceUrlReason::BadTime { option, value: value.to_string(), source })
+        };
         match key.as_ref() {
-            "from" => from = Some(parse_time(&value).map_err(|e| format!("from={value:?}: {e}"))?),
-            "to" => to = Some(parse_time(&value).map_err(|e| format!("to={value:?}: {e}"))?),
-            other => return Err(format!("unknown option {other:?}; lake sources take from and to (RFC 3339 or ms)")),
+            "from" => from = Some(time("from")?),
+            "to" => to = Some(time("to")?),
+            other => {
+                return Err(SourceUrlReason::UnknownOption {
+                    option: other.to_owned(),
+                    takes: "lake sources take from and to (RFC 3339 or ms)",
+                });
+            }
         }
     }
     if let (Some(f), Some(t)) = (from, to)
         && f >= t
     {
-        return Err(format!("from ({f}) must be before to ({t})"));
+        return Err(SourceUrlReason::EmptyRange { from: f, to: t });
     }
     Ok(SourceSpec::Lake { lake, from, to })
 }
 
-fn parse_sim(url: &Url) -> Result<SourceSpec, String> {
+fn parse_sim(url: &Url) -> Result<SourceSpec, SourceUrlReason> {
     if url.host_str().is_some_and(|h| !h.is_empty()) || !(url.path().is_empty() || url.path() == "/") {
-        return Err("options go in the query: sim://?symbols=AAPL,MSFT&rate=50000&count=1000000&seed=42".into());
+        return Err(SourceUrlReason::SimOptionsInPath);
     }
     let mut config = SimConfig { rate: DEFAULT_SIM_RATE, ..SimConfig::default() };
     let mut start = None;
     for (key, value) in url.query_pairs() {
-        let number = |what: &str| -> Result<u64, String> {
-            value.parse::<u64>().map_err(|_| format!("{key}={value:?} is not a non-negative integer ({what})"))
+        let number = |meaning: &'static str| -> Result<u64, SourceUrlReason> {
+            value.parse::<u64>().map_err(|_| SourceUrlReason::NotANumber {
+                option: key.to_string(),
+                value: value.to_string(),
+                meaning,
+            })
         };
         match key.as_ref() {
             "symbols" => {
@@ -166,19 +256,33 @@ fn parse_sim(url: &Url) -> Result<SourceSpec, String> {
             "count" => config.count = Some(number("total trades")?),
             "seed" => config.seed = number("random seed")?,
             "start" => {
-                start =
-                    Some(parse_time(&value).map_err(|e| format!("start={value:?}: {e}"))?).filter(|_| value != "now")
+                let time = parse_time(&value).map_err(|source| SourceUrlReason::BadTime {
+                    option: "start",
+                    value: value.to_string(),
+                    source,
+                })?;
+                start = Some(time).filter(|_| value != "now")
             }
-            other => return Err(format!("unknown option {other:?}; sim:// takes symbols, rate, count, seed, start")),
+            other => {
+                return Err(SourceUrlReason::UnknownOption {
+                    option: other.to_owned(),
+                    takes: "sim:// takes symbols, rate, count, seed, start",
+                });
+            }
         }
     }
     config.start_ms = start.unwrap_or(crate::sim::DEFAULT_START_MS);
-    config.check().map_err(|e| e.to_string())?;
+    config.check()?;
     Ok(SourceSpec::Sim { config, start })
 }
 
+/// A time that is neither ms since the epoch nor RFC 3339.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not ms since the epoch nor RFC 3339 ({0}); e.g. 1700000000000 or 2023-11-14T22:13:20Z")]
+pub struct TimeError(#[source] pub chrono::ParseError);
+
 /// Parses a time as integer ms since the epoch, RFC 3339, or `now`.
-pub fn parse_time(text: &str) -> Result<i64, String> {
+pub fn parse_time(text: &str) -> Result<i64, TimeError> {
     if text == "now" {
         return Ok(crate::batch::wall_ms());
     }
@@ -187,9 +291,7 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     }
     // A `+01:00` offset written unescaped in a URL query arrives as ` 01:00`.
     let text = &text.replace(' ', "+");
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp_millis())
-        .map_err(|e| format!("not ms since the epoch nor RFC 3339 ({e}); e.g. 1700000000000 or 2023-11-14T22:13:20Z"))
+    chrono::DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_millis()).map_err(TimeError)
 }
 
 #[cfg(test)]

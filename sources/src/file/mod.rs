@@ -33,7 +33,7 @@ pub mod plan;
 use crate::batch::{Batch, wall_ms};
 use crate::driver::{Poll, Reader, checkpointed_source};
 use chunk::{ParsedChunk, late_reject, parse_chunk, recycle};
-use plan::FilePlan;
+use plan::{FilePlan, FileSourceError};
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
@@ -143,17 +143,11 @@ impl ChunkReader {
     }
 
     /// Continues from a checkpoint's part; refuses one taken of other input.
-    pub fn restore(&mut self, state: &[u8]) -> Result<(), String> {
-        let state: ReaderState = tradeflow_model::checkpoint::from_json("the file source", state)?;
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), FileSourceError> {
+        let state: ReaderState =
+            tradeflow_model::checkpoint::from_json("the file source", state).map_err(FileSourceError::Checkpoint)?;
         if state.files != self.files() {
-            let name = |files: &[(String, u64)]| {
-                files.iter().map(|(p, s)| format!("{p} ({s} bytes)")).collect::<Vec<_>>().join(", ")
-            };
-            return Err(format!(
-                "the input changed since the checkpoint: it was {}, it is {}; resume with the same files, or start again with --from-scratch",
-                name(&state.files),
-                name(&self.files())
-            ));
+            return Err(FileSourceError::InputChanged { then: state.files, now: self.files() });
         }
         self.next = state.next;
         self.replay = state.maxima.clone();
@@ -288,7 +282,7 @@ pub fn file_source<'scope>(
     stop: Arc<AtomicBool>,
     saver: Option<Saver>,
     backlog: Option<crate::driver::Backlog>,
-) -> Result<StreamVec<'scope, Time, Batch>, String> {
+) -> Result<StreamVec<'scope, Time, Batch>, FileSourceError> {
     let (index, peers) = (scope.index(), scope.peers());
     let plan = Rc::new(plan);
     let pending = Rc::new(Cell::new(0));

@@ -10,7 +10,7 @@ use crate::format::{Item, parse_line};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// Why a `file://` source cannot be read.
+/// Why a `file://` source cannot be read, or resumed from a checkpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum FileSourceError {
     /// The path does not exist or cannot be read.
@@ -29,6 +29,26 @@ pub enum FileSourceError {
         /// The path.
         path: String,
     },
+    /// A checkpoint's state of the source cannot be decoded.
+    #[error("{0}")]
+    Checkpoint(String),
+    /// The files or their sizes differ from those of the checkpoint being resumed.
+    #[error(
+        "the input changed since the checkpoint: it was {}, it is {}; resume with the same files, or start again with --from-scratch",
+        describe(.then),
+        describe(.now)
+    )]
+    InputChanged {
+        /// Each file's path and size in the checkpoint.
+        then: Vec<(String, u64)>,
+        /// Each file's path and size now.
+        now: Vec<(String, u64)>,
+    },
+}
+
+/// `path (size bytes), ...`.
+fn describe(files: &[(String, u64)]) -> String {
+    files.iter().map(|(p, s)| format!("{p} ({s} bytes)")).collect::<Vec<_>>().join(", ")
 }
 
 /// One input file.
@@ -170,5 +190,23 @@ fn peek_first_ts(path: &Path) -> i64 {
         Some(ts) => ts,
         None if whole_file => i64::MAX,
         None => i64::MIN,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_input_names_both_listings() {
+        let e = FileSourceError::InputChanged {
+            then: vec![("/a".into(), 10), ("/b".into(), 2)],
+            now: vec![("/a".into(), 11)],
+        };
+        assert_eq!(
+            e.to_string(),
+            "the input changed since the checkpoint: it was /a (10 bytes), /b (2 bytes), it is /a (11 bytes); \
+             resume with the same files, or start again with --from-scratch"
+        );
     }
 }

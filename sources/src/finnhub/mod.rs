@@ -31,7 +31,7 @@ pub use source::FinnhubReader;
 
 use std::fmt;
 use std::time::Duration;
-use tradeflow_model::Symbol;
+use tradeflow_model::{Symbol, SymbolError};
 use url::Url;
 
 /// Finnhub's WebSocket endpoint.
@@ -45,6 +45,127 @@ pub const DEFAULT_SILENCE: Duration = Duration::from_secs(90);
 pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(500);
 /// Default longest reconnection delay.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// An example of a working `finnhub://` URL, for messages.
+const EXAMPLE: &str = "finnhub://?symbols=AAPL,MSFT,BINANCE:BTCUSDT";
+
+/// Why a `finnhub://` source is not usable: its URL, the endpoint or key the environment
+/// gives, or a checkpoint being resumed. Values from outside that could hold the key are
+/// shown with `token=***`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FinnhubError {
+    /// Something between `finnhub://` and `?`.
+    #[error("options go in the query: {example}&endpoint=ws://127.0.0.1:8765", example = EXAMPLE)]
+    OptionsInPath,
+    /// A duration option (`silence`, `backoff`, `max_backoff`) that is not a duration.
+    #[error("{option}={value:?}: {source}; use e.g. 90s")]
+    BadDuration {
+        /// The option.
+        option: String,
+        /// Its value.
+        value: String,
+        /// Why it is not a duration.
+        source: humantime::DurationError,
+    },
+    /// A duration option of zero.
+    #[error("{option}={value:?}: must be positive, e.g. 90s")]
+    ZeroDuration {
+        /// The option.
+        option: String,
+        /// Its value.
+        value: String,
+    },
+    /// One of `symbols=` is not a valid symbol.
+    #[error("symbols: {symbol:?} is not a valid symbol: {source}")]
+    BadSymbol {
+        /// The symbol as given.
+        symbol: String,
+        /// What is wrong with it.
+        source: SymbolError,
+    },
+    /// `endpoint=` is not a URL.
+    #[error("endpoint={:?} is not a URL ({source}); e.g. endpoint=ws://127.0.0.1:8765", redact_token(.value))]
+    EndpointNotAUrl {
+        /// The value as given.
+        value: String,
+        /// What the URL parser says.
+        source: url::ParseError,
+    },
+    /// `endpoint=` is not a WebSocket URL.
+    #[error("endpoint={:?}: use a ws:// or wss:// URL, e.g. ws://127.0.0.1:8765", redact_token(.value))]
+    EndpointNotWebSocket {
+        /// The value as given.
+        value: String,
+    },
+    /// `token=` in the source URL.
+    #[error("the API key does not go in the URL (URLs end up in logs): set FINNHUB_API_KEY instead")]
+    TokenInUrl,
+    /// An option `finnhub://` does not take.
+    #[error("unknown option {0:?}; finnhub:// takes symbols, endpoint, silence, backoff, max_backoff")]
+    UnknownOption(String),
+    /// No `symbols=`, or an empty list.
+    #[error("no symbols to subscribe to: {example}", example = EXAMPLE)]
+    NoSymbols,
+    /// `max_backoff` below `backoff`.
+    #[error("max_backoff ({max_backoff:?}) is shorter than backoff ({backoff:?}); raise max_backoff")]
+    BackoffOrder {
+        /// `backoff=`.
+        backoff: Duration,
+        /// `max_backoff=`.
+        max_backoff: Duration,
+    },
+    /// The endpoint resolved (from `endpoint=`, `FINNHUB_WS_URL` or the default) is not a
+    /// URL.
+    #[error("{from} {:?} is not a URL: {source}", redact_token(.endpoint))]
+    Endpoint {
+        /// Where the endpoint came from.
+        from: &'static str,
+        /// The endpoint.
+        endpoint: String,
+        /// What the URL parser says.
+        source: url::ParseError,
+    },
+    /// The endpoint resolved is not a WebSocket URL.
+    #[error("{from} {:?}: use a ws:// or wss:// URL, e.g. ws://127.0.0.1:8765", redact_token(.endpoint))]
+    EndpointScheme {
+        /// Where the endpoint came from.
+        from: &'static str,
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// The endpoint resolved has a `token=`.
+    #[error("{from}: the API key does not go in the URL: set FINNHUB_API_KEY instead")]
+    TokenInEndpoint {
+        /// Where the endpoint came from.
+        from: &'static str,
+    },
+    /// Finnhub's own endpoint without a key.
+    #[error(
+        "FINNHUB_API_KEY is not set: Finnhub's WebSocket API needs an API key (free at finnhub.io); set it in the environment or in .env, or point the source at a local server with &endpoint=ws://127.0.0.1:8765 (see `tradeflow simulate --serve`)"
+    )]
+    NoApiKey,
+    /// A symbol that is not valid (checked again when resolving).
+    #[error("symbol {symbol:?}: {source}")]
+    Symbol {
+        /// The symbol.
+        symbol: String,
+        /// What is wrong with it.
+        source: SymbolError,
+    },
+    /// A checkpoint's state of the feed cannot be decoded.
+    #[error("{0}")]
+    Checkpoint(String),
+    /// A checkpoint taken with another number of symbols.
+    #[error("{label}: the checkpoint was taken with {then} symbols, now {now}")]
+    CheckpointSymbols {
+        /// The endpoint as shown (`token=***`).
+        label: String,
+        /// Symbols when the checkpoint was taken.
+        then: usize,
+        /// Symbols now.
+        now: usize,
+    },
+}
 
 /// A parsed `finnhub://?symbols=..` URL, before the environment is consulted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,10 +184,9 @@ pub struct FinnhubSpec {
 
 /// Parses the query of a `finnhub://` URL (see SPEC 8):
 /// `finnhub://?symbols=AAPL,MSFT,BINANCE:BTCUSDT&endpoint=ws://127.0.0.1:8765&silence=90s&backoff=500ms&max_backoff=60s`.
-pub fn parse_url(url: &Url) -> Result<FinnhubSpec, String> {
-    const EXAMPLE: &str = "finnhub://?symbols=AAPL,MSFT,BINANCE:BTCUSDT";
+pub fn parse_url(url: &Url) -> Result<FinnhubSpec, FinnhubError> {
     if url.host_str().is_some_and(|h| !h.is_empty()) || !(url.path().is_empty() || url.path() == "/") {
-        return Err(format!("options go in the query: {EXAMPLE}&endpoint=ws://127.0.0.1:8765"));
+        return Err(FinnhubError::OptionsInPath);
     }
     let mut spec = FinnhubSpec {
         symbols: Vec::new(),
@@ -76,17 +196,19 @@ pub fn parse_url(url: &Url) -> Result<FinnhubSpec, String> {
         max_backoff: DEFAULT_MAX_BACKOFF,
     };
     for (key, value) in url.query_pairs() {
-        let duration = || -> Result<Duration, String> {
-            let d = humantime::parse_duration(&value).map_err(|e| format!("{key}={value:?}: {e}; use e.g. 90s"))?;
-            if d.is_zero() {
-                return Err(format!("{key}={value:?}: must be positive, e.g. 90s"));
+        let duration = || -> Result<Duration, FinnhubError> {
+            let (option, value) = (key.to_string(), value.to_string());
+            match humantime::parse_duration(&value) {
+                Err(source) => Err(FinnhubError::BadDuration { option, value, source }),
+                Ok(d) if d.is_zero() => Err(FinnhubError::ZeroDuration { option, value }),
+                Ok(d) => Ok(d),
             }
-            Ok(d)
         };
         match key.as_ref() {
             "symbols" => {
                 for symbol in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    Symbol::check(symbol).map_err(|e| format!("symbols: {symbol:?} is not a valid symbol: {e}"))?;
+                    Symbol::check(symbol)
+                        .map_err(|source| FinnhubError::BadSymbol { symbol: symbol.to_owned(), source })?;
                     if !spec.symbols.iter().any(|s| s == symbol) {
                         spec.symbols.push(symbol.to_owned());
                     }
@@ -94,35 +216,24 @@ pub fn parse_url(url: &Url) -> Result<FinnhubSpec, String> {
             }
             "endpoint" => {
                 let endpoint = Url::parse(&value)
-                    .map_err(|e| format!("endpoint={value:?} is not a URL ({e}); e.g. endpoint=ws://127.0.0.1:8765"))?;
+                    .map_err(|source| FinnhubError::EndpointNotAUrl { value: value.to_string(), source })?;
                 if !matches!(endpoint.scheme(), "ws" | "wss") {
-                    return Err(format!("endpoint={value:?}: use a ws:// or wss:// URL, e.g. ws://127.0.0.1:8765"));
+                    return Err(FinnhubError::EndpointNotWebSocket { value: value.into_owned() });
                 }
                 spec.endpoint = Some(value.into_owned());
             }
             "silence" => spec.silence = duration()?,
             "backoff" => spec.backoff = duration()?,
             "max_backoff" => spec.max_backoff = duration()?,
-            "token" => {
-                return Err(
-                    "the API key does not go in the URL (URLs end up in logs): set FINNHUB_API_KEY instead".into()
-                );
-            }
-            other => {
-                return Err(format!(
-                    "unknown option {other:?}; finnhub:// takes symbols, endpoint, silence, backoff, max_backoff"
-                ));
-            }
+            "token" => return Err(FinnhubError::TokenInUrl),
+            other => return Err(FinnhubError::UnknownOption(other.to_owned())),
         }
     }
     if spec.symbols.is_empty() {
-        return Err(format!("no symbols to subscribe to: {EXAMPLE}"));
+        return Err(FinnhubError::NoSymbols);
     }
     if spec.max_backoff < spec.backoff {
-        return Err(format!(
-            "max_backoff ({:?}) is shorter than backoff ({:?}); raise max_backoff",
-            spec.max_backoff, spec.backoff
-        ));
+        return Err(FinnhubError::BackoffOrder { backoff: spec.backoff, max_backoff: spec.max_backoff });
     }
     Ok(spec)
 }
@@ -161,33 +272,36 @@ impl fmt::Debug for FinnhubConfig {
 impl FinnhubSpec {
     /// Resolves the endpoint (`endpoint=`, else `env_endpoint` from `FINNHUB_WS_URL`, else
     /// Finnhub's) and the key (`FINNHUB_API_KEY`). Finnhub's own endpoint needs a key.
-    pub fn resolve(&self, token: Option<String>, env_endpoint: Option<String>) -> Result<FinnhubConfig, String> {
+    pub fn resolve(&self, token: Option<String>, env_endpoint: Option<String>) -> Result<FinnhubConfig, FinnhubError> {
         let token = token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
         let (text, from) = match (&self.endpoint, env_endpoint.filter(|e| !e.trim().is_empty())) {
             (Some(e), _) => (e.clone(), "endpoint="),
             (None, Some(e)) => (e.trim().to_owned(), "FINNHUB_WS_URL"),
             (None, None) => (DEFAULT_ENDPOINT.to_owned(), "the default endpoint"),
         };
-        let mut url = Url::parse(&text).map_err(|e| format!("{from} {text:?} is not a URL: {e}"))?;
+        let mut url = match Url::parse(&text) {
+            Ok(url) => url,
+            Err(source) => return Err(FinnhubError::Endpoint { from, endpoint: text, source }),
+        };
         if !matches!(url.scheme(), "ws" | "wss") {
-            return Err(format!("{from} {text:?}: use a ws:// or wss:// URL, e.g. ws://127.0.0.1:8765"));
+            return Err(FinnhubError::EndpointScheme { from, endpoint: text });
         }
         if url.query_pairs().any(|(k, _)| k == "token") {
-            return Err(format!("{from}: the API key does not go in the URL: set FINNHUB_API_KEY instead"));
+            return Err(FinnhubError::TokenInEndpoint { from });
         }
         if token.is_none() && url.host_str() == Some("ws.finnhub.io") {
-            return Err("FINNHUB_API_KEY is not set: Finnhub's WebSocket API needs an API key (free at finnhub.io); \
-                 set it in the environment or in .env, or point the source at a local server with \
-                 &endpoint=ws://127.0.0.1:8765 (see `tradeflow simulate --serve`)"
-                .into());
+            return Err(FinnhubError::NoApiKey);
         }
         let mut label = url.clone();
         if let Some(token) = &token {
             url.query_pairs_mut().append_pair("token", token);
             label.query_pairs_mut().append_pair("token", "***");
         }
-        let symbols: Result<Vec<Symbol>, String> =
-            self.symbols.iter().map(|s| Symbol::parse(s).map_err(|e| format!("symbol {s:?}: {e}"))).collect();
+        let symbols: Result<Vec<Symbol>, FinnhubError> = self
+            .symbols
+            .iter()
+            .map(|s| Symbol::parse(s).map_err(|source| FinnhubError::Symbol { symbol: s.clone(), source }))
+            .collect();
         Ok(FinnhubConfig {
             symbols: symbols?,
             url,
@@ -262,7 +376,7 @@ pub fn redact_token(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn spec(text: &str) -> Result<FinnhubSpec, String> {
+    fn spec(text: &str) -> Result<FinnhubSpec, FinnhubError> {
         parse_url(&Url::parse(text).unwrap())
     }
 
@@ -281,15 +395,17 @@ mod tests {
 
     #[test]
     fn errors_name_the_value_and_the_fix() {
-        assert!(spec("finnhub://").unwrap_err().contains("no symbols"));
-        assert!(spec("finnhub://?symbols=A%00B").unwrap_err().contains("not a valid symbol"));
-        assert!(spec("finnhub://?symbols=A&token=x").unwrap_err().contains("FINNHUB_API_KEY"));
+        assert!(spec("finnhub://").unwrap_err().to_string().contains("no symbols"));
+        assert!(spec("finnhub://?symbols=A%00B").unwrap_err().to_string().contains("not a valid symbol"));
+        assert!(spec("finnhub://?symbols=A&token=x").unwrap_err().to_string().contains("FINNHUB_API_KEY"));
         assert_eq!(redact_token("finnhub://?token=abc&symbols=A&token=d"), "finnhub://?token=***&symbols=A&token=***");
-        assert!(spec("finnhub://?symbols=A&endpoint=http://x").unwrap_err().contains("ws://"));
-        assert!(spec("finnhub://?symbols=A&silence=0s").unwrap_err().contains("positive"));
-        assert!(spec("finnhub://?symbols=A&speed=1").unwrap_err().contains("unknown option \"speed\""));
-        assert!(spec("finnhub://host?symbols=A").unwrap_err().contains("query"));
-        assert!(spec("finnhub://?symbols=A&backoff=10s&max_backoff=1s").unwrap_err().contains("max_backoff"));
+        assert!(spec("finnhub://?symbols=A&endpoint=http://x").unwrap_err().to_string().contains("ws://"));
+        assert!(spec("finnhub://?symbols=A&silence=0s").unwrap_err().to_string().contains("positive"));
+        assert!(spec("finnhub://?symbols=A&speed=1").unwrap_err().to_string().contains("unknown option \"speed\""));
+        assert!(spec("finnhub://host?symbols=A").unwrap_err().to_string().contains("query"));
+        assert!(
+            spec("finnhub://?symbols=A&backoff=10s&max_backoff=1s").unwrap_err().to_string().contains("max_backoff")
+        );
     }
 
     #[test]
@@ -308,7 +424,7 @@ mod tests {
     #[test]
     fn the_key_is_only_in_the_connection_url() {
         let s = spec("finnhub://?symbols=AAPL").unwrap();
-        let err = s.resolve(None, None).unwrap_err();
+        let err = s.resolve(None, None).unwrap_err().to_string();
         assert!(err.contains("FINNHUB_API_KEY is not set"), "{err}");
         let c = s.resolve(Some("s3cr3t-key".into()), None).unwrap();
         assert_eq!(c.connect_url().as_str(), "wss://ws.finnhub.io/?token=s3cr3t-key");
@@ -323,6 +439,11 @@ mod tests {
         let c = s.resolve(Some("k".into()), Some("ws://elsewhere".into())).unwrap();
         assert_eq!(c.label(), "ws://127.0.0.1:8765/?token=***");
         let s = spec("finnhub://?symbols=AAPL").unwrap();
-        assert!(s.resolve(None, Some("ws://x?token=abc".into())).unwrap_err().contains("FINNHUB_API_KEY"));
+        assert!(s.resolve(None, Some("ws://x?token=abc".into())).unwrap_err().to_string().contains("FINNHUB_API_KEY"));
+        // A key typed into the endpoint is not shown, whichever way the endpoint is wrong.
+        let e = s.resolve(None, Some("http://x?token=abc".into())).unwrap_err().to_string();
+        assert_eq!(e, r#"FINNHUB_WS_URL "http://x?token=***": use a ws:// or wss:// URL, e.g. ws://127.0.0.1:8765"#);
+        let e = spec("finnhub://?symbols=A&endpoint=http://x%3Ftoken%3Dabc").unwrap_err().to_string();
+        assert!(e.contains("token=***") && !e.contains("abc"), "{e}");
     }
 }

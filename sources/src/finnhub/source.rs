@@ -148,15 +148,15 @@ struct FeedState {
 
 impl FinnhubReader {
     /// Restores the lateness clocks of a checkpoint (see [`Reader::snapshot`]).
-    pub fn restore(&mut self, state: &[u8]) -> Result<(), String> {
-        let state: FeedState = tradeflow_model::checkpoint::from_json(self.config.label(), state)?;
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), super::FinnhubError> {
+        let state: FeedState = tradeflow_model::checkpoint::from_json(self.config.label(), state)
+            .map_err(super::FinnhubError::Checkpoint)?;
         if state.clocks.len() != self.config.symbols.len() + 1 {
-            return Err(format!(
-                "{}: the checkpoint was taken with {} symbols, now {}",
-                self.config.label(),
-                state.clocks.len().saturating_sub(1),
-                self.config.symbols.len()
-            ));
+            return Err(super::FinnhubError::CheckpointSymbols {
+                label: self.config.label().to_owned(),
+                then: state.clocks.len().saturating_sub(1),
+                now: self.config.symbols.len(),
+            });
         }
         self.partitions.restore_clocks(&state.clocks, state.reported);
         Ok(())

@@ -17,7 +17,7 @@
 //! `invalid_json` — SPEC 2's reason for a record that cannot be read at all — with a
 //! detail that says it is Avro.
 
-use super::registry::{Registry, WriterSchema};
+use super::registry::{Registry, RegistryError, WriterSchema};
 use apache_avro::Schema;
 use apache_avro::types::Value;
 use std::sync::{Arc, OnceLock};
@@ -111,7 +111,7 @@ impl AvroDecoder {
 
     /// Decodes one value. `Err` only when the registry cannot be reached at all (the run
     /// must stop rather than dead-letter everything).
-    pub fn decode(&self, value: &[u8]) -> Result<AvroRecord, String> {
+    pub fn decode(&self, value: &[u8]) -> Result<AvroRecord, RegistryError> {
         if value.len() < 5 || value[0] != MAGIC {
             let what = if value.is_empty() {
                 "it is empty".to_owned()
@@ -163,37 +163,56 @@ fn unreadable(detail: String, value: &[u8]) -> AvroRecord {
     AvroRecord::Reject(RejectReason::InvalidJson, detail, payload)
 }
 
+/// Why a body is not a record of `schemas/trade.avsc` (the detail of its dead letter).
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("truncated long")]
+    TruncatedLong,
+    #[error("a long longer than 10 bytes")]
+    LongTooLong,
+    #[error("negative length {0}")]
+    NegativeLength(i64),
+    #[error("length {0} beyond the end of the record")]
+    LengthBeyondEnd(usize),
+    #[error("a string is not UTF-8: {0}")]
+    NotUtf8(#[source] std::str::Utf8Error),
+    #[error("union index {0} for \"c\" (0 = null, 1 = array)")]
+    ConditionsUnion(i64),
+    #[error("{0} bytes after the record")]
+    Trailing(usize),
+}
+
 struct Cursor<'a> {
     bytes: &'a [u8],
 }
 
 impl<'a> Cursor<'a> {
-    fn long(&mut self) -> Result<i64, String> {
+    fn long(&mut self) -> Result<i64, BodyError> {
         let mut z: u64 = 0;
         for i in 0..10 {
-            let (&b, rest) = self.bytes.split_first().ok_or("truncated long")?;
+            let (&b, rest) = self.bytes.split_first().ok_or(BodyError::TruncatedLong)?;
             self.bytes = rest;
             z |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
                 return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
             }
         }
-        Err("a long longer than 10 bytes".into())
+        Err(BodyError::LongTooLong)
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], String> {
+    fn bytes(&mut self) -> Result<&'a [u8], BodyError> {
         let len = self.long()?;
-        let len = usize::try_from(len).map_err(|_| format!("negative length {len}"))?;
+        let len = usize::try_from(len).map_err(|_| BodyError::NegativeLength(len))?;
         if len > self.bytes.len() {
-            return Err(format!("length {len} beyond the end of the record"));
+            return Err(BodyError::LengthBeyondEnd(len));
         }
         let (head, rest) = self.bytes.split_at(len);
         self.bytes = rest;
         Ok(head)
     }
 
-    fn string(&mut self) -> Result<&'a str, String> {
-        std::str::from_utf8(self.bytes()?).map_err(|e| format!("a string is not UTF-8: {e}"))
+    fn string(&mut self) -> Result<&'a str, BodyError> {
+        std::str::from_utf8(self.bytes()?).map_err(BodyError::NotUtf8)
     }
 }
 
@@ -215,7 +234,7 @@ fn unscaled(bytes: &[u8]) -> Option<i128> {
 }
 
 /// Decodes a body written with `schemas/trade.avsc`.
-fn decode_trade(body: &[u8]) -> Result<AvroRecord, String> {
+fn decode_trade(body: &[u8]) -> Result<AvroRecord, BodyError> {
     let mut c = Cursor { bytes: body };
     let s = c.string()?;
     let p = c.bytes()?;
@@ -240,10 +259,10 @@ fn decode_trade(body: &[u8]) -> Result<AvroRecord, String> {
             }
             Some(list)
         }
-        other => return Err(format!("union index {other} for \"c\" (0 = null, 1 = array)")),
+        other => return Err(BodyError::ConditionsUnion(other)),
     };
     if !c.bytes.is_empty() {
-        return Err(format!("{} bytes after the record", c.bytes.len()));
+        return Err(BodyError::Trailing(c.bytes.len()));
     }
     let fields = Fields {
         s: Some(Field::Str(s.into())),

@@ -13,19 +13,24 @@
 //!   `p % workers`, each partition its own watermark; offsets committed to the group
 //!   when the run ends cleanly.
 //! * [`avro`] and [`registry`] — Avro values and the schema registry.
+//! * [`error`] — [`KafkaError`], why talking to the brokers failed (the URL's own
+//!   errors are [`KafkaSpecError`]).
 //! * [`producer`] — trades to a topic: key = symbol, timestamp = `t`, idempotent,
 //!   batched, compressed; creates the topic.
 
 pub mod avro;
+pub mod error;
 pub mod plan;
 pub mod producer;
 pub mod registry;
 pub mod source;
 pub mod spec;
 
+pub use error::KafkaError;
 pub use plan::{KafkaPlan, resolve};
+pub use registry::RegistryError;
 pub use source::{KafkaReader, commit_offsets};
-pub use spec::{End, KafkaSpec, Start, ValueFormat, parse_url};
+pub use spec::{BoundError, BrokersError, End, KafkaSpec, KafkaSpecError, Start, TopicError, ValueFormat, parse_url};
 
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,7 @@
 //! * An end (`latest`, a time, or offsets) is capped by the high watermark at start:
 //!   a bounded replay never waits for records produced after it started.
 
+use super::KafkaError;
 use super::spec::{End, KafkaSpec, Start};
 use rdkafka::Offset;
 use rdkafka::config::ClientConfig;
@@ -78,41 +79,47 @@ pub fn group_id(spec: &KafkaSpec) -> String {
     spec.group.clone().unwrap_or_else(|| format!("tradeflow-{}", spec.topic))
 }
 
-fn fail(spec: &KafkaSpec, what: &str, e: impl std::fmt::Display) -> String {
-    format!("{}: {what}: {e}", spec.label())
-}
-
 /// Resolves `spec` (brokers already resolved): one metadata query, the watermarks of
 /// every partition, and the offset lookups its start needs.
-pub fn resolve(spec: &KafkaSpec) -> Result<KafkaPlan, String> {
+pub fn resolve(spec: &KafkaSpec) -> Result<KafkaPlan, KafkaError> {
+    let label = || spec.label();
     let consumer: BaseConsumer = client_config(spec)
         .set("group.id", group_id(spec))
         .set("enable.auto.commit", "false")
         .create()
-        .map_err(|e| fail(spec, "cannot create a Kafka client", e))?;
-    let metadata = consumer.fetch_metadata(Some(&spec.topic), QUERY_TIMEOUT).map_err(|e| {
-        fail(spec, "cannot reach the brokers", format!("{e} (within {QUERY_TIMEOUT:?}); is a broker listening there?"))
-    })?;
+        .map_err(|source| KafkaError::Client { label: label(), source })?;
+    let metadata = consumer
+        .fetch_metadata(Some(&spec.topic), QUERY_TIMEOUT)
+        .map_err(|source| KafkaError::NotListening { label: label(), source, timeout: QUERY_TIMEOUT })?;
     let topic = metadata.topics().iter().find(|t| t.name() == spec.topic);
-    let missing = format!(
-        "topic {:?} does not exist (topics are not created automatically): create it, e.g. with `tradeflow produce --to kafka://{}/{} --partitions 4`",
-        spec.topic, spec.brokers, spec.topic
-    );
-    let topic = topic.ok_or_else(|| fail(spec, "no such topic", &missing))?;
-    if let Some(e) = topic.error() {
-        return Err(fail(spec, &missing, format!("{e:?}")));
+    let topic = topic.ok_or_else(|| KafkaError::NoSuchTopic {
+        label: label(),
+        brokers: spec.brokers.clone(),
+        topic: spec.topic.clone(),
+    })?;
+    if let Some(code) = topic.error() {
+        return Err(KafkaError::TopicUnavailable {
+            label: label(),
+            brokers: spec.brokers.clone(),
+            topic: spec.topic.clone(),
+            code,
+        });
     }
     let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
     ids.sort_unstable();
     if ids.is_empty() {
-        return Err(fail(spec, "the topic has no partitions", &missing));
+        return Err(KafkaError::NoPartitions {
+            label: label(),
+            brokers: spec.brokers.clone(),
+            topic: spec.topic.clone(),
+        });
     }
 
     let mut marks = Vec::with_capacity(ids.len());
     for &p in &ids {
         let (low, high) = consumer
             .fetch_watermarks(&spec.topic, p, QUERY_TIMEOUT)
-            .map_err(|e| fail(spec, &format!("partition {p}: cannot read its watermarks"), e))?;
+            .map_err(|source| KafkaError::Watermarks { label: label(), partition: p, source })?;
         marks.push((p, low.max(0), high.max(0)));
     }
     // The offset query's high watermark can be short of the true end (tansu answers with
@@ -135,7 +142,7 @@ pub fn resolve(spec: &KafkaSpec) -> Result<KafkaPlan, String> {
             }
             let committed = consumer
                 .committed_offsets(tpl, QUERY_TIMEOUT)
-                .map_err(|e| fail(spec, "cannot read the group's committed offsets", e))?;
+                .map_err(|source| KafkaError::CommittedOffsets { label: label(), source })?;
             marks
                 .iter()
                 .map(|&(p, low, high)| match committed.find_partition(&spec.topic, p).map(|e| e.offset()) {
@@ -148,7 +155,7 @@ pub fn resolve(spec: &KafkaSpec) -> Result<KafkaPlan, String> {
             let mut tpl = TopicPartitionList::new();
             for &p in &ids {
                 tpl.add_partition_offset(&spec.topic, p, Offset::Offset(*ts))
-                    .map_err(|e| fail(spec, "offset lookup", e))?;
+                    .map_err(|source| KafkaError::OffsetLookup { label: label(), source })?;
             }
             match consumer.offsets_for_times(tpl, QUERY_TIMEOUT) {
                 Ok(found) => marks
@@ -205,7 +212,7 @@ pub fn resolve(spec: &KafkaSpec) -> Result<KafkaPlan, String> {
 /// watermark, a few quarter-second probes — and the reader skips the records before
 /// `offset` (skipping is cheap next to a probe). A broker that is merely slow to answer
 /// costs some records read and skipped, never a wrong result.
-pub fn fetch_start(spec: &KafkaSpec, partition: i32, offset: i64) -> Result<i64, String> {
+pub fn fetch_start(spec: &KafkaSpec, partition: i32, offset: i64) -> Result<i64, KafkaError> {
     let consumer: BaseConsumer = client_config(spec)
         .set("group.id", group_id(spec))
         .set("enable.auto.commit", "false")
@@ -213,11 +220,11 @@ pub fn fetch_start(spec: &KafkaSpec, partition: i32, offset: i64) -> Result<i64,
         .set("fetch.wait.max.ms", "10")
         .set("max.partition.fetch.bytes", "1024")
         .create()
-        .map_err(|e| fail(spec, "cannot create a Kafka client", e))?;
+        .map_err(|source| KafkaError::Client { label: spec.label(), source })?;
     let label = format!("{}/{partition}", spec.label());
     let (low, _) = consumer
         .fetch_watermarks(&spec.topic, partition, QUERY_TIMEOUT)
-        .map_err(|e| fail(spec, &format!("partition {partition}: cannot read its watermarks"), e))?;
+        .map_err(|source| KafkaError::Watermarks { label: spec.label(), partition, source })?;
     let low = low.max(0);
     let (mut candidate, mut step) = (offset, 1);
     // The watermark query connected to the partition's leader; the first fetch may still
@@ -244,10 +251,14 @@ pub fn fetch_start(spec: &KafkaSpec, partition: i32, offset: i64) -> Result<i64,
 /// (or reports the end of the partition) within `wait`. A fetch from the middle of a
 /// record batch that skips to the next batch (tansu does, for a batch it has already
 /// answered) returns a later record: not an answer, or the records between would be lost.
-fn answers(consumer: &BaseConsumer, topic: &str, partition: i32, at: i64, wait: Duration) -> Result<bool, String> {
+fn answers(consumer: &BaseConsumer, topic: &str, partition: i32, at: i64, wait: Duration) -> Result<bool, KafkaError> {
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(at)).map_err(|e| e.to_string())?;
-    consumer.assign(&tpl).map_err(|e| format!("{topic}/{partition}: cannot assign the partition: {e}"))?;
+    tpl.add_partition_offset(topic, partition, Offset::Offset(at)).map_err(KafkaError::Offset)?;
+    consumer.assign(&tpl).map_err(|source| KafkaError::AssignPartition {
+        topic: topic.to_owned(),
+        partition,
+        source,
+    })?;
     let deadline = std::time::Instant::now() + wait;
     while std::time::Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(10)) {
@@ -285,7 +296,7 @@ impl rdkafka::consumer::ConsumerContext for FetchedWatermarks {}
 fn fetched_high_watermarks(
     spec: &KafkaSpec,
     marks: &[(i32, i64, i64)],
-) -> Result<std::collections::HashMap<i32, i64>, String> {
+) -> Result<std::collections::HashMap<i32, i64>, KafkaError> {
     let context = FetchedWatermarks { topic: spec.topic.clone(), seen: Default::default() };
     let consumer: BaseConsumer<FetchedWatermarks> = client_config(spec)
         .set("group.id", group_id(spec))
@@ -295,13 +306,13 @@ fn fetched_high_watermarks(
         .set("max.partition.fetch.bytes", "1024")
         .set("fetch.wait.max.ms", "10")
         .create_with_context(context)
-        .map_err(|e| fail(spec, "cannot create a Kafka client", e))?;
+        .map_err(|source| KafkaError::Client { label: spec.label(), source })?;
+    let probe = |source| KafkaError::Probe { label: spec.label(), source };
     let mut tpl = TopicPartitionList::new();
     for &(p, low, high) in marks {
-        tpl.add_partition_offset(&spec.topic, p, Offset::Offset((high - 1).max(low)))
-            .map_err(|e| fail(spec, "probing the watermarks", e))?;
+        tpl.add_partition_offset(&spec.topic, p, Offset::Offset((high - 1).max(low))).map_err(probe)?;
     }
-    consumer.assign(&tpl).map_err(|e| fail(spec, "probing the watermarks", e))?;
+    consumer.assign(&tpl).map_err(probe)?;
     let deadline = std::time::Instant::now() + QUERY_TIMEOUT;
     loop {
         let _ = consumer.poll(Duration::from_millis(10));
@@ -310,11 +321,7 @@ fn fetched_high_watermarks(
             return Ok(seen);
         }
         if std::time::Instant::now() >= deadline {
-            return Err(fail(
-                spec,
-                "probing the high watermarks",
-                format!("no fetch answered within {QUERY_TIMEOUT:?}"),
-            ));
+            return Err(KafkaError::ProbeTimeout { label: spec.label(), timeout: QUERY_TIMEOUT });
         }
     }
 }

@@ -12,6 +12,7 @@
 //!   [`RESENDS`] times, then counted as failed; the caller reports failures.
 //! * The topic is created with the requested partition count when it does not exist.
 
+use super::KafkaError;
 use super::avro::{TRADE_SCHEMA, encode_trade};
 use super::plan::{QUERY_TIMEOUT, client_config};
 use super::registry::Registry;
@@ -20,7 +21,7 @@ use crate::format::write_flat_trade;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use std::sync::Mutex;
@@ -125,12 +126,12 @@ pub struct TradeProducer {
 }
 
 /// Partitions of `topic`, or `None` when it does not exist.
-fn partition_count(spec: &KafkaSpec) -> Result<Option<usize>, String> {
+fn partition_count(spec: &KafkaSpec) -> Result<Option<usize>, KafkaError> {
     let consumer: BaseConsumer =
-        client_config(spec).create().map_err(|e| format!("{}: cannot create a Kafka client: {e}", spec.label()))?;
+        client_config(spec).create().map_err(|source| KafkaError::Client { label: spec.label(), source })?;
     let metadata = consumer
         .fetch_metadata(Some(&spec.topic), QUERY_TIMEOUT)
-        .map_err(|e| format!("{}: cannot reach the brokers: {e} (within {QUERY_TIMEOUT:?})", spec.label()))?;
+        .map_err(|source| KafkaError::Unreachable { label: spec.label(), source, timeout: QUERY_TIMEOUT })?;
     Ok(metadata
         .topics()
         .iter()
@@ -139,27 +140,24 @@ fn partition_count(spec: &KafkaSpec) -> Result<Option<usize>, String> {
 }
 
 /// Creates the topic if it does not exist; its partition count either way.
-pub fn ensure_topic(spec: &KafkaSpec, partitions: i32, replication: i32) -> Result<TopicStatus, String> {
+pub fn ensure_topic(spec: &KafkaSpec, partitions: i32, replication: i32) -> Result<TopicStatus, KafkaError> {
     if let Some(count) = partition_count(spec)? {
         return Ok(TopicStatus { partitions: count, created: false });
     }
     let admin: AdminClient<_> =
-        client_config(spec).create().map_err(|e| format!("{}: cannot create an admin client: {e}", spec.label()))?;
+        client_config(spec).create().map_err(|source| KafkaError::AdminClient { label: spec.label(), source })?;
     let topic = NewTopic::new(&spec.topic, partitions, TopicReplication::Fixed(replication));
     let options = AdminOptions::new().operation_timeout(Some(QUERY_TIMEOUT)).request_timeout(Some(QUERY_TIMEOUT));
     let results = futures::executor::block_on(admin.create_topics(&[topic], &options))
-        .map_err(|e| format!("{}: creating the topic: {e}", spec.label()))?;
+        .map_err(|source| KafkaError::CreateTopic { label: spec.label(), source })?;
     let mut created = true;
     for result in results {
         match result {
             Ok(_) => {}
             // Someone else created it in the meantime.
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => created = false,
-            Err((name, code)) => {
-                return Err(format!(
-                    "{}: creating topic {name:?} with {partitions} partitions (replication {replication}): {code}",
-                    spec.label()
-                ));
+            Err((topic, code)) => {
+                return Err(KafkaError::TopicRefused { label: spec.label(), topic, partitions, replication, code });
             }
         }
     }
@@ -170,7 +168,7 @@ pub fn ensure_topic(spec: &KafkaSpec, partitions: i32, replication: i32) -> Resu
             return Ok(TopicStatus { partitions: count, created });
         }
         if Instant::now() >= deadline {
-            return Err(format!("{}: the topic was created but does not show in the metadata", spec.label()));
+            return Err(KafkaError::TopicNotShown { label: spec.label() });
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -178,7 +176,7 @@ pub fn ensure_topic(spec: &KafkaSpec, partitions: i32, replication: i32) -> Resu
 
 impl TradeProducer {
     /// Connects, creating the topic with `options.partitions` if it does not exist.
-    pub fn open(spec: &KafkaSpec, options: &ProducerOptions) -> Result<(TradeProducer, TopicStatus), String> {
+    pub fn open(spec: &KafkaSpec, options: &ProducerOptions) -> Result<(TradeProducer, TopicStatus), KafkaError> {
         let status = ensure_topic(spec, options.partitions, options.replication)?;
         let schema_id =
             match (options.format, std::env::var("SCHEMA_REGISTRY_URL").ok().filter(|u| !u.trim().is_empty())) {
@@ -217,7 +215,7 @@ impl TradeProducer {
             .set("queue.buffering.max.kbytes", "1048576")
             .set("message.timeout.ms", "120000")
             .create_with_context(context)
-            .map_err(|e| format!("{}: cannot create a Kafka producer: {e}", spec.label()))?;
+            .map_err(|source| KafkaError::Producer { label: spec.label(), source })?;
         let sent = r.counter(
             "tradeflow_kafka_sent_total",
             "Records handed to librdkafka by `tradeflow produce`, by topic.",
@@ -247,7 +245,7 @@ impl TradeProducer {
     }
 
     /// Encodes and enqueues one trade (waiting while librdkafka's queue is full).
-    pub fn send(&mut self, trade: &Trade) -> Result<(), String> {
+    pub fn send(&mut self, trade: &Trade) -> Result<(), KafkaError> {
         self.value.clear();
         match self.format {
             ValueFormat::Json => {
@@ -273,7 +271,7 @@ impl TradeProducer {
         Ok(())
     }
 
-    fn enqueue(&self, key: &[u8], value: &[u8], ts: Option<i64>, attempts: usize) -> Result<(), String> {
+    fn enqueue(&self, key: &[u8], value: &[u8], ts: Option<i64>, attempts: usize) -> Result<(), KafkaError> {
         loop {
             let mut record = BaseRecord::with_opaque_to(&self.topic, attempts).key(key).payload(value);
             if let Some(ts) = ts {
@@ -281,16 +279,16 @@ impl TradeProducer {
             }
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     self.producer.poll(Duration::from_millis(10));
                 }
-                Err((e, _)) => return Err(format!("{}: {e}", self.label)),
+                Err((source, _)) => return Err(KafkaError::Librdkafka { label: self.label.clone(), source }),
             }
         }
     }
 
     /// Serves delivery reports and re-sends failed records; call regularly.
-    pub fn poll(&self) -> Result<(), String> {
+    pub fn poll(&self) -> Result<(), KafkaError> {
         self.producer.poll(Duration::ZERO);
         let resend = std::mem::take(&mut *self.producer.context().resend.lock().unwrap_or_else(|p| p.into_inner()));
         for (key, value, ts, attempts) in resend {
@@ -306,7 +304,7 @@ impl TradeProducer {
     }
 
     /// Waits until every record is delivered or given up on (at most `timeout`).
-    pub fn flush(&self, timeout: Duration) -> Result<(), String> {
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         let deadline = Instant::now() + timeout;
         loop {
             self.poll()?;
@@ -318,11 +316,8 @@ impl TradeProducer {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "{}: {} records still undelivered after {timeout:?}",
-                    self.label,
-                    self.producer.in_flight_count()
-                ));
+                let records = self.producer.in_flight_count();
+                return Err(KafkaError::Undelivered { label: self.label.clone(), records, timeout });
             }
         }
     }

@@ -20,8 +20,72 @@ pub enum WriterSchema {
     Other(Schema),
 }
 
+/// Why the schema registry could not answer a question.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The HTTP client could not be built, or an answer could not be read.
+    #[error("schema registry {url}: {source}")]
+    Http {
+        /// The registry (or request) URL, password hidden.
+        url: String,
+        /// The underlying error.
+        source: reqwest::Error,
+    },
+    /// No answer after [`ATTEMPTS`] tries: connection failures or 5xx.
+    #[error(
+        "schema registry {url} cannot be reached ({last}; tried {attempts} times): check SCHEMA_REGISTRY_URL, or unset it to use schemas/trade.avsc"
+    )]
+    Unreachable {
+        /// The registry's URL, password hidden.
+        url: String,
+        /// The last failure: an HTTP status or a connection error.
+        last: String,
+        /// How many times the request was sent.
+        attempts: u32,
+    },
+    /// An answer with an unexpected HTTP status.
+    #[error("schema registry {url}: HTTP {status}: {body}")]
+    Status {
+        /// The request URL, password hidden.
+        url: String,
+        /// The status.
+        status: u16,
+        /// The answer's body.
+        body: String,
+    },
+    /// A schema lookup answered without a `schema`.
+    #[error("schema registry {url}: no \"schema\" in the answer {body:?}")]
+    NoSchema {
+        /// The request URL, password hidden.
+        url: String,
+        /// The answer's body.
+        body: String,
+    },
+    /// The schema under an id is not an Avro schema.
+    #[error("schema registry {url}: schema id {id} is not a valid Avro schema: {source}")]
+    InvalidSchema {
+        /// The request URL, password hidden.
+        url: String,
+        /// The schema id.
+        id: u32,
+        /// What the Avro parser says.
+        source: apache_avro::Error,
+    },
+    /// A registration answered without an `id`.
+    #[error("schema registry {url}: no \"id\" in the answer {body:?}")]
+    NoId {
+        /// The request URL, password hidden.
+        url: String,
+        /// The answer's body.
+        body: String,
+    },
+}
+
 /// A schema registry at one URL, with its cache.
 pub struct Registry {
+    /// The URL requests go to.
+    address: String,
+    /// `address` as messages show it: a password in it replaced by `***`.
     url: String,
     client: reqwest::blocking::Client,
     cache: Mutex<HashMap<u32, Option<Arc<WriterSchema>>>>,
@@ -38,42 +102,49 @@ const ATTEMPTS: u32 = 4;
 
 impl Registry {
     /// A client of the registry at `url` (`http://host:8081`).
-    pub fn new(url: &str) -> Result<Registry, String> {
+    pub fn new(url: &str) -> Result<Registry, RegistryError> {
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| format!("schema registry {url}: {e}"))?;
-        Ok(Registry { url: url.trim_end_matches('/').to_owned(), client, cache: Mutex::default() })
+            .map_err(|source| RegistryError::Http { url: hide_password(url), source })?;
+        let address = url.trim_end_matches('/').to_owned();
+        Ok(Registry { url: hide_password(&address), address, client, cache: Mutex::default() })
     }
 
-    /// The registry's URL.
+    /// The registry's URL as shown in messages (a password in it replaced by `***`).
     pub fn url(&self) -> &str {
         &self.url
     }
 
     /// The writer schema with this id: `Ok(None)` when the registry does not know it,
     /// `Err` when it cannot be reached or answers nonsense.
-    pub fn schema(&self, id: u32) -> Result<Option<Arc<WriterSchema>>, String> {
+    pub fn schema(&self, id: u32) -> Result<Option<Arc<WriterSchema>>, RegistryError> {
         if let Some(found) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
             return Ok(found.clone());
         }
-        let url = format!("{}/schemas/ids/{id}", self.url);
+        let url = format!("{}/schemas/ids/{id}", self.address);
+        let shown = || format!("{}/schemas/ids/{id}", self.url);
         let found = match self.request(|| self.client.get(&url))? {
             (404, _) => None,
             (200, body) => {
-                let text = serde_json::from_str::<serde_json::Value>(&body)
+                let Some(text) = serde_json::from_str::<serde_json::Value>(&body)
                     .ok()
                     .and_then(|json| json["schema"].as_str().map(str::to_owned))
-                    .ok_or_else(|| format!("schema registry {url}: no \"schema\" in the answer {body:?}"))?;
-                let schema = Schema::parse_str(&text)
-                    .map_err(|e| format!("schema registry {url}: schema id {id} is not a valid Avro schema: {e}"))?;
+                else {
+                    return Err(RegistryError::NoSchema { url: shown(), body });
+                };
+                let schema = Schema::parse_str(&text).map_err(|source| RegistryError::InvalidSchema {
+                    url: shown(),
+                    id,
+                    source,
+                })?;
                 Some(Arc::new(if schema.canonical_form() == trade_schema().canonical_form() {
                     WriterSchema::Trade
                 } else {
                     WriterSchema::Other(schema)
                 }))
             }
-            (status, body) => return Err(format!("schema registry {url}: HTTP {status}: {body}")),
+            (status, body) => return Err(RegistryError::Status { url: shown(), status, body }),
         };
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(id, found.clone());
         Ok(found)
@@ -81,46 +152,64 @@ impl Registry {
 
     /// Registers `schema` under `subject` (idempotent: an identical schema gets its
     /// existing id); returns the id.
-    pub fn register(&self, subject: &str, schema: &str) -> Result<u32, String> {
-        let url = format!("{}/subjects/{subject}/versions", self.url);
+    pub fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+        let url = format!("{}/subjects/{subject}/versions", self.address);
+        let shown = || format!("{}/subjects/{subject}/versions", self.url);
         let body = serde_json::json!({ "schema": schema }).to_string();
         let (status, answer) = self.request(|| {
             self.client.post(&url).header("Content-Type", "application/vnd.schemaregistry.v1+json").body(body.clone())
         })?;
         if status != 200 {
-            return Err(format!("schema registry {url}: HTTP {status}: {answer}"));
+            return Err(RegistryError::Status { url: shown(), status, body: answer });
         }
         serde_json::from_str::<serde_json::Value>(&answer)
             .ok()
             .and_then(|json| json["id"].as_u64())
             .and_then(|id| u32::try_from(id).ok())
-            .ok_or_else(|| format!("schema registry {url}: no \"id\" in the answer {answer:?}"))
+            .ok_or_else(|| RegistryError::NoId { url: shown(), body: answer })
     }
 
     /// Sends a request, retrying connection failures and 5xx; (status, body).
-    fn request(&self, build: impl Fn() -> reqwest::blocking::RequestBuilder) -> Result<(u16, String), String> {
+    fn request(&self, build: impl Fn() -> reqwest::blocking::RequestBuilder) -> Result<(u16, String), RegistryError> {
         let mut delay = Duration::from_millis(200);
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
             match build().send() {
                 Ok(response) if !response.status().is_server_error() => {
                     let status = response.status().as_u16();
-                    let body = response.text().map_err(|e| format!("schema registry {}: {e}", self.url))?;
+                    let body =
+                        response.text().map_err(|source| RegistryError::Http { url: self.url.clone(), source })?;
                     return Ok((status, body));
                 }
                 Ok(response) => last = format!("HTTP {}", response.status()),
-                Err(e) => last = e.to_string(),
+                Err(e) => last = hide_in(&e.to_string(), &self.address, &self.url),
             }
             if attempt < ATTEMPTS {
                 std::thread::sleep(delay);
                 delay *= 2;
             }
         }
-        Err(format!(
-            "schema registry {} cannot be reached ({last}; tried {ATTEMPTS} times): check SCHEMA_REGISTRY_URL, or unset it to use schemas/trade.avsc",
-            self.url
-        ))
+        Err(RegistryError::Unreachable { url: self.url.clone(), last, attempts: ATTEMPTS })
     }
+}
+
+/// `url` with its password, if it has one, replaced by `***`.
+fn hide_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            let shown = parsed.to_string();
+            // `Url` adds a `/` to an empty path; keep the text as given otherwise.
+            if url.ends_with('/') { shown } else { shown.trim_end_matches('/').to_owned() }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `text` (an HTTP client's error, which may quote the request URL) with the registry's
+/// URL `url` shown as `shown`.
+fn hide_in(text: &str, url: &str, shown: &str) -> String {
+    if url == shown { text.to_owned() } else { text.replace(url, shown) }
 }
 
 #[cfg(test)]
@@ -168,7 +257,17 @@ mod tests {
     fn an_unreachable_registry_is_an_error() {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let registry = Registry::new(&format!("http://127.0.0.1:{port}")).unwrap();
-        let e = registry.schema(1).unwrap_err();
+        let e = registry.schema(1).unwrap_err().to_string();
         assert!(e.contains("cannot be reached") && e.contains("SCHEMA_REGISTRY_URL"), "{e}");
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_never_shown() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let registry = Registry::new(&format!("http://user:s3cr3t@127.0.0.1:{port}")).unwrap();
+        assert_eq!(registry.url(), format!("http://user:***@127.0.0.1:{port}"));
+        let e = registry.schema(1).unwrap_err().to_string();
+        assert!(e.contains("cannot be reached") && !e.contains("s3cr3t"), "{e}");
+        assert!(!format!("{registry:?}").contains("s3cr3t"));
     }
 }

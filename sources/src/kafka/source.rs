@@ -27,6 +27,7 @@
 //! dead-lettered with `source` = `kafka://brokers/topic/partition`, `position` = the
 //! offset and `segment` = the offset rounded down to 2^20.
 
+use super::KafkaError;
 use super::avro::{AvroDecoder, AvroRecord};
 use super::plan::{KafkaPlan, PartitionRange, client_config, fetch_start, group_id};
 use super::registry::Registry;
@@ -39,7 +40,7 @@ use rdkafka::Message;
 use rdkafka::Offset;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,7 +67,7 @@ struct LagContext {
 }
 
 impl ClientContext for LagContext {
-    fn error(&self, error: KafkaError, reason: &str) {
+    fn error(&self, error: RdKafkaError, reason: &str) {
         use rdkafka::types::RDKafkaErrorCode as C;
         let code = error.rdkafka_error_code();
         if matches!(code, Some(C::AllBrokersDown | C::BrokerTransportFailure | C::Resolve | C::BrokerNotAvailable)) {
@@ -126,7 +127,7 @@ static COMMITS: Mutex<Vec<PendingCommit>> = Mutex::new(Vec::new());
 /// Commits the positions every finished `kafka://` reader of this process reached, for
 /// the sources that name a group: called once the run has flushed everything it read.
 /// Returns how many partition offsets were committed.
-pub fn commit_offsets() -> Result<usize, String> {
+pub fn commit_offsets() -> Result<usize, KafkaError> {
     let pending = std::mem::take(&mut *COMMITS.lock().unwrap_or_else(|e| e.into_inner()));
     let mut committed = 0;
     for commit in pending {
@@ -139,15 +140,17 @@ pub fn commit_offsets() -> Result<usize, String> {
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .create()
-            .map_err(|e| format!("{}: cannot create a Kafka client: {e}", spec.label()))?;
+            .map_err(|source| KafkaError::Client { label: spec.label(), source })?;
         let mut tpl = TopicPartitionList::new();
         for &(p, offset) in &commit.offsets {
             tpl.add_partition_offset(&spec.topic, p, Offset::Offset(offset))
-                .map_err(|e| format!("{}: {e}", spec.label()))?;
+                .map_err(|source| KafkaError::Librdkafka { label: spec.label(), source })?;
         }
-        consumer
-            .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
-            .map_err(|e| format!("{}: committing offsets for group {group:?}: {e}", spec.label()))?;
+        consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync).map_err(|source| KafkaError::Commit {
+            label: spec.label(),
+            group: group.clone(),
+            source: Box::new(source),
+        })?;
         committed += commit.offsets.len();
     }
     Ok(committed)
@@ -284,17 +287,17 @@ impl KafkaReader {
     /// some brokers (tansu) do not serve a fetch from; the broker's offset for the last
     /// record's timestamp (a batch start on such brokers, and never after the record) is
     /// where fetching starts, so finding it costs one look-up instead of probes.
-    pub fn restore(&mut self, state: &[u8]) -> Result<(), String> {
-        let state: ReaderState = tradeflow_model::checkpoint::from_json(&self.plan.spec.label(), state)?;
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), KafkaError> {
+        let state: ReaderState =
+            tradeflow_model::checkpoint::from_json(&self.plan.spec.label(), state).map_err(KafkaError::Checkpoint)?;
         if state.next.len() != self.owned.len()
             || state.next.iter().zip(&self.owned).any(|((p, _), o)| *p != o.range.partition)
         {
-            return Err(format!(
-                "{}: the checkpoint was taken with other partitions on this worker ({:?}, now {:?})",
-                self.plan.spec.label(),
-                state.next.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
-                self.partitions()
-            ));
+            return Err(KafkaError::CheckpointPartitions {
+                label: self.plan.spec.label(),
+                then: state.next.iter().map(|(p, _)| *p).collect(),
+                now: self.partitions(),
+            });
         }
         for (slot, (_, next)) in state.next.into_iter().enumerate() {
             let o = &mut self.owned[slot];
@@ -378,7 +381,7 @@ impl KafkaReader {
     }
 
     /// Creates the consumer and assigns this worker's unfinished partitions.
-    fn start(&mut self) -> Result<(), String> {
+    fn start(&mut self) -> Result<(), KafkaError> {
         let spec = &self.plan.spec;
         tracing::info!("{}", self.describe());
         if spec.format == ValueFormat::Avro {
@@ -418,7 +421,7 @@ impl KafkaReader {
             .set("fetch.queue.backoff.ms", "10")
             .set("statistics.interval.ms", "250")
             .create_with_context(context)
-            .map_err(|e| format!("{}: cannot create a Kafka consumer: {e}", spec.label()))?;
+            .map_err(|source| KafkaError::Consumer { label: spec.label(), source })?;
         // Offsets given or committed may lie inside a record batch, which some brokers
         // do not serve from (see `fetch_start`); the other starts are batch starts.
         // A resumed partition fetches from the broker's offset for its last record's
@@ -435,9 +438,9 @@ impl KafkaReader {
                 None => o.next,
             };
             tpl.add_partition_offset(&spec.topic, o.range.partition, Offset::Offset(from))
-                .map_err(|e| format!("{}: {e}", o.label))?;
+                .map_err(|source| KafkaError::Librdkafka { label: o.label.clone(), source })?;
         }
-        consumer.assign(&tpl).map_err(|e| format!("{}: cannot assign partitions: {e}", spec.label()))?;
+        consumer.assign(&tpl).map_err(|source| KafkaError::Assign { label: spec.label(), source })?;
         if let Some(waker) = self.waker.clone() {
             let woken = self.woken.clone();
             consumer.set_nonempty_callback(move || {
@@ -504,7 +507,7 @@ impl KafkaReader {
         batch: &mut Batch,
         now: Instant,
         received_at: i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), KafkaError> {
         let (start_ts, end_ts) = (self.plan.start_ts, self.plan.end_ts);
         let o = &mut self.owned[slot];
         if o.finished || offset < o.next {
@@ -661,7 +664,7 @@ impl Reader for KafkaReader {
         if !self.started {
             self.started = true;
             if let Err(e) = self.start() {
-                report_failure(e);
+                report_failure(e.to_string());
                 self.stop.store(true, Ordering::Relaxed);
                 return self.finish(out);
             }
@@ -680,7 +683,7 @@ impl Reader for KafkaReader {
             let message = match consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(message)) => message,
-                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                Some(Err(RdKafkaError::PartitionEOF(partition))) => {
                     self.end_of_partition(partition, consumer);
                     continue;
                 }
@@ -700,7 +703,7 @@ impl Reader for KafkaReader {
             let result =
                 self.record(slot, message.offset(), timestamp, message.payload(), &mut batch, now, received_at);
             if let Err(e) = result {
-                failure = Some(e);
+                failure = Some(e.to_string());
                 break;
             }
         }
@@ -737,7 +740,7 @@ impl Reader for KafkaReader {
 }
 
 /// Errors that retrying cannot fix: the topic or partition is gone, or access is denied.
-fn is_fatal(e: &KafkaError) -> bool {
+fn is_fatal(e: &RdKafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode as C;
     matches!(
         e.rdkafka_error_code(),
