@@ -23,7 +23,8 @@ pub enum WriterSchema {
 /// Why the schema registry could not answer a question.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// The HTTP client could not be built, or an answer could not be read.
+    /// The HTTP client could not be built, or an answer could not be read (`source`
+    /// without its request URL, which may hold the password).
     #[error("schema registry {url}: {source}")]
     Http {
         /// The registry (or request) URL, password hidden.
@@ -106,7 +107,7 @@ impl Registry {
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|source| RegistryError::Http { url: hide_password(url), source })?;
+            .map_err(|source| RegistryError::Http { url: hide_password(url), source: source.without_url() })?;
         let address = url.trim_end_matches('/').to_owned();
         Ok(Registry { url: hide_password(&address), address, client, cache: Mutex::default() })
     }
@@ -177,8 +178,10 @@ impl Registry {
             match build().send() {
                 Ok(response) if !response.status().is_server_error() => {
                     let status = response.status().as_u16();
-                    let body =
-                        response.text().map_err(|source| RegistryError::Http { url: self.url.clone(), source })?;
+                    let body = response.text().map_err(|source| RegistryError::Http {
+                        url: self.url.clone(),
+                        source: source.without_url(),
+                    })?;
                     return Ok((status, body));
                 }
                 Ok(response) => last = format!("HTTP {}", response.status()),
