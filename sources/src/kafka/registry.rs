@@ -10,6 +10,7 @@ use apache_avro::Schema;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tradeflow_model::secret::scrub;
 
 /// A writer schema, as the decoder uses it.
 #[derive(Debug)]
@@ -86,8 +87,10 @@ pub enum RegistryError {
 pub struct Registry {
     /// The URL requests go to.
     address: String,
-    /// `address` as messages show it: a password in it replaced by `***`.
+    /// `address` as messages show it: its password replaced by `***`.
     url: String,
+    /// The password in `address` (empty without one), scrubbed from every message.
+    password: String,
     client: reqwest::blocking::Client,
     cache: Mutex<HashMap<u32, Option<Arc<WriterSchema>>>>,
 }
@@ -104,12 +107,18 @@ const ATTEMPTS: u32 = 4;
 impl Registry {
     /// A client of the registry at `url` (`http://host:8081`).
     pub fn new(url: &str) -> Result<Registry, RegistryError> {
+        let password = url::Url::parse(url)
+            .ok()
+            .and_then(|u| {
+                u.password().map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned())
+            })
+            .unwrap_or_default();
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|source| RegistryError::Http { url: hide_password(url), source: source.without_url() })?;
+            .map_err(|source| RegistryError::Http { url: scrub(url, &password), source: source.without_url() })?;
         let address = url.trim_end_matches('/').to_owned();
-        Ok(Registry { url: hide_password(&address), address, client, cache: Mutex::default() })
+        Ok(Registry { url: scrub(&address, &password), address, password, client, cache: Mutex::default() })
     }
 
     /// The registry's URL as shown in messages (a password in it replaced by `***`).
@@ -185,7 +194,7 @@ impl Registry {
                     return Ok((status, body));
                 }
                 Ok(response) => last = format!("HTTP {}", response.status()),
-                Err(e) => last = hide_in(&e.to_string(), &self.address, &self.url),
+                Err(e) => last = scrub(&e.to_string(), &self.password),
             }
             if attempt < ATTEMPTS {
                 std::thread::sleep(delay);
@@ -194,25 +203,6 @@ impl Registry {
         }
         Err(RegistryError::Unreachable { url: self.url.clone(), last, attempts: ATTEMPTS })
     }
-}
-
-/// `url` with its password, if it has one, replaced by `***`.
-fn hide_password(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            let shown = parsed.to_string();
-            // `Url` adds a `/` to an empty path; keep the text as given otherwise.
-            if url.ends_with('/') { shown } else { shown.trim_end_matches('/').to_owned() }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-/// `text` (an HTTP client's error, which may quote the request URL) with the registry's
-/// URL `url` shown as `shown`.
-fn hide_in(text: &str, url: &str, shown: &str) -> String {
-    if url == shown { text.to_owned() } else { text.replace(url, shown) }
 }
 
 #[cfg(test)]
