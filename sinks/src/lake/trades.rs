@@ -29,10 +29,10 @@
 //! may have one: they hand their rows over as each [`WRITE_ROWS`] fill, and the encoding
 //! runs beside the dataflow. The other files stage a whole row group ([`ROW_GROUP_ROWS`])
 //! before handing it over, and the staged rows of all files together are bounded
-//! ([`TradesFiles::buffer_rows`]): past it, the files with the most staged rows spill them, compactly,
-//! to a file each in the lake's spool directory, which the encoder reads back with the
-//! rest of the row group (`--lake-buffer-rows`). Memory is flat however many symbols there are and however long
-//! their files stay open.
+//! ([`TradesFiles::buffer_rows`], `--lake-buffer-rows`): past it, the files with the most
+//! staged rows spill them, compactly, to a file each in the lake's spool directory, which
+//! the encoder reads back with the rest of the row group. Memory is bounded however many
+//! symbols there are and however long their files stay open.
 
 use super::encoder::{EncodeJob, WRITE_ROWS};
 use super::parquet::ROW_GROUP_ROWS;
@@ -106,7 +106,7 @@ struct Staging {
     /// Files streaming (see [`OpenFile::streaming`]).
     streaming: usize,
     /// At most this many rows staged ([`TradesFiles::buffer_rows`]) ...
-    max_rows: usize,
+    buffer_rows: usize,
     /// ... and this many files streaming ([`TradesFiles::streaming`]).
     max_streaming: usize,
 }
@@ -164,7 +164,7 @@ pub fn write_trades<'scope>(
         max_rows: files.max_rows,
         symbols: FxHashMap::default(),
         written_up_to: i64::MIN,
-        staging: Staging { rows: 0, streaming: 0, max_rows: files.buffer_rows, max_streaming: files.streaming() },
+        staging: Staging { rows: 0, streaming: 0, buffer_rows: files.buffer_rows, max_streaming: files.streaming() },
         spill_buffer: Vec::new(),
     };
     let pact = Exchange::new(|t: &Trade| t.symbol.route());
@@ -314,20 +314,20 @@ impl TradesWriter {
     /// each round the files staging at least their average share. A spill that cannot be
     /// written fails the lake (and so stops the run).
     fn relieve(&mut self) {
-        if self.staging.rows <= self.staging.max_rows {
+        if self.staging.rows <= self.staging.buffer_rows {
             return;
         }
-        while self.staging.rows > self.staging.max_rows / 2 {
+        while self.staging.rows > self.staging.buffer_rows / 2 {
             let staging = self.symbols.values().filter(|f| f.open.as_ref().is_some_and(|o| !o.staged.is_empty()));
             let share = self.staging.rows / staging.count().max(1);
             let before = self.staging.rows;
             for open in self.symbols.values_mut().filter_map(|f| f.open.as_mut()) {
-                if !open.staged.is_empty() && open.staged.len() >= share {
-                    self.staging.rows -= open.staged.len();
-                    if let Err(e) = spill(&self.lake, open, &mut self.spill_buffer) {
-                        self.lake.report_error(e);
-                        return;
-                    }
+                if !open.staged.is_empty()
+                    && open.staged.len() >= share
+                    && let Err(e) = spill(&self.lake, open, &mut self.staging, &mut self.spill_buffer)
+                {
+                    self.lake.report_error(e);
+                    return;
                 }
             }
             if self.staging.rows == before {
@@ -337,14 +337,14 @@ impl TradesWriter {
         }
         tracing::debug!(
             "lake trades: over --lake-buffer-rows {}; spilled staged rows to the spool, {} still staged",
-            self.staging.max_rows,
+            self.staging.buffer_rows,
             self.staging.rows
         );
     }
 }
 
 /// Appends `open`'s staged rows to its spill file and frees them.
-fn spill(lake: &Lake, open: &mut OpenFile, buffer: &mut Vec<u8>) -> Result<(), String> {
+fn spill(lake: &Lake, open: &mut OpenFile, staging: &mut Staging, buffer: &mut Vec<u8>) -> Result<(), String> {
     use std::io::Write;
     buffer.clear();
     for trade in &open.staged {
@@ -358,6 +358,7 @@ fn spill(lake: &Lake, open: &mut OpenFile, buffer: &mut Vec<u8>) -> Result<(), S
         .and_then(|mut file| file.write_all(buffer))
         .map_err(|e| format!("spilling staged trades to {}: {e}", path.display()))?;
     *rows += open.staged.len();
+    staging.rows -= open.staged.len();
     open.staged = Vec::new();
     Ok(())
 }
@@ -488,9 +489,8 @@ fn push_row(lake: &Lake, open: &mut OpenFile, trade: Trade, staging: &mut Stagin
         staging.streaming += 1;
     }
     if open.streaming || unencoded >= ROW_GROUP_ROWS {
-        staging.rows -= open.staged.len();
         start(lake, open);
-        hand_over(lake, open);
+        hand_over(lake, open, staging);
         if open.streaming {
             if open.rows.is_multiple_of(ROW_GROUP_ROWS) {
                 // The encoder finished the row group: another file may stream.
@@ -504,9 +504,10 @@ fn push_row(lake: &Lake, open: &mut OpenFile, trade: Trade, staging: &mut Stagin
 }
 
 /// Hands the encoder `open`'s rows not yet encoded.
-fn hand_over(lake: &Lake, open: &mut OpenFile) {
+fn hand_over(lake: &Lake, open: &mut OpenFile, staging: &mut Staging) {
     let spilled = open.spilled.take().map(|(path, _)| path);
     let rows = std::mem::take(&mut open.staged);
+    staging.rows -= rows.len();
     if spilled.is_some() || !rows.is_empty() {
         lake.encode(EncodeJob::Rows { id: open.id, spilled, rows });
     }
@@ -560,9 +561,8 @@ fn close(lake: &Lake, symbol: &Symbol, files: &mut SymbolFiles, staging: &mut St
     let Some(mut open) = files.open.take() else { return };
     start(lake, &mut open);
     files.last = Some((open.hour, open.index));
-    staging.rows -= open.staged.len();
     staging.streaming -= usize::from(open.streaming);
-    hand_over(lake, &mut open);
+    hand_over(lake, &mut open, staging);
     let key = format!(
         "trades/date={}/{}/{}-{:04}.parquet",
         date_of(open.hour),
