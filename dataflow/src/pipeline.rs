@@ -3,6 +3,7 @@
 use crate::config::{RunConfig, Source};
 use crate::stats::RunStats;
 use differential_dataflow::AsCollection;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -170,14 +171,18 @@ pub fn build<'scope>(
             max_age: (!config.bounded).then_some(Duration::from_secs(300)),
             resolution: config.changelog_resolution_ms,
         };
-        let saved = saver("changelog-window_metrics");
-        write_changelog(analytics.metrics.clone(), run_id.clone(), lake.clone(), changelog.clone(), saved)?;
-        let saved = saver("changelog-anomalies");
-        write_changelog(analytics.anomalies.clone(), run_id, lake.clone(), changelog, saved)?;
-        let age = (!config.bounded).then_some(Duration::from_secs(600));
+        // A stop of a checkpointed run (not drained) is resumed later: sinks then leave
+        // their output open instead of ending it.
         let (stop, suspend) = (shared.stop.clone(), shared.checkpoints.is_some() && !config.drain);
-        let suspended = move || suspend && stop.load(Ordering::Relaxed);
-        write_dead_letters(rejects, lake.clone(), age, saver("dead-letters"), suspended)?;
+        let suspended: Rc<dyn Fn() -> bool> = Rc::new(move || suspend && stop.load(Ordering::Relaxed));
+        let (saved, progress) = (saver("changelog-window_metrics"), saver("changelog-progress-window_metrics"));
+        let metrics = analytics.metrics.clone();
+        write_changelog(metrics, run_id.clone(), lake.clone(), changelog.clone(), saved, progress, suspended.clone())?;
+        let (saved, progress) = (saver("changelog-anomalies"), saver("changelog-progress-anomalies"));
+        let anomalies = analytics.anomalies.clone();
+        write_changelog(anomalies, run_id, lake.clone(), changelog, saved, progress, suspended.clone())?;
+        let age = (!config.bounded).then_some(Duration::from_secs(600));
+        write_dead_letters(rejects, lake.clone(), age, saver("dead-letters"), move || suspended())?;
     }
     if let Some(dashboard) = &shared.dashboard {
         crate::web::feed_dashboard(analytics.metrics.clone(), analytics.anomalies.clone(), dashboard.clone());

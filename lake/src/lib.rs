@@ -3,12 +3,15 @@
 //!
 //! * [`paths`] — object names: Hive partitions, hour-and-index file names, and parsing
 //!   them back;
+//! * [`changelog`] — the changelog's objects: differential's capture protocol (updates
+//!   and progress statements) in Parquet, and reading a run of it back;
 //! * [`parquet`] — the Parquet codec of every dataset (schemas, batches, writer
 //!   settings) and reading trades, window rows and anomalies back;
 //! * [`destination`] — where objects go: a local directory or an S3 bucket, each object
 //!   published atomically, transient failures retried;
 //! * [`host`] — this machine's name, and whether a process of it is still running.
 
+pub mod changelog;
 pub mod destination;
 pub mod host;
 pub mod parquet;

@@ -384,6 +384,107 @@ pub trait LakeRow: Clone + Ord + 'static {
         columns.push(Arc::new(StringArray::from_iter_values(updates.iter().map(|_| run_id))));
         RecordBatch::try_new(Self::changelog_schema(), columns).expect("columns match the schema")
     }
+
+    /// Rows of a batch of the final dataset (or of the changelog, whose row columns are the
+    /// same), marked final. Errors name the column that is not as written.
+    fn rows_from_batch(batch: &RecordBatch) -> Result<Vec<Self>, String>;
+    /// Sets whether the row is final.
+    fn set_final(&mut self, is_final: bool);
+
+    /// A batch of changelog updates back into `(row, time, diff)`: the inverse of
+    /// [`LakeRow::changelog_batch`].
+    fn changelog_from_batch(batch: &RecordBatch) -> Result<Vec<(Self, Time, i64)>, String> {
+        let c = Columns(batch);
+        let (is_final, time, diff) =
+            (c.get::<BooleanArray>("is_final", "boolean")?, c.timestamps("time")?, c.int64s("diff")?);
+        let mut rows = Self::rows_from_batch(batch)?;
+        for (i, row) in rows.iter_mut().enumerate() {
+            row.set_final(is_final.value(i));
+        }
+        rows.into_iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let time = Time::try_from(time.value(i)).map_err(|_| format!("negative time at row {i}"))?;
+                Ok((row, time, diff.value(i)))
+            })
+            .collect()
+    }
+}
+
+/// `changelog/_progress/<collection>/*.parquet`: the changelog's progress statements
+/// (differential's `Message::Progress`). A statement says that the collection's updates at
+/// times in `[lower, upper)` are exactly `count` distinct updates at each `time` listed, and
+/// none at any other; `upper` is null when the run ended (the empty frontier). One row per
+/// `(time, count)`; a statement with no updates is one row with `time` and `count` null.
+pub fn progress_schema() -> SchemaRef {
+    schema_of(vec![
+        Field::new("lower", ts_type(), false),
+        Field::new("upper", ts_type(), true),
+        Field::new("time", ts_type(), true),
+        Field::new("count", DataType::Int64, true),
+        Field::new("run_id", DataType::Utf8, false),
+    ])
+}
+
+/// One progress statement: the updates at times in `[lower, upper)` (`upper` `None`: every
+/// time from `lower` on) are exactly `counts`, as `(time, number of distinct updates)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProgressStatement {
+    /// The first time covered.
+    pub lower: Time,
+    /// The first time not covered; `None`: the stream is complete.
+    pub upper: Option<Time>,
+    /// The number of distinct updates at each time with any, in time order.
+    pub counts: Vec<(Time, u64)>,
+}
+
+/// A batch of progress statements (see [`progress_schema`]).
+pub fn progress_batch(statements: &[ProgressStatement], run_id: &str) -> RecordBatch {
+    // One row per count, or one with null `time` and `count` for a statement without any.
+    let rows: Vec<(&ProgressStatement, Option<&(Time, u64)>)> = statements
+        .iter()
+        .flat_map(|s| {
+            let none = s.counts.is_empty().then_some((s, None));
+            none.into_iter().chain(s.counts.iter().map(move |c| (s, Some(c))))
+        })
+        .collect();
+    let nullable_ts = |values: Vec<Option<i64>>| -> ArrayRef {
+        Arc::new(TimestampMillisecondArray::from(values).with_timezone("UTC"))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        ts_array(rows.iter().map(|(s, _)| s.lower as i64)),
+        nullable_ts(rows.iter().map(|(s, _)| s.upper.map(|u| u as i64)).collect()),
+        nullable_ts(rows.iter().map(|(_, c)| c.map(|c| c.0 as i64)).collect()),
+        Arc::new(rows.iter().map(|(_, c)| c.map(|c| c.1 as i64)).collect::<Int64Array>()),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|_| run_id))),
+    ];
+    RecordBatch::try_new(progress_schema(), columns).expect("columns match the schema")
+}
+
+/// The progress statements of a batch written by [`progress_batch`], in order, with the
+/// run id of each.
+pub fn progress_from_batch(batch: &RecordBatch) -> Result<Vec<(String, ProgressStatement)>, String> {
+    use arrow_array::Array;
+    let c = Columns(batch);
+    let (lower, upper, time) = (c.timestamps("lower")?, c.timestamps("upper")?, c.timestamps("time")?);
+    let (count, run_id) = (c.int64s("count")?, c.strings("run_id")?);
+    let epoch =
+        |value: i64, name: &str, i: usize| Time::try_from(value).map_err(|_| format!("negative {name} at row {i}"));
+    let mut out: Vec<(String, ProgressStatement)> = Vec::new();
+    for i in 0..batch.num_rows() {
+        let lower = epoch(lower.value(i), "lower", i)?;
+        let upper = if upper.is_null(i) { None } else { Some(epoch(upper.value(i), "upper", i)?) };
+        let run = run_id.value(i);
+        let same = out.last().is_some_and(|(r, s)| r == run && s.lower == lower && s.upper == upper);
+        if !same {
+            out.push((run.to_owned(), ProgressStatement { lower, upper, counts: Vec::new() }));
+        }
+        if !time.is_null(i) {
+            let n = u64::try_from(count.value(i)).map_err(|_| format!("negative count at row {i}"))?;
+            out.last_mut().expect("pushed above").1.counts.push((epoch(time.value(i), "time", i)?, n));
+        }
+    }
+    Ok(out)
 }
 
 impl LakeRow for WindowMetrics {
@@ -400,6 +501,12 @@ impl LakeRow for WindowMetrics {
     fn is_final(&self) -> bool {
         self.is_final
     }
+    fn rows_from_batch(batch: &RecordBatch) -> Result<Vec<Self>, String> {
+        Ok(metrics_from_batch(batch)?.into_iter().map(|(row, _digest)| row).collect())
+    }
+    fn set_final(&mut self, is_final: bool) {
+        self.is_final = is_final;
+    }
 }
 
 impl LakeRow for Anomaly {
@@ -415,6 +522,12 @@ impl LakeRow for Anomaly {
     }
     fn is_final(&self) -> bool {
         self.is_final
+    }
+    fn rows_from_batch(batch: &RecordBatch) -> Result<Vec<Self>, String> {
+        anomalies_from_batch(batch)
+    }
+    fn set_final(&mut self, is_final: bool) {
+        self.is_final = is_final;
     }
 }
 

@@ -11,8 +11,11 @@
 //! * [`finnhub`] — Finnhub's WebSocket feed (`finnhub://`), and a compatible server.
 //! * [`lake`] — replaying the lake's trades (`lake://`, `lake+s3://`).
 //! * [`kafka`] — Kafka topics (`kafka://`), live or replayed, and the producer.
+//! * [`changelog`] — a run's changelog replayed into a new dataflow (differential's
+//!   capture source).
 
 pub mod batch;
+pub mod changelog;
 pub mod driver;
 pub mod file;
 pub mod finnhub;

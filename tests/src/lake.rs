@@ -309,6 +309,92 @@ pub fn changelog_progress(root: &Path, collection: &str) -> Vec<(String, u64, u6
     out
 }
 
+/// One progress statement of the changelog (`changelog/_progress/<collection>/`): the
+/// updates of `run_id` at times in `[lower, upper)` (`upper` `None`: the run ended) number
+/// exactly `counts[time]` at each time listed, and none elsewhere.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgressStatement {
+    /// The run.
+    pub run_id: String,
+    /// The first epoch covered.
+    pub lower: i64,
+    /// The first epoch not covered, if any.
+    pub upper: Option<i64>,
+    /// Updates per epoch.
+    pub counts: BTreeMap<i64, i64>,
+}
+
+/// Every progress statement of `collection`, in file name order (`<run id>-<seq>`).
+pub fn progress_statements(root: &Path, collection: &str) -> Vec<ProgressStatement> {
+    let mut out: Vec<ProgressStatement> = Vec::new();
+    let mut files = parquet_files(root, &format!("changelog/_progress/{collection}"));
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    for (_, path) in files {
+        for b in read_batches(&path) {
+            let (lower, run_id) = (timestamps(&b, "lower"), strings(&b, "run_id"));
+            let (upper, time) = (column(&b, "upper"), column(&b, "time"));
+            let (upper_values, time_values) = (timestamps(&b, "upper"), timestamps(&b, "time"));
+            let count = int64s(&b, "count");
+            for i in 0..b.num_rows() {
+                let upper = (!upper.is_null(i)).then(|| upper_values[i]);
+                let same = out.last().is_some_and(|s| s.run_id == run_id[i] && s.lower == lower[i] && s.upper == upper);
+                if !same {
+                    let counts = BTreeMap::new();
+                    out.push(ProgressStatement { run_id: run_id[i].clone(), lower: lower[i], upper, counts });
+                }
+                if !time.is_null(i) {
+                    *out.last_mut().expect("pushed").counts.entry(time_values[i]).or_default() += count[i];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Asserts that the changelog of `collection` is differential's capture protocol, for
+/// every run in it: the run's progress statements tile its epochs from 0 to the end (the
+/// last one closes the stream), and the number of updates they state at each epoch is the
+/// number in the updates files of every worker.
+pub fn assert_capture_protocol(root: &Path, collection: &str) {
+    let mut updates: BTreeMap<String, BTreeMap<i64, i64>> = BTreeMap::new();
+    for (_, path) in parquet_files(root, &format!("changelog/{collection}")) {
+        for b in read_batches(&path) {
+            for (time, run) in timestamps(&b, "time").into_iter().zip(strings(&b, "run_id")) {
+                *updates.entry(run).or_default().entry(time).or_default() += 1;
+            }
+        }
+    }
+    let statements = progress_statements(root, collection);
+    let runs: std::collections::BTreeSet<String> = statements.iter().map(|s| s.run_id.clone()).collect();
+    assert!(
+        updates.keys().all(|run| runs.contains(run)),
+        "{collection}: runs {:?} have updates but no progress",
+        updates.keys().collect::<Vec<_>>()
+    );
+    for run in runs {
+        let mine: Vec<_> = statements.iter().filter(|s| s.run_id == run).collect();
+        let mut lower = 0;
+        let mut stated: BTreeMap<i64, i64> = BTreeMap::new();
+        for (i, s) in mine.iter().enumerate() {
+            assert_eq!(s.lower, lower, "{collection}, run {run}: statement {i} does not start where the last ended");
+            assert!(s.upper.is_some() || i + 1 == mine.len(), "{collection}, run {run}: a statement after the end");
+            for (time, count) in &s.counts {
+                assert!(
+                    *time >= s.lower && s.upper.is_none_or(|u| *time < u),
+                    "{collection}, run {run}: a count at {time} outside [{}, {:?})",
+                    s.lower,
+                    s.upper
+                );
+                *stated.entry(*time).or_default() += count;
+            }
+            lower = s.upper.unwrap_or(i64::MAX);
+        }
+        assert_eq!(lower, i64::MAX, "{collection}, run {run}: the last statement does not close the stream");
+        let written = updates.remove(&run).unwrap_or_default();
+        assert_eq!(stated, written, "{collection}, run {run}: stated counts per epoch vs the updates files");
+    }
+}
+
 /// A collection rebuilt from its updates: each row with its summed diff, zeros dropped.
 pub fn consolidate(updates: &[MetricsUpdate]) -> BTreeMap<WindowMetrics, i64> {
     let mut sums: BTreeMap<WindowMetrics, i64> = BTreeMap::new();

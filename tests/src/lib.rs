@@ -24,7 +24,7 @@ pub mod s3;
 pub mod summary;
 
 pub use process::{
-    Finished, Running, file_url, free_port, free_ports, run_tradeflow, run_two_processes, simulate, temp_dir,
-    tradeflow_bin, tradeflow_command,
+    Finished, Running, example_bin, file_url, free_port, free_ports, run_tradeflow, run_two_processes, simulate,
+    temp_dir, tradeflow_bin, tradeflow_command,
 };
 pub use summary::Summary;

@@ -32,16 +32,28 @@ fn locate() -> PathBuf {
         .and_then(Path::parent)
         .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps/", exe.display()));
     let bin = profile_dir.join(format!("tradeflow{}", std::env::consts::EXE_SUFFIX));
-    build(profile_dir);
+    build(profile_dir, &["-p", "tradeflow", "--bin", "tradeflow"]);
     assert!(bin.is_file(), "{} is missing even after `cargo build -p tradeflow`", bin.display());
     bin
 }
 
-fn build(profile_dir: &Path) {
+/// The example program `name` of `tradeflow-examples`, built (or brought up to date)
+/// next to the test executables.
+pub fn example_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the path of the test executable");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("test executables live in target/<profile>/deps/");
+    build(profile_dir, &["-p", "tradeflow-examples", "--example", name]);
+    let bin = profile_dir.join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.is_file(), "{} is missing even after building the example", bin.display());
+    bin
+}
+
+/// `cargo build <what>` for the profile of `profile_dir`.
+fn build(profile_dir: &Path, what: &[&str]) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace");
     let mut command = Command::new(cargo);
-    command.current_dir(workspace).args(["build", "-p", "tradeflow", "--bin", "tradeflow"]);
+    command.current_dir(workspace).arg("build").args(what);
     match profile_dir.file_name().and_then(OsStr::to_str) {
         Some("debug") | None => {}
         Some("release") => {
@@ -54,7 +66,8 @@ fn build(profile_dir: &Path) {
     let out = command.arg("--quiet").output().expect("running cargo build");
     assert!(
         out.status.success(),
-        "`cargo build -p tradeflow` failed: {}\n{}",
+        "`cargo build {}` failed: {}\n{}",
+        what.join(" "),
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );

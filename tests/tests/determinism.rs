@@ -134,9 +134,16 @@ fn final_results_are_bit_identical_across_workers_and_processes() {
     assert!(reference.keys().any(|k| k.starts_with("trades/") && k.ends_with("-0001.parquet")), "no split file");
 
     // The changelog of every run rebuilds its window metrics, under one run id even
-    // across processes, and no final row is ever retracted.
+    // across processes, and no final row is ever retracted. It is differential's capture
+    // protocol: one update per row and epoch, and one run of progress statements (from
+    // process 0) counting every worker's updates (issue 14).
     for lake in &lakes {
+        for collection in ["window_metrics", "anomalies"] {
+            tradeflow_tests::lake::assert_capture_protocol(lake, collection);
+        }
         let updates = read_metrics_changelog(lake);
+        let distinct: BTreeSet<_> = updates.iter().map(|u| (&u.row, u.time)).collect();
+        assert_eq!(distinct.len(), updates.len(), "{}: a row updated twice in one epoch", lake.display());
         let run_ids: BTreeSet<_> = updates.iter().map(|u| u.run_id.as_str()).collect();
         assert_eq!(run_ids.len(), 1, "{}: run ids {run_ids:?}", lake.display());
         assert!(!updates.iter().any(|u| u.row.is_final && u.diff < 0), "{}: a final row retracted", lake.display());

@@ -1,12 +1,17 @@
 //! `changelog/<collection>/*.parquet`: the captured differential update streams.
 //!
-//! Background: differential's `capture` module records a collection as batches of
-//! `(data, time, diff)` updates plus progress statements (`lower`, `upper`). This sink
-//! does the same in Parquet: each worker writes the updates of its shard, in epoch
-//! order, in files covering whole epochs; a file's key-value metadata holds the
-//! `lower`/`upper` epochs it covers (the progress statement). A notebook rebuilds a
-//! collection as of time `t` by summing `diff` per row over `time <= t` (for one
-//! `run_id`), and sees each metric's provisional values and the moment it became final.
+//! Background: differential's `capture` module records a collection as `Updates`
+//! messages, batches of `(data, time, diff)`, and `Progress` messages, statements of how
+//! many distinct updates there are at each time of an interval `[lower, upper)`, so that a
+//! reader (differential's `capture::source`) can tell when it holds the whole collection
+//! up to a time. This sink writes both as Parquet (the format is in
+//! [`tradeflow_lake::changelog`]): each worker writes the updates of its shard, in epoch
+//! order, consolidated, in files covering whole epochs (each file's `lower`/`upper`
+//! epochs are also in its key-value metadata), and sends the number of updates at each
+//! time to worker 0, whose [`super::progress`] writer states them for the whole run. A
+//! notebook rebuilds a collection as of time `t` by summing `diff` per row over
+//! `time <= t` (for one `run_id`), and sees each metric's provisional values and the
+//! moment it became final.
 //!
 //! **Resolution** (`--changelog-resolution`, 1 s by default): the updates of one interval
 //! of that length (aligned to the epoch) are consolidated before they are written, as
@@ -25,13 +30,19 @@
 //! `run_id`.
 
 use super::parquet::{LakeRow, encode};
+use super::progress::{ProgressConfig, write_progress};
 use super::store::{Lake, Payload};
 use differential_dataflow::VecCollection;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::CapabilitySet;
+use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use tradeflow_lake::changelog::updates_key;
 use tradeflow_model::Time;
 use tradeflow_model::checkpoint::{Part, Saver, from_json, to_json};
 use tradeflow_operators::epochs::{EpochQueue, combined_frontier};
@@ -54,6 +65,8 @@ pub struct ChangelogConfig {
 struct Interval<R> {
     /// Its index (epoch / resolution).
     index: Time,
+    /// The first epoch that brought updates (the operator holds a capability for it).
+    first: Time,
     /// The last epoch that brought updates.
     last: Time,
     updates: Vec<(R, isize)>,
@@ -72,23 +85,46 @@ impl<R: Ord> Interval<R> {
         }
     }
 
-    /// Its net updates, each stamped with the interval's last epoch.
-    fn close(mut self, buffer: &mut Vec<(R, Time, isize)>) {
+    /// Its net updates, each stamped with the interval's last epoch; their count at that
+    /// epoch goes to `counts`.
+    fn close(mut self, buffer: &mut Vec<(R, Time, isize)>, counts: &mut Vec<(Time, u64)>) {
         differential_dataflow::consolidation::consolidate(&mut self.updates);
+        if !self.updates.is_empty() {
+            counts.push((self.last, self.updates.len() as u64));
+        }
         buffer.extend(self.updates.into_iter().map(|(row, diff)| (row, self.last, diff)));
     }
 }
 
 /// Captures `rows` into the lake's changelog (see the module documentation). `run_id`
 /// carries the run's identifier (sent once, by worker 0, to everyone, so that every
-/// process of a run uses the same).
+/// process of a run uses the same). `saver` keeps this worker's file sequence,
+/// `progress_saver` the progress writer's; `suspended` tells, once the input is done,
+/// whether the run stopped to be resumed (its progress then ends at the last epoch
+/// instead of closing the stream).
 pub fn write_changelog<'scope, R: LakeRow + Clone + Ord>(
     rows: VecCollection<'scope, Time, R>,
     run_id: StreamVec<'scope, Time, String>,
     lake: Arc<Lake>,
     config: ChangelogConfig,
-    mut saver: Option<Saver>,
+    saver: Option<Saver>,
+    progress_saver: Option<Saver>,
+    suspended: Rc<dyn Fn() -> bool>,
 ) -> Result<(), String> {
+    let counts = write_updates(rows, run_id.clone(), lake.clone(), config.clone(), saver)?;
+    let progress = ProgressConfig { max_rows: config.max_rows, max_age: config.max_age };
+    write_progress::<R>(counts, run_id, lake, progress, progress_saver, suspended)
+}
+
+/// Writes this worker's updates; returns the number of updates at each time it wrote,
+/// at that time.
+fn write_updates<'scope, R: LakeRow + Clone + Ord>(
+    rows: VecCollection<'scope, Time, R>,
+    run_id: StreamVec<'scope, Time, String>,
+    lake: Arc<Lake>,
+    config: ChangelogConfig,
+    mut saver: Option<Saver>,
+) -> Result<StreamVec<'scope, Time, (Time, u64)>, String> {
     let (mut lower, mut seq): (Time, u64) = match saver.as_ref().and_then(Saver::restore) {
         Some(restored) => from_json(R::DATASET, &restored.state)?,
         None => (0, 0),
@@ -96,11 +132,16 @@ pub fn write_changelog<'scope, R: LakeRow + Clone + Ord>(
     let mut builder = OperatorBuilder::new(format!("Changelog:{}", R::DATASET), rows.inner.scope());
     let mut input = builder.new_input(rows.inner, Pipeline);
     let mut run_in = builder.new_input(run_id, Pipeline);
+    let (counts_out, counts) = builder.new_output();
+    let mut counts_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<(Time, u64)>>>::from(counts_out);
     builder.build(move |_| {
         let mut run_id: Option<String> = None;
+        let mut caps = CapabilitySet::new();
         let mut queue = EpochQueue::<Vec<(R, Time, isize)>>::default();
         let mut buffer: Vec<(R, Time, isize)> = Vec::new();
         let mut open: Option<Interval<R>> = None;
+        // The number of updates at each epoch moved into the buffer, to announce.
+        let mut announce: Vec<(Time, u64)> = Vec::new();
         // When the oldest row in the buffer arrived (the file's age, for `max_age`).
         let mut oldest: Option<Instant> = None;
         // The last epoch applied: a cut with no next epoch (a stop) ends the file there.
@@ -108,7 +149,17 @@ pub fn write_changelog<'scope, R: LakeRow + Clone + Ord>(
         move |frontiers| {
             input.for_each(|cap, batch| {
                 let Some(&time) = cap.least() else { return };
-                queue.at(time).append(batch);
+                if let Some(cap) = cap.retain_least(0) {
+                    caps.insert(cap);
+                }
+                // Updates may be stamped later than the message that carries them.
+                if batch.iter().all(|u| u.1 == time) {
+                    queue.at(time).append(batch);
+                } else {
+                    for update in batch.drain(..) {
+                        queue.at(update.1).push(update);
+                    }
+                }
             });
             run_in.for_each(|_, ids| {
                 if let Some(id) = ids.pop() {
@@ -118,7 +169,7 @@ pub fn write_changelog<'scope, R: LakeRow + Clone + Ord>(
             let frontier = combined_frontier(frontiers);
             let Some(run_id) = run_id.as_deref() else { return };
             let write = |buffer: &mut Vec<(R, Time, isize)>, upper: Time, seq: &mut u64, lower: &mut Time| {
-                let key = format!("changelog/{}/{run_id}-w{:04}-{seq:06}.parquet", R::DATASET, config.worker);
+                let key = updates_key(R::DATASET, run_id, config.worker, *seq);
                 let metadata = vec![
                     ("tradeflow.lower".to_owned(), lower.to_string()),
                     ("tradeflow.upper".to_owned(), upper.to_string()),
@@ -139,10 +190,11 @@ pub fn write_changelog<'scope, R: LakeRow + Clone + Ord>(
                        applied: Option<Time>,
                        open: &mut Option<Interval<R>>,
                        buffer: &mut Vec<_>,
+                       announce: &mut Vec<_>,
                        seq: &mut u64,
                        lower: &mut Time| {
                 if let Some(interval) = open.take() {
-                    interval.close(buffer);
+                    interval.close(buffer, announce);
                 }
                 if !buffer.is_empty() {
                     let upper = upto.or(applied.map(|a| a + 1)).unwrap_or(*lower).max(*lower);
@@ -152,28 +204,42 @@ pub fn write_changelog<'scope, R: LakeRow + Clone + Ord>(
             };
             while let Some((time, mut updates)) = queue.pop_complete(frontier) {
                 if let Some(saver) = saver.as_mut() {
-                    let cut_here = |_| cut(Some(time), applied, &mut open, &mut buffer, &mut seq, &mut lower);
+                    let cut_here =
+                        |_| cut(Some(time), applied, &mut open, &mut buffer, &mut announce, &mut seq, &mut lower);
                     saver.before_epoch(time, cut_here);
                 }
                 applied = applied.max(Some(time));
                 if config.resolution == 0 {
+                    // One update per row and time, as the capture protocol counts them (a
+                    // row can be inserted and retracted within one epoch).
+                    differential_dataflow::consolidation::consolidate_updates(&mut updates);
+                    if !updates.is_empty() {
+                        announce.push((time, updates.len() as u64));
+                    }
                     buffer.append(&mut updates);
                     continue;
                 }
                 let index = time / config.resolution;
                 if open.as_ref().is_some_and(|i| i.index != index) {
-                    open.take().expect("checked").close(&mut buffer);
+                    open.take().expect("checked").close(&mut buffer, &mut announce);
                 }
-                let interval =
-                    open.get_or_insert_with(|| Interval { index, last: time, updates: Vec::new(), consolidated: 0 });
+                let interval = open.get_or_insert_with(|| Interval {
+                    index,
+                    first: time,
+                    last: time,
+                    updates: Vec::new(),
+                    consolidated: 0,
+                });
                 interval.add(time, updates);
             }
             if let Some(saver) = saver.as_mut() {
-                saver.at_frontier(frontier, |_| cut(frontier, applied, &mut open, &mut buffer, &mut seq, &mut lower));
+                saver.at_frontier(frontier, |_| {
+                    cut(frontier, applied, &mut open, &mut buffer, &mut announce, &mut seq, &mut lower)
+                });
             }
             // An interval the frontier has left is complete.
             if open.as_ref().is_some_and(|i| frontier.is_none_or(|f| f / config.resolution > i.index)) {
-                open.take().expect("checked").close(&mut buffer);
+                open.take().expect("checked").close(&mut buffer, &mut announce);
             }
             // What the open interval will hold is not covered by a file written now.
             let upper = match (&open, frontier) {
@@ -190,7 +256,18 @@ pub fn write_changelog<'scope, R: LakeRow + Clone + Ord>(
             if !buffer.is_empty() && (buffer.len() >= config.max_rows || aged || frontier.is_none()) {
                 write(&mut buffer, upper, &mut seq, &mut lower);
             }
+            if !announce.is_empty() {
+                let mut out = counts_out.activate();
+                for (time, count) in announce.drain(..) {
+                    out.session(&caps.delayed(&time)).give((time, count));
+                }
+            }
+            // Hold a capability only for the epochs still to announce.
+            match queue.first_time().into_iter().chain(open.as_ref().map(|i| i.first)).min() {
+                Some(t) => caps.downgrade([t]),
+                None => caps = CapabilitySet::new(),
+            }
         }
     });
-    Ok(())
+    Ok(counts)
 }

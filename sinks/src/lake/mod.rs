@@ -7,6 +7,7 @@ pub mod changelog;
 pub mod dead_letter;
 mod encoder;
 pub mod finals;
+pub mod progress;
 pub mod store;
 pub mod trades;
 pub mod trades_by_hour;
