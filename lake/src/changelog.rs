@@ -40,18 +40,30 @@ pub fn progress_key(collection: &str, run_id: &str, seq: u64) -> String {
     format!("{PROGRESS_DIR}/{collection}/{run_id}-{seq:06}.parquet")
 }
 
-/// The run id of an updates file name (`<run_id>-w<worker>-<seq>.parquet`).
-fn run_of_updates(name: &str) -> Option<&str> {
+/// The run id, worker and sequence number of an updates file name
+/// (`<run_id>-w<worker>-<seq>.parquet`).
+pub fn parse_updates_name(name: &str) -> Option<(&str, usize, u64)> {
     let (rest, seq) = name.strip_suffix(".parquet")?.rsplit_once('-')?;
     let (run, worker) = rest.rsplit_once('-')?;
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    (digits(seq) && worker.strip_prefix('w').is_some_and(digits)).then_some(run)
+    Some((run, number(worker.strip_prefix('w')?)? as usize, number(seq)?))
 }
 
-/// The run id of a progress file name (`<run_id>-<seq>.parquet`).
-fn run_of_progress(name: &str) -> Option<&str> {
+/// The run id and sequence number of a progress file name (`<run_id>-<seq>.parquet`).
+pub fn parse_progress_name(name: &str) -> Option<(&str, u64)> {
     let (run, seq) = name.strip_suffix(".parquet")?.rsplit_once('-')?;
-    (!seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit())).then_some(run)
+    Some((run, number(seq)?))
+}
+
+fn number(digits: &str) -> Option<u64> {
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
+}
+
+fn run_of_updates(name: &str) -> Option<&str> {
+    parse_updates_name(name).map(|(run, _, _)| run)
+}
+
+fn run_of_progress(name: &str) -> Option<&str> {
+    parse_progress_name(name).map(|(run, _)| run)
 }
 
 /// One run's changelog of one collection, as written.
@@ -144,10 +156,10 @@ mod tests {
     fn names_parse_back_to_their_run() {
         let run = "20261205T234000.123Z-0a1b2c3d";
         let updates = updates_key("window_metrics", run, 3, 12);
-        assert_eq!(run_of_updates(updates.rsplit('/').next().unwrap()), Some(run));
+        assert_eq!(parse_updates_name(updates.rsplit('/').next().unwrap()), Some((run, 3, 12)));
         let progress = progress_key("anomalies", run, 7);
         assert!(progress.starts_with("changelog/_progress/anomalies/"));
-        assert_eq!(run_of_progress(progress.rsplit('/').next().unwrap()), Some(run));
+        assert_eq!(parse_progress_name(progress.rsplit('/').next().unwrap()), Some((run, 7)));
         assert_eq!(run_of_updates("notes.parquet"), None);
         assert_eq!(run_of_progress("x-y.parquet"), None);
     }

@@ -237,6 +237,33 @@ impl Destination {
         }
     }
 
+    /// Removes the objects directly in `dir` (relative to the lake root) whose file name
+    /// `doomed` selects; returns how many. A resumed run uses it to take back what the run
+    /// it resumes wrote after the checkpoint it resumes from.
+    pub fn remove_where(&self, dir: &str, doomed: impl Fn(&str) -> bool) -> Result<usize, LakeError> {
+        let (store, prefix) = self.store()?;
+        let root = if prefix.as_ref().is_empty() { Path::from(dir) } else { Path::from(format!("{prefix}/{dir}")) };
+        let removed = io_runtime().block_on(async {
+            let listed = match store.list_with_delimiter(Some(&root)).await {
+                Ok(listed) => listed,
+                Err(object_store::Error::NotFound { .. }) => return Ok(0),
+                Err(e) => return Err(e),
+            };
+            let mut removed = 0;
+            for object in listed.objects {
+                if object.location.filename().is_some_and(&doomed) {
+                    store.delete(&object.location).await?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        });
+        removed.map_err(|e| LakeError::Write {
+            lake: self.display(),
+            message: format!("removing objects in {dir}: {}", redact(&e.to_string())),
+        })
+    }
+
     /// Publishes `payload` as `key` (relative to the lake root); returns its size.
     pub async fn put(&self, key: &str, payload: Payload, staging: &std::path::Path) -> Result<u64, PutError> {
         let transient = |message: String| PutError { permanent: false, message };

@@ -42,7 +42,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::CapabilitySet;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use tradeflow_lake::changelog::updates_key;
+use tradeflow_lake::changelog::{parse_updates_name, updates_key};
 use tradeflow_model::Time;
 use tradeflow_model::checkpoint::{Part, Saver, from_json, to_json};
 use tradeflow_operators::epochs::{EpochQueue, combined_frontier};
@@ -125,10 +125,14 @@ fn write_updates<'scope, R: LakeRow + Clone + Ord>(
     config: ChangelogConfig,
     mut saver: Option<Saver>,
 ) -> Result<StreamVec<'scope, Time, (Time, u64)>, String> {
-    let (mut lower, mut seq): (Time, u64) = match saver.as_ref().and_then(Saver::restore) {
+    let restored = saver.as_ref().and_then(Saver::restore);
+    let (mut lower, mut seq): (Time, u64) = match &restored {
         Some(restored) => from_json(R::DATASET, &restored.state)?,
         None => (0, 0),
     };
+    // A resumed run first takes back the files the interrupted run wrote after the
+    // checkpoint: it writes their epochs again (at its own epochs).
+    let mut take_back = restored.map(|_| seq);
     let mut builder = OperatorBuilder::new(format!("Changelog:{}", R::DATASET), rows.inner.scope());
     let mut input = builder.new_input(rows.inner, Pipeline);
     let mut run_in = builder.new_input(run_id, Pipeline);
@@ -168,6 +172,12 @@ fn write_updates<'scope, R: LakeRow + Clone + Ord>(
             });
             let frontier = combined_frontier(frontiers);
             let Some(run_id) = run_id.as_deref() else { return };
+            if let Some(from) = take_back.take() {
+                let worker = config.worker;
+                take_back_files(&lake, R::DATASET, "changelog", |name| {
+                    parse_updates_name(name).is_some_and(|(run, w, seq)| run == run_id && w == worker && seq >= from)
+                });
+            }
             let write = |buffer: &mut Vec<(R, Time, isize)>, upper: Time, seq: &mut u64, lower: &mut Time| {
                 let key = updates_key(R::DATASET, run_id, config.worker, *seq);
                 let metadata = vec![
@@ -270,4 +280,16 @@ fn write_updates<'scope, R: LakeRow + Clone + Ord>(
         }
     });
     Ok(counts)
+}
+
+/// Removes the objects of `collection` in `dataset` (`changelog` or
+/// `changelog/_progress`) that `doomed` selects by name; a failure fails the run.
+pub(super) fn take_back_files(lake: &Lake, collection: &str, dataset: &str, doomed: impl Fn(&str) -> bool) {
+    match lake.destination().remove_where(&format!("{dataset}/{collection}"), doomed) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            "{dataset}/{collection}: removed {n} file(s) the interrupted run wrote after its checkpoint; the resumed run writes their updates again"
+        ),
+        Err(e) => lake.report_error(e.to_string()),
+    }
 }

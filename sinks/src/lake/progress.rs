@@ -14,6 +14,7 @@
 //! null (the stream is complete) unless the run stopped to be resumed: it then ends
 //! after the last epoch, and the resumed run goes on from there.
 
+use super::changelog::take_back_files;
 use super::parquet::{LakeRow, ProgressStatement, encode, progress_batch};
 use super::store::{Lake, Payload};
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use tradeflow_lake::changelog::progress_key;
+use tradeflow_lake::changelog::{PROGRESS_DIR, parse_progress_name, progress_key};
 use tradeflow_model::Time;
 use tradeflow_model::checkpoint::{Part, Saver, from_json, to_json};
 use tradeflow_operators::epochs::{EpochQueue, combined_frontier};
@@ -54,10 +55,13 @@ pub fn write_progress<'scope, R: LakeRow>(
     mut saver: Option<Saver>,
     suspended: Rc<dyn Fn() -> bool>,
 ) -> Result<(), String> {
-    let Saved { mut lower, mut seq } = match saver.as_ref().and_then(Saver::restore) {
+    let restored = saver.as_ref().and_then(Saver::restore);
+    let Saved { mut lower, mut seq } = match &restored {
         Some(restored) => from_json("the changelog's progress", &restored.state)?,
         None => Saved { lower: 0, seq: 0 },
     };
+    // As the updates writer: statements written after the checkpoint are taken back.
+    let mut take_back = restored.map(|_| seq);
     // Every count goes to worker 0, which alone writes; the others only take part in
     // checkpoints.
     let writes = counts.scope().index() == 0;
@@ -86,6 +90,11 @@ pub fn write_progress<'scope, R: LakeRow>(
             let Some(run_id) = run_id.as_deref() else { return };
             if ended {
                 return;
+            }
+            if let Some(from) = take_back.take().filter(|_| writes) {
+                take_back_files(&lake, R::DATASET, PROGRESS_DIR, |name| {
+                    parse_progress_name(name).is_some_and(|(run, seq)| run == run_id && seq >= from)
+                });
             }
             if !writes {
                 if let Some(saver) = saver.as_mut() {
