@@ -5,40 +5,20 @@
 use crate::cli::{AnalyticsArgs, RunArgs, TimelyArgs};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tradeflow_model::{CONFIG_VARIABLES, WindowSpec, format_ts};
 use tradeflow_operators::{AnalyticsParams, AnomalyParams};
 use tradeflow_sinks::postgres::PgTarget;
 use tradeflow_sources::batch::wall_ms;
-use tradeflow_sources::file::plan::FilePlan;
-use tradeflow_sources::url::{SourceSpec, parse_source};
+use tradeflow_sources::url::parse_source;
 
 /// A configuration error: the message says what and how to fix it.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// A source ready to run.
-#[derive(Clone, Debug)]
-pub enum Source {
-    /// NDJSON files, already listed and chunked.
-    File(FilePlan),
-    /// The simulator, with its start resolved.
-    Sim(tradeflow_sources::sim::SimConfig),
-    /// Finnhub's WebSocket feed, with its endpoint and key resolved.
-    Finnhub(tradeflow_sources::finnhub::FinnhubConfig),
-    /// A Kafka topic, its partitions and offset ranges resolved against the brokers.
-    Kafka(std::sync::Arc<tradeflow_sources::kafka::KafkaPlan>),
-    /// Standard input, until it ends.
-    Stdin,
-    /// A lake's trades, replayed (`lake` is a `--lake` style URL).
-    Lake {
-        /// The lake.
-        lake: String,
-        /// Its trades files in `[from, to)`, listed once at start.
-        plan: std::sync::Arc<tradeflow_sources::lake::LakePlan>,
-    },
-}
+pub use tradeflow_sources::source::Source;
 
 /// The PostgreSQL sink's settings.
 #[derive(Clone, Debug)]
@@ -64,7 +44,7 @@ pub struct CheckpointConfig {
 #[derive(Clone)]
 pub struct RunConfig {
     /// Inputs.
-    pub sources: Vec<Source>,
+    pub sources: Vec<Arc<dyn Source>>,
     /// The `source` label of each input in metrics (its URL scheme), in order.
     pub source_names: Vec<String>,
     /// True when every source ends by itself.
@@ -297,51 +277,10 @@ impl RunConfig {
         let start = wall_ms() / 1000 * 1000;
         let mut sources = Vec::new();
         for text in &args.sources {
-            match parse_source(text).map_err(|e| ConfigError(e.to_string()))? {
-                SourceSpec::File { path } => {
-                    let plan = FilePlan::new(&path, tradeflow_sources::file::DEFAULT_CHUNK_BYTES)
-                        .map_err(|e| ConfigError(e.to_string()))?;
-                    sources.push(Source::File(plan));
-                }
-                SourceSpec::Sim { mut config, start: given } => {
-                    config.start_ms = given.unwrap_or(start);
-                    config.check().map_err(|e| ConfigError(format!("--source {text:?}: {e}")))?;
-                    sources.push(Source::Sim(config));
-                }
-                SourceSpec::Finnhub(spec) => {
-                    let config = spec
-                        .resolve(seed_variable("FINNHUB_API_KEY"), seed_variable("FINNHUB_WS_URL"))
-                        .map_err(|e| ConfigError(format!("--source {text:?}: {e}")))?;
-                    sources.push(Source::Finnhub(config));
-                }
-                SourceSpec::Stdin => sources.push(Source::Stdin),
-                SourceSpec::Kafka(mut spec) => {
-                    // Resolved once now: a missing topic or unreachable brokers stop the
-                    // run before it starts, and `end=latest` is the high watermarks now.
-                    let fail = |e: &dyn std::fmt::Display| ConfigError(format!("--source {text:?}: {e}"));
-                    spec.resolve_brokers(seed_variable).map_err(|e| fail(&e))?;
-                    let plan = tradeflow_sources::kafka::resolve(&spec).map_err(|e| fail(&e))?;
-                    sources.push(Source::Kafka(std::sync::Arc::new(plan)));
-                }
-                SourceSpec::Lake { lake, from, to } => {
-                    // Listed once, now: a missing lake or bucket stops the run before it
-                    // starts, and every worker reads its share of this listing.
-                    let plan = tradeflow_sources::lake::LakePlan::list(&lake, from, to)
-                        .map_err(|e| ConfigError(format!("--source {text:?}: {e}")))?;
-                    if plan.files() == 0 {
-                        tracing::warn!("--source {text:?}: no trades files in that lake (and range)");
-                    }
-                    sources.push(Source::Lake { lake, plan: std::sync::Arc::new(plan) });
-                }
-            }
+            let spec = parse_source(text).map_err(|e| ConfigError(e.to_string()))?;
+            sources.push(tradeflow_sources::source::resolve(text, spec, start, &seed_variable).map_err(ConfigError)?);
         }
-        let bounded = sources.iter().all(|s| match s {
-            Source::File(_) | Source::Lake { .. } => true,
-            Source::Sim(c) => c.count.is_some(),
-            // Ends with its input, but nothing says when: reported like a live source.
-            Source::Finnhub(_) | Source::Stdin => false,
-            Source::Kafka(plan) => plan.is_bounded(),
-        });
+        let bounded = sources.iter().all(|s| s.bounded());
 
         let (timely, processes) = timely_config(&args.timely)?;
         let given = args.checkpoint_interval.as_deref();
@@ -352,11 +291,7 @@ impl RunConfig {
         // trades, which costs memory and time on a fast bounded run (issue 12). The
         // Finnhub feed cannot be read again, but its window state can survive a crash
         // (losing what arrived since the last checkpoint) when asked for.
-        let resumable = |s: &Source| match s {
-            Source::Kafka(_) => true,
-            Source::File(_) | Source::Lake { .. } | Source::Finnhub(_) => given.is_some(),
-            _ => false,
-        };
+        let resumable = |s: &Arc<dyn Source>| s.resumable(given.is_some());
         let checkpoint_off = if interval.is_zero() {
             Some("--checkpoint-interval 0".to_owned())
         } else if args.no_lake && postgres.is_none() {
@@ -436,16 +371,13 @@ fn unique_run_id() -> String {
 /// its bounded continuation (`end=latest`) are one job.
 fn job_settings(
     args: &RunArgs,
-    sources: &[Source],
+    sources: &[Arc<dyn Source>],
     postgres: Option<&PostgresConfig>,
     processes: usize,
 ) -> BTreeMap<String, String> {
     let mut settings = BTreeMap::new();
     for (i, source) in sources.iter().enumerate() {
-        let identity = match source {
-            Source::Kafka(plan) => format!("{} format={:?}", plan.spec.label(), plan.spec.format),
-            _ => args.sources[i].clone(),
-        };
+        let identity = source.identity(&args.sources[i]);
         settings.insert(format!("source {i}"), identity);
     }
     settings.insert("lake".into(), if args.no_lake { "(none)".into() } else { args.lake.clone() });

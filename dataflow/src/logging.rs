@@ -17,7 +17,7 @@
 //! A log line written while the bar is drawn hides the bar for that line, so the two
 //! never garble each other.
 
-use crate::config::{RunConfig, Source};
+use crate::config::RunConfig;
 use crate::stats::{RunStats, group};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -30,6 +30,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tradeflow_model::format_ts;
 use tradeflow_model::metrics::Counter;
 use tradeflow_sources::lake::ReplayProgress;
+use tradeflow_sources::source::Extent;
 
 /// `--log-format`.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -143,34 +144,27 @@ fn measure(config: &RunConfig) -> Measure {
     let mut trades = Some(0);
     let mut records = Some((0, Vec::new()));
     for source in &config.sources {
-        match source {
-            Source::File(plan) => {
-                let mine: u64 = workers.clone().flat_map(|w| plan.owned(w, peers)).map(|c| c.end - c.start).sum();
+        match source.extent(workers.clone(), peers, config.processes) {
+            Extent::Bytes(mine) => {
                 bytes = bytes.map(|b| b + mine);
                 (trades, records) = (None, None);
             }
-            Source::Lake { .. } => {
+            Extent::LakeBytes => {
                 lake = true;
                 (trades, records) = (None, None);
             }
-            // One process simulates every symbol; with several, its share is unknown.
-            Source::Sim(sim) if config.processes == 1 && sim.count.is_some() => {
-                trades = trades.map(|t| t + sim.count.unwrap_or(0));
+            Extent::Trades(count) => {
+                trades = trades.map(|t| t + count);
                 (bytes, records) = (None, None);
             }
-            Source::Kafka(plan) if plan.is_bounded() => {
-                let mine: u64 = workers
-                    .clone()
-                    .flat_map(|w| plan.owned_by(w, peers))
-                    .map(|r| r.end.map_or(0, |end| end.saturating_sub(r.start).max(0) as u64))
-                    .sum();
+            Extent::Records { records: mine, topic } => {
                 if let Some((total, topics)) = &mut records {
                     *total += mine;
-                    topics.push(plan.spec.topic.clone());
+                    topics.push(topic);
                 }
                 (bytes, trades) = (None, None);
             }
-            _ => (bytes, trades, records) = (None, None, None),
+            Extent::Unknown => (bytes, trades, records) = (None, None, None),
         }
     }
     match (bytes, trades, records) {
@@ -369,10 +363,11 @@ mod tests {
     #[test]
     fn kafka_replays_count_their_offset_ranges() {
         use tradeflow_sources::kafka::plan::PartitionRange;
-        use tradeflow_sources::kafka::{KafkaPlan, parse_url};
+        use tradeflow_sources::kafka::{KafkaPlan, KafkaSource, parse_url};
+        use tradeflow_sources::source::Source;
 
-        let plan = |url: &str, topic_ranges: &[(i32, i64, Option<i64>)]| {
-            Source::Kafka(Arc::new(KafkaPlan {
+        let plan = |url: &str, topic_ranges: &[(i32, i64, Option<i64>)]| -> Arc<dyn Source> {
+            Arc::new(KafkaSource(Arc::new(KafkaPlan {
                 spec: parse_url(url).unwrap(),
                 partitions: topic_ranges
                     .iter()
@@ -380,11 +375,11 @@ mod tests {
                     .collect(),
                 start_ts: None,
                 end_ts: None,
-            }))
+            })))
         };
         let ranges = [(0, 100, Some(350)), (1, 0, Some(40)), (2, 70, Some(70)), (3, 5, Some(1005))];
         let bounded = plan("kafka://127.0.0.1:9092/trades?end=latest", &ranges);
-        let with = |sources: Vec<Source>, args: &[&str]| {
+        let with = |sources: Vec<Arc<dyn Source>>, args: &[&str]| {
             let mut c = config(&[&["--source", "sim://?rate=10", "--no-lake"], args].concat());
             c.sources = sources;
             measure(&c)

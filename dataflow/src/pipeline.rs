@@ -1,6 +1,6 @@
 //! The pipeline, as each worker builds it: sources -> operators -> sinks.
 
-use crate::config::{RunConfig, Source};
+use crate::config::RunConfig;
 use crate::stats::RunStats;
 use differential_dataflow::AsCollection;
 use std::rc::Rc;
@@ -20,10 +20,8 @@ use tradeflow_sinks::lake::{
     write_trades_by_hour,
 };
 use tradeflow_sinks::postgres::{PgSink, write_postgres};
-use tradeflow_sources::driver::{Backlog, checkpointed_source, polled_source};
-use tradeflow_sources::file::file_source;
-use tradeflow_sources::finnhub::FinnhubReader;
-use tradeflow_sources::sim::SimReader;
+use tradeflow_sources::driver::Backlog;
+use tradeflow_sources::source::Context;
 
 /// What every worker shares with the rest of its process.
 pub struct Shared {
@@ -59,78 +57,16 @@ pub fn build<'scope>(
     let mut inputs: Vec<Ingested<'scope>> = Vec::new();
     for (number, source) in config.sources.iter().enumerate() {
         let reporter = (number * peers + index) as u32;
-        let batches = match source {
-            Source::File(plan) => {
-                let saver = saver(&format!("source{number}"));
-                file_source(scope, plan.clone(), config.lateness_ms, shared.stop.clone(), saver, backlog.clone())
-                    .map_err(|e| e.to_string())?
-            }
-            Source::Lake { lake, plan } => {
-                match tradeflow_sources::lake::LakeReader::open(plan, index, peers, shared.stop.clone()) {
-                    Ok(mut reader) => {
-                        let saver = saver(&format!("source{number}"));
-                        if let Some(restored) = saver.as_ref().and_then(Saver::restore) {
-                            reader.restore(&restored.state).map_err(|e| e.to_string())?;
-                        }
-                        checkpointed_source(scope, "LakeReplay", reader, saver, backlog.clone())
-                    }
-                    Err(e) => {
-                        // It opened fine at start; report and contribute nothing rather than hang.
-                        tracing::error!("replaying {lake}: {e}");
-                        shared.stop.store(true, Ordering::Relaxed);
-                        polled_source(scope, "LakeReplay", tradeflow_sources::driver::Finished)
-                    }
-                }
-            }
-            Source::Sim(sim) => {
-                let reader = SimReader::new(
-                    sim.clone(),
-                    index,
-                    peers,
-                    config.lateness_ms,
-                    config.idle_timeout,
-                    shared.stop.clone(),
-                );
-                polled_source(scope, "Simulator", reader)
-            }
-            // One worker owns the socket; trades reach their symbol's worker downstream.
-            Source::Finnhub(feed) if index == 0 => {
-                let mut reader =
-                    FinnhubReader::new(feed.clone(), config.lateness_ms, config.idle_timeout, shared.stop.clone());
-                let saver = saver(&format!("source{number}"));
-                if let Some(restored) = saver.as_ref().and_then(Saver::restore) {
-                    reader.restore(&restored.state).map_err(|e| e.to_string())?;
-                }
-                checkpointed_source(scope, "Finnhub", reader, saver, backlog.as_ref().map(Backlog::pipeline_only))
-            }
-            Source::Finnhub(_) => polled_source(scope, "Finnhub", tradeflow_sources::driver::Finished),
-            Source::Stdin if index == 0 => {
-                let reader = tradeflow_sources::stdin::StdinReader::new(
-                    config.lateness_ms,
-                    config.idle_timeout,
-                    shared.stop.clone(),
-                );
-                polled_source(scope, "Stdin", reader)
-            }
-            Source::Stdin => polled_source(scope, "Stdin", tradeflow_sources::driver::Finished),
-            // Partition p on worker p % peers: each partition read by exactly one worker.
-            Source::Kafka(plan) => {
-                let mut reader = tradeflow_sources::kafka::KafkaReader::new(
-                    plan.clone(),
-                    index,
-                    peers,
-                    config.lateness_ms,
-                    config.idle_timeout,
-                    config.kafka_retry_for,
-                    shared.stop.clone(),
-                );
-                let saver = saver(&format!("source{number}"));
-                if let Some(restored) = saver.as_ref().and_then(Saver::restore) {
-                    reader.restore(&restored.state).map_err(|e| e.to_string())?;
-                }
-                checkpointed_source(scope, "Kafka", reader, saver, backlog.clone())
-            }
+        let saver = || saver(&format!("source{number}"));
+        let context = Context {
+            lateness_ms: config.lateness_ms,
+            idle_timeout: config.idle_timeout,
+            kafka_retry_for: config.kafka_retry_for,
+            stop: shared.stop.clone(),
+            saver: &saver,
+            backlog: backlog.clone(),
         };
+        let batches = source.build(scope, &context)?;
         inputs.push(ingest(batches, &config.source_names[number], reporter, windows, shared.stats.ingest.clone()));
     }
     let reporters = config.sources.len() * peers;

@@ -5,6 +5,7 @@
 //!   writers that produce the same encodings.
 //! * [`url`] — `--source` URLs parsed into validated specs.
 //! * [`lateness`] — per-partition watermarks, the lateness rule, idle partitions.
+//! * [`source`] — every kind of source behind one trait, and the one registration.
 //! * [`driver`] — the one place that holds a source's timely capability.
 //! * [`file`] — `file://` sources, parsed in parallel, sequenced in file order.
 //! * [`sim`] — the seeded market simulator, as a source and a generator.
@@ -24,5 +25,6 @@ pub mod kafka;
 pub mod lake;
 pub mod lateness;
 pub mod sim;
+pub mod source;
 pub mod stdin;
 pub mod url;

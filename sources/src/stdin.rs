@@ -192,3 +192,33 @@ impl Reader for StdinReader {
         live_poll(handled, BUDGET, self.waker.is_some())
     }
 }
+
+/// Standard input (`-`), read once by worker 0 until it ends; a pipe cannot be re-read,
+/// so it is never checkpointed.
+#[derive(Debug)]
+pub struct Stdin;
+
+impl crate::source::Source for Stdin {
+    fn bounded(&self) -> bool {
+        // It ends with its input, but nothing says when: reported like a live source.
+        false
+    }
+    fn resumable(&self, _asked: bool) -> bool {
+        false
+    }
+    fn extent(&self, _workers: std::ops::Range<usize>, _peers: usize, _processes: usize) -> crate::source::Extent {
+        crate::source::Extent::Unknown
+    }
+    fn build<'scope>(
+        &self,
+        scope: timely::dataflow::Scope<'scope, tradeflow_model::Time>,
+        context: &crate::source::Context,
+    ) -> Result<timely::dataflow::StreamVec<'scope, tradeflow_model::Time, Batch>, String> {
+        use crate::driver::{Finished, polled_source};
+        if scope.index() != 0 {
+            return Ok(polled_source(scope, "Stdin", Finished));
+        }
+        let c = context;
+        Ok(polled_source(scope, "Stdin", StdinReader::new(c.lateness_ms, c.idle_timeout, c.stop.clone())))
+    }
+}

@@ -454,3 +454,25 @@ fn low_bound(plan: &FilePlan, known: &[Option<Option<i64>>], next_own: usize, pe
     }
     low
 }
+
+/// Files are read once to their end; a checkpoint resumes them when asked for.
+impl crate::source::Source for FilePlan {
+    fn bounded(&self) -> bool {
+        true
+    }
+    fn resumable(&self, asked: bool) -> bool {
+        asked
+    }
+    fn extent(&self, workers: std::ops::Range<usize>, peers: usize, _processes: usize) -> crate::source::Extent {
+        crate::source::Extent::Bytes(workers.flat_map(|w| self.owned(w, peers)).map(|c| c.end - c.start).sum())
+    }
+    fn build<'scope>(
+        &self,
+        scope: Scope<'scope, Time>,
+        context: &crate::source::Context,
+    ) -> Result<StreamVec<'scope, Time, Batch>, String> {
+        let c = context;
+        file_source(scope, self.clone(), c.lateness_ms, c.stop.clone(), (c.saver)(), c.backlog.clone())
+            .map_err(|e| e.to_string())
+    }
+}

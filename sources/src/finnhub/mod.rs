@@ -372,6 +372,36 @@ pub fn redact_token(text: &str) -> String {
     out
 }
 
+/// A live feed, read by one worker (trades reach their symbol's worker downstream); a
+/// checkpoint keeps its lateness clocks when asked for.
+impl crate::source::Source for FinnhubConfig {
+    fn bounded(&self) -> bool {
+        false
+    }
+    fn resumable(&self, asked: bool) -> bool {
+        asked
+    }
+    fn extent(&self, _workers: std::ops::Range<usize>, _peers: usize, _processes: usize) -> crate::source::Extent {
+        crate::source::Extent::Unknown
+    }
+    fn build<'scope>(
+        &self,
+        scope: timely::dataflow::Scope<'scope, tradeflow_model::Time>,
+        context: &crate::source::Context,
+    ) -> Result<timely::dataflow::StreamVec<'scope, tradeflow_model::Time, crate::batch::Batch>, String> {
+        use crate::driver::{Backlog, Finished, checkpointed_source, polled_source};
+        if scope.index() != 0 {
+            return Ok(polled_source(scope, "Finnhub", Finished));
+        }
+        let c = context;
+        let mut reader = FinnhubReader::new(self.clone(), c.lateness_ms, c.idle_timeout, c.stop.clone());
+        let saver = (c.saver)();
+        crate::source::restore_with(saver.as_ref(), &mut reader, FinnhubReader::restore)?;
+        // The feed cannot wait for a durable checkpoint: only the pipeline holds it back.
+        Ok(checkpointed_source(scope, "Finnhub", reader, saver, c.backlog.as_ref().map(Backlog::pipeline_only)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,53 @@ pub use registry::RegistryError;
 pub use source::{KafkaReader, commit_offsets};
 pub use spec::{BoundError, BrokersError, End, KafkaSpec, KafkaSpecError, Start, TopicError, ValueFormat, parse_url};
 
+/// A topic, its partitions and offset ranges resolved against the brokers: partition `p`
+/// is read by worker `p % peers`; always resumable from its offsets.
+#[derive(Clone, Debug)]
+pub struct KafkaSource(pub std::sync::Arc<KafkaPlan>);
+
+impl crate::source::Source for KafkaSource {
+    fn bounded(&self) -> bool {
+        self.0.is_bounded()
+    }
+    fn resumable(&self, _asked: bool) -> bool {
+        true
+    }
+    fn identity(&self, _text: &str) -> String {
+        format!("{} format={:?}", self.0.spec.label(), self.0.spec.format)
+    }
+    fn extent(&self, workers: std::ops::Range<usize>, peers: usize, _processes: usize) -> crate::source::Extent {
+        if !self.0.is_bounded() {
+            return crate::source::Extent::Unknown;
+        }
+        let records = workers
+            .flat_map(|w| self.0.owned_by(w, peers))
+            .map(|r| r.end.map_or(0, |end| end.saturating_sub(r.start).max(0) as u64))
+            .sum();
+        crate::source::Extent::Records { records, topic: self.0.spec.topic.clone() }
+    }
+    fn build<'scope>(
+        &self,
+        scope: timely::dataflow::Scope<'scope, tradeflow_model::Time>,
+        context: &crate::source::Context,
+    ) -> Result<timely::dataflow::StreamVec<'scope, tradeflow_model::Time, crate::batch::Batch>, String> {
+        let c = context;
+        let (index, peers) = (scope.index(), scope.peers());
+        let mut reader = KafkaReader::new(
+            self.0.clone(),
+            index,
+            peers,
+            c.lateness_ms,
+            c.idle_timeout,
+            c.kafka_retry_for,
+            c.stop.clone(),
+        );
+        let saver = (c.saver)();
+        crate::source::restore_with(saver.as_ref(), &mut reader, KafkaReader::restore)?;
+        Ok(crate::driver::checkpointed_source(scope, "Kafka", reader, saver, c.backlog.clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests;
 

@@ -28,6 +28,34 @@ pub(crate) mod profile;
 mod source;
 mod stream;
 
+/// Bounded with a `count`; never checkpointed: its trades are a function of its settings,
+/// so a rerun gives them again.
+impl crate::source::Source for SimConfig {
+    fn bounded(&self) -> bool {
+        self.count.is_some()
+    }
+    fn resumable(&self, _asked: bool) -> bool {
+        false
+    }
+    fn extent(&self, _workers: std::ops::Range<usize>, _peers: usize, processes: usize) -> crate::source::Extent {
+        // One process simulates every symbol; with several, its share is unknown.
+        match self.count {
+            Some(count) if processes == 1 => crate::source::Extent::Trades(count),
+            _ => crate::source::Extent::Unknown,
+        }
+    }
+    fn build<'scope>(
+        &self,
+        scope: timely::dataflow::Scope<'scope, tradeflow_model::Time>,
+        context: &crate::source::Context,
+    ) -> Result<timely::dataflow::StreamVec<'scope, tradeflow_model::Time, crate::batch::Batch>, String> {
+        let c = context;
+        let (index, peers) = (scope.index(), scope.peers());
+        let reader = SimReader::new(self.clone(), index, peers, c.lateness_ms, c.idle_timeout, c.stop.clone());
+        Ok(crate::driver::polled_source(scope, "Simulator", reader))
+    }
+}
+
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,132 @@
+//! Every kind of `--source` behind one trait: what the pipeline needs of a source.
+//!
+//! Background: a `--source` URL is parsed into a [`SourceSpec`] (`url.rs`), then
+//! [`resolve`]d once, at start, into a [`Source`]: its files listed, its key found, its
+//! brokers asked for their partitions. The pipeline then asks every source the same
+//! questions — does it end, can a checkpoint resume it, how much input is there for the
+//! progress bar — and has it build its operator on each worker. Adding a kind of source
+//! is its folder (reader and [`Source`] implementation) and one line in [`resolve`].
+
+use crate::batch::Batch;
+use crate::driver::Backlog;
+use crate::url::SourceSpec;
+use std::fmt::Debug;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+use timely::dataflow::{Scope, StreamVec};
+use tradeflow_model::Time;
+use tradeflow_model::checkpoint::Saver;
+
+/// The run's settings a source's operator uses.
+pub struct Context<'a> {
+    /// `--allowed-lateness`, ms.
+    pub lateness_ms: i64,
+    /// `--idle-timeout`: a partition silent this long stops holding the watermark back.
+    pub idle_timeout: Duration,
+    /// `--kafka-retry-for`: how long an unreachable broker is retried.
+    pub kafka_retry_for: Duration,
+    /// Set when the run is asked to stop.
+    pub stop: Arc<AtomicBool>,
+    /// A handle to save this worker's reader position with (checkpointed runs; `None`
+    /// otherwise). Called only by readers that save: a handle registers its component,
+    /// and no checkpoint completes without a part from every registered one.
+    pub saver: &'a dyn Fn() -> Option<Saver>,
+    /// Back-pressure: the reader waits while the pipeline or the durable output lags.
+    pub backlog: Option<Backlog>,
+}
+
+/// How much input a source has, as far as the progress bar can tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Extent {
+    /// Bytes of input files this process reads.
+    Bytes(u64),
+    /// Bytes of lake files, known once the workers list them.
+    LakeBytes,
+    /// Trades this process will produce.
+    Trades(u64),
+    /// Records (offsets) of a topic this process reads.
+    Records {
+        /// Offsets in this process's partitions' ranges.
+        records: u64,
+        /// The topic.
+        topic: String,
+    },
+    /// Nothing known in advance.
+    Unknown,
+}
+
+/// A resolved `--source` (see the module documentation).
+pub trait Source: Debug + Send + Sync {
+    /// Whether the input ends by itself (a live feed does not).
+    fn bounded(&self) -> bool;
+    /// Whether a checkpoint can resume it; `asked`: `--checkpoint-interval` was given.
+    fn resumable(&self, asked: bool) -> bool;
+    /// How a checkpoint's manifest records it, given its `--source` text: a resumed run
+    /// must read the same input.
+    fn identity(&self, text: &str) -> String {
+        text.to_owned()
+    }
+    /// The input of the workers `workers` (of `peers`, in `processes` processes).
+    fn extent(&self, workers: Range<usize>, peers: usize, processes: usize) -> Extent;
+    /// This worker's operator: the batches it reads, each at the epoch it was read in.
+    fn build<'scope>(
+        &self,
+        scope: Scope<'scope, Time>,
+        context: &Context,
+    ) -> Result<StreamVec<'scope, Time, Batch>, String>;
+}
+
+/// Restores `reader` with `restore` from the part `saver` holds, if the run resumed.
+pub fn restore_with<R, E: std::fmt::Display>(
+    saver: Option<&Saver>,
+    reader: &mut R,
+    restore: impl FnOnce(&mut R, &[u8]) -> Result<(), E>,
+) -> Result<(), String> {
+    match saver.and_then(Saver::restore) {
+        Some(restored) => restore(reader, &restored.state).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
+/// The one registration: `spec`, parsed from the `--source` text `text`, resolved into its
+/// source. `start_ms` is the run's start (the simulator's default start), `variable` reads
+/// a configuration variable (API keys, brokers). Errors name the source and the fix.
+pub fn resolve(
+    text: &str,
+    spec: SourceSpec,
+    start_ms: i64,
+    variable: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn Source>, String> {
+    let named = |e: &dyn std::fmt::Display| format!("--source {text:?}: {e}");
+    Ok(match spec {
+        SourceSpec::File { path } => Arc::new(
+            crate::file::plan::FilePlan::new(&path, crate::file::DEFAULT_CHUNK_BYTES).map_err(|e| e.to_string())?,
+        ),
+        SourceSpec::Sim { mut config, start } => {
+            config.start_ms = start.unwrap_or(start_ms);
+            config.check().map_err(|e| named(&e))?;
+            Arc::new(config)
+        }
+        SourceSpec::Finnhub(spec) => {
+            Arc::new(spec.resolve(variable("FINNHUB_API_KEY"), variable("FINNHUB_WS_URL")).map_err(|e| named(&e))?)
+        }
+        SourceSpec::Stdin => Arc::new(crate::stdin::Stdin),
+        SourceSpec::Kafka(mut spec) => {
+            // Resolved once now: a missing topic or unreachable brokers stop the run before
+            // it starts, and `end=latest` is the high watermarks now.
+            spec.resolve_brokers(variable).map_err(|e| named(&e))?;
+            Arc::new(crate::kafka::KafkaSource(Arc::new(crate::kafka::resolve(&spec).map_err(|e| named(&e))?)))
+        }
+        SourceSpec::Lake { lake, from, to } => {
+            // Listed once, now: a missing lake or bucket stops the run before it starts,
+            // and every worker reads its share of this listing.
+            let plan = crate::lake::LakePlan::list(&lake, from, to).map_err(|e| named(&e))?;
+            if plan.files() == 0 {
+                tracing::warn!("--source {text:?}: no trades files in that lake (and range)");
+            }
+            Arc::new(crate::lake::LakeSource { lake, plan: Arc::new(plan) })
+        }
+    })
+}
