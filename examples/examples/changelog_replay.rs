@@ -94,8 +94,9 @@ fn main() {
         anomalies.updates.len(),
         anomalies.progress.len()
     );
-    // Where the run's statements end: the end of the replay (`None`: the run ended).
-    let end = metrics.progress.last().and_then(|s| s.upper);
+    // Where the run's statements end (`None`: the run ended); a run stopped to be resumed
+    // leaves each collection's stream open at its own time: the replay ends at the first.
+    let end = [&metrics.progress, &anomalies.progress].iter().filter_map(|p| p.last().and_then(|s| s.upper)).min();
 
     let lines: Arc<Mutex<Vec<Line>>> = Arc::default();
     let collected = lines.clone();

@@ -107,7 +107,15 @@ pub fn read_run<R: LakeRow>(root: &Path, run_id: &str) -> Result<CapturedRun<R>,
         if run_of_progress(&name) == Some(run_id) {
             for batch in batches(&dir.join(&name))? {
                 let statements = progress_from_batch(&batch).map_err(|e| format!("{}/{name}: {e}", dir.display()))?;
-                run.progress.extend(statements.into_iter().map(|(_, s)| s));
+                for (_, statement) in statements {
+                    // A statement's rows can span record batches: its parts are one statement.
+                    match run.progress.last_mut() {
+                        Some(last) if (last.lower, last.upper) == (statement.lower, statement.upper) => {
+                            last.counts.extend(statement.counts)
+                        }
+                        _ => run.progress.push(statement),
+                    }
+                }
             }
         }
     }

@@ -7,17 +7,21 @@
 //! inserts new rows, retracts rows it holds, and inserts and retracts a row within one
 //! epoch (which the protocol must not count). Files are cut every 7 updates, so a run has
 //! many files. At resolution 0 the replay must match at every epoch; at a coarser
-//! resolution, at every interval boundary. While replaying, whenever the replay's frontier
-//! is `f`, every update before `f` must already have arrived: that is what the progress
-//! statements promise.
+//! resolution, at every interval boundary. The replay hands the source its messages one at
+//! a time, progress statements first and updates newest first, and whenever the replay's
+//! frontier is `f`, every update before `f` must already have arrived: that is what the
+//! progress statements promise (a count too low lets the frontier pass too early, one too
+//! high stalls it).
 
+use differential_dataflow::capture::Message;
 use differential_dataflow::input::Input;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use timely::dataflow::operators::probe::Handle;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Inspect, Probe, ToStream};
+use timely::scheduling::SyncActivator;
 use tradeflow_model::{F64, Price, Symbol, Time, WindowMetrics};
 use tradeflow_sinks::lake::{ChangelogConfig, Lake, write_changelog};
 
@@ -76,12 +80,15 @@ fn write(root: &std::path::Path, resolution: Time) -> Vec<Update> {
             input
         });
         let mut random = Random(0x9e37_79b9_7f4a_7c15 ^ index as u64);
+        // The same epochs on both workers, so that most times have updates from both: a
+        // reader must wait for every worker's files of a time.
+        let mut clock = Random(0x2545_f491_4f6c_dd1d);
         let (mut held, mut next): (Vec<WindowMetrics>, u64) = (Vec::new(), 0);
         for epoch in 0..120u64 {
-            let time = 1_000 + epoch * 7 + random.below(3);
+            let time = 1_000 + epoch * 7 + clock.below(3);
             input.advance_to(time);
             if random.below(5) == 0 {
-                continue; // an epoch without updates
+                continue; // an epoch without updates (on this worker)
             }
             for _ in 0..random.below(6) {
                 next += 1;
@@ -110,6 +117,33 @@ fn write(root: &std::path::Path, resolution: Time) -> Vec<Update> {
     Arc::try_unwrap(recorded).expect("the workers are done").into_inner().expect("no panic holds it")
 }
 
+/// Messages handed to differential's capture source one every [`PAUSE`] activations (it
+/// asks again once woken), so that its frontier can move on between two messages.
+struct Gradual {
+    messages: VecDeque<Message<WindowMetrics, Time, isize>>,
+    activator: SyncActivator,
+    calls: u64,
+}
+
+/// Activations between two messages: enough for a frontier change to reach every worker.
+const PAUSE: u64 = 20;
+
+impl Iterator for Gradual {
+    type Item = Message<WindowMetrics, Time, isize>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.calls += 1;
+        if self.messages.is_empty() {
+            return None;
+        }
+        if !self.calls.is_multiple_of(PAUSE) {
+            // Ends this activation's reading, and asks for the next one.
+            let _ = self.activator.activate();
+            return None;
+        }
+        self.messages.pop_front()
+    }
+}
+
 /// Replays run `run-1` from `root` on two workers: every update, and at each frontier the
 /// replay reached, the number of updates that had arrived by then.
 fn replay(root: &std::path::Path) -> (Vec<Update>, Vec<Seen>) {
@@ -123,8 +157,19 @@ fn replay(root: &std::path::Path) -> (Vec<Update>, Vec<Seen>) {
         let probe = Handle::new();
         let sink = got.clone();
         let token = worker.dataflow::<Time, _, _>(|scope| {
-            let (token, rows) = tradeflow_sources::changelog::replay(scope, run.clone());
-            rows.inner.inspect(move |u| sink.lock().expect("no panic holds it").push(u.clone())).probe_with(&probe);
+            // This worker's share of the messages, progress first and updates last, newest
+            // first, handed over one per activation: the worst order for a reader.
+            let messages = tradeflow_sources::changelog::messages(run.clone(), scope.index(), scope.peers());
+            let (progress, mut updates): (Vec<_>, Vec<_>) =
+                messages.into_iter().partition(|m| matches!(m, Message::Progress(_)));
+            updates.reverse();
+            let messages: VecDeque<_> = progress.into_iter().chain(updates).collect();
+            let (token, rows) = differential_dataflow::capture::source::build(scope, move |activator| Gradual {
+                messages,
+                activator,
+                calls: 0,
+            });
+            rows.inspect(move |u| sink.lock().expect("no panic holds it").push(u.clone())).probe_with(&probe);
             token
         });
         let mut last = (Some(0), std::time::Instant::now());
@@ -182,6 +227,33 @@ fn check(resolution: Time) {
         assert!(due <= *arrived, "at frontier {f} only {arrived} updates had arrived, but {due} are before it");
     }
     assert!(frontiers.len() > 10, "the replay took {} steps: too few to show progress", frontiers.len());
+
+    // The statements count exactly the updates in the files, and tile the epochs.
+    let run = tradeflow_lake::changelog::read_run::<WindowMetrics>(dir.path(), "run-1").expect("the changelog");
+    let mut stated: BTreeMap<Time, u64> = BTreeMap::new();
+    let mut lower = 0;
+    for statement in &run.progress {
+        assert_eq!(statement.lower, lower, "a statement does not start where the last ended");
+        for (time, count) in &statement.counts {
+            assert!(*time >= lower && statement.upper.is_none_or(|u| *time < u), "a count outside its statement");
+            *stated.entry(*time).or_default() += count;
+        }
+        lower = statement.upper.unwrap_or(Time::MAX);
+    }
+    assert_eq!(lower, Time::MAX, "the last statement does not close the stream");
+    let mut in_files: BTreeMap<Time, u64> = BTreeMap::new();
+    for (_, time, _) in run.updates.iter().flatten() {
+        *in_files.entry(*time).or_default() += 1;
+    }
+    assert_eq!(stated, in_files, "updates stated per epoch vs in the files");
+
+    // Nothing lost or duplicated: the replayed updates are the written ones.
+    let mut stored: Vec<(WindowMetrics, Time, isize)> =
+        run.updates.into_iter().flatten().map(|(row, time, diff)| (row, time, diff as isize)).collect();
+    let mut got = replayed.clone();
+    stored.sort();
+    got.sort();
+    assert_eq!(got, stored, "the replayed updates vs those in the files");
 
     // The collection at every epoch (resolution 0) or interval boundary is the writer's.
     let end = written.iter().map(|u| u.1).max().expect("updates") + 1;

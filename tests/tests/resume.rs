@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::Duration;
 use tradeflow_tests::kafka::Broker;
 use tradeflow_tests::kafka::knobs;
-use tradeflow_tests::lake::{assert_same_tree, read_window_metrics, results_tree};
+use tradeflow_tests::lake::{assert_capture_protocol, assert_same_tree, read_window_metrics, results_tree};
 use tradeflow_tests::postgres::{PgCluster, TestDb};
 use tradeflow_tests::process::{Running, assert_no_panic};
 use tradeflow_tests::{Finished, Summary, file_url, run_two_processes, simulate, temp_dir, tradeflow_command};
@@ -343,8 +343,14 @@ fn killed_at_random_moments(timely: &[&str], seed: u64) {
     assert_same_tables(&format!("after the kills, {timely:?}"), &db, &reference_db);
     // The changelog stayed a consistent capture: each resume took back what the killed
     // attempt wrote after its checkpoint, and the last attempt closed the run.
+    assert_changelog_consistent(&lake);
+}
+
+/// The changelog of every run in `lake` is differential's capture protocol (see
+/// `assert_capture_protocol`).
+fn assert_changelog_consistent(lake: &Path) {
     for collection in ["window_metrics", "anomalies"] {
-        tradeflow_tests::lake::assert_capture_protocol(&lake, collection);
+        assert_capture_protocol(lake, collection);
     }
 }
 
@@ -398,6 +404,7 @@ fn a_replay_on_two_processes_killed_at_random_moments_and_restarted_equals_an_un
     let attempts = kill_one_of_two_repeatedly(&run_args(&source, &lake, &with_db(&[], &db)), &hosts, 3);
     assert_recovered("-n 2", &attempts, &lake, &reference_lake, &summary);
     assert_same_tables("after the kills, -n 2", &db, &reference_db);
+    assert_changelog_consistent(&lake);
 }
 
 /// Without a lake, a run keeps its checkpoints in PostgreSQL (`tradeflow_checkpoints`,
@@ -548,6 +555,9 @@ fn stop_a_live_run_then_resume(stop: Stop) {
     // The stop checkpointed everything it had read: nothing was read twice.
     let read = stopped.summary().accepted + resumed_run.summary().accepted;
     assert_eq!(read, reference_summary.accepted, "{stop:?}: trades accepted by the two runs together\n{both}");
+    // The stop left the changelog's stream open after its last epoch; the resumed run went
+    // on from there and closed it.
+    assert_changelog_consistent(&lake);
 }
 
 #[test]
@@ -628,6 +638,9 @@ fn ctrl_c_stops_a_file_run_and_the_same_command_resumes_it() {
     assert_no_panic(stderr);
     let finals = read_window_metrics(&lake).len();
     assert!(finals < reference.windows_final as usize, "open windows were finalised by the stop:\n{stderr}");
+    // What a run killed after its last checkpoint leaves: changelog files past it (here
+    // copies of the stopped run's, under later sequence numbers). The resume takes them back.
+    let planted = plant_changelog_leftovers(&lake);
 
     let resumed_run = run_to_end(&args, "the run resuming the stopped job");
     let both = format!("stopped run:\n{stderr}\nresumed run:\n{}", resumed_run.stderr);
@@ -639,6 +652,41 @@ fn ctrl_c_stops_a_file_run_and_the_same_command_resumes_it() {
     );
     let read = stopped.summary().accepted + resumed_run.summary().accepted;
     assert_eq!(read, reference.accepted, "trades accepted by the two runs together\n{both}");
+    for path in &planted {
+        assert!(!path.exists(), "{} past the checkpoint is still there after the resume\n{both}", path.display());
+    }
+    assert_changelog_consistent(&lake);
+}
+
+/// Copies the first updates file and the first progress file of the window metrics'
+/// changelog in `lake` under sequence number 999999 (as a run killed after its checkpoint
+/// could leave them); returns the copies.
+fn plant_changelog_leftovers(lake: &Path) -> Vec<std::path::PathBuf> {
+    let mut planted = Vec::new();
+    for (dir, suffix) in [
+        ("changelog/window_metrics", "-w0000-999999.parquet"),
+        ("changelog/_progress/window_metrics", "-999999.parquet"),
+    ] {
+        let dir = lake.join(dir);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("a directory entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".parquet"))
+            .collect();
+        names.sort();
+        let first = names.first().unwrap_or_else(|| panic!("{} is empty after the stop", dir.display()));
+        // `<run id>-w<worker>-<seq>.parquet` or `<run id>-<seq>.parquet`.
+        let without_seq = first.rsplit_once('-').map(|(rest, _)| rest);
+        let run = if suffix.starts_with("-w") {
+            without_seq.and_then(|r| r.rsplit_once('-')).map(|(r, _)| r)
+        } else {
+            without_seq
+        };
+        let copy = dir.join(format!("{}{suffix}", run.expect("a changelog file name")));
+        std::fs::copy(dir.join(first), &copy).expect("copying a changelog file");
+        planted.push(copy);
+    }
+    planted
 }
 
 // Outages during a checkpointed run: a sink or the broker going away is ridden out within

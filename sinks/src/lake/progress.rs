@@ -9,8 +9,9 @@
 //!
 //! Semantics: statements tile the run's epochs from 0: each starts where the previous
 //! one ended. Statements are written in files like the updates: every `max_age` on live
-//! runs, after `max_rows` counts, at every checkpoint boundary (so a checkpoint keeps
-//! only `lower` and the file sequence) and at the end. The last statement's `upper` is
+//! runs (also when nothing changed, so readers see time pass), after `max_rows` counts,
+//! at a checkpoint boundary with counts to state (so a checkpoint keeps only `lower` and
+//! the file sequence) and at the end. The last statement's `upper` is
 //! null (the stream is complete) unless the run stopped to be resumed: it then ends
 //! after the last epoch, and the resumed run goes on from there.
 
@@ -124,10 +125,11 @@ pub fn write_progress<'scope, R: LakeRow>(
                     *lower = upper;
                 }
             };
-            // At a checkpoint boundary `upto`, everything below it is stated, so the part is
-            // just where the next statement starts.
+            // At a checkpoint boundary `upto`, every count below it is stated, so the part is
+            // just where the next statement starts (no file when there is none to state: the
+            // next statement covers the quiet interval too).
             let cut = |upto: Time, counted: &mut BTreeMap<Time, u64>, seq: &mut u64, lower: &mut Time| {
-                if upto > *lower {
+                if counted.first_key_value().is_some_and(|(t, _)| *t < upto) {
                     state(Some(upto), counted, seq, lower);
                 }
                 Part { state: to_json(&Saved { lower: *lower, seq: *seq }), ..Part::default() }
