@@ -238,30 +238,39 @@ impl Destination {
     }
 
     /// Removes the objects directly in `dir` (relative to the lake root) whose file name
-    /// `doomed` selects; returns how many. A resumed run uses it to take back what the run
-    /// it resumes wrote after the checkpoint it resumes from.
+    /// `doomed` selects; returns how many. Transient failures are retried as puts are. A
+    /// resumed run uses it to take back what the run it resumes wrote after the checkpoint
+    /// it resumes from.
     pub fn remove_where(&self, dir: &str, doomed: impl Fn(&str) -> bool) -> Result<usize, LakeError> {
         let (store, prefix) = self.store()?;
         let root = if prefix.as_ref().is_empty() { Path::from(dir) } else { Path::from(format!("{prefix}/{dir}")) };
+        let retry_for = self.retry_for();
         let removed = io_runtime().block_on(async {
-            let listed = match store.list_with_delimiter(Some(&root)).await {
-                Ok(listed) => listed,
-                Err(object_store::Error::NotFound { .. }) => return Ok(0),
-                Err(e) => return Err(e),
-            };
+            let what = format!("listing {dir}");
+            let listed = retrying(retry_for, &what, || async {
+                match store.list_with_delimiter(Some(&root)).await {
+                    Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+                    listed => listed.map(|l| l.objects),
+                }
+            })
+            .await?;
             let mut removed = 0;
-            for object in listed.objects {
+            for object in listed {
                 if object.location.filename().is_some_and(&doomed) {
-                    store.delete(&object.location).await?;
+                    let what = format!("removing {}", object.location);
+                    retrying(retry_for, &what, || async {
+                        match store.delete(&object.location).await {
+                            Err(object_store::Error::NotFound { .. }) => Ok(()),
+                            done => done,
+                        }
+                    })
+                    .await?;
                     removed += 1;
                 }
             }
             Ok(removed)
         });
-        removed.map_err(|e| LakeError::Write {
-            lake: self.display(),
-            message: format!("removing objects in {dir}: {}", redact(&e.to_string())),
-        })
+        removed.map_err(|(_, message): (Class, String)| LakeError::Write { lake: self.display(), message })
     }
 
     /// Publishes `payload` as `key` (relative to the lake root); returns its size.
@@ -305,28 +314,41 @@ impl Destination {
                 };
                 let len = data.len() as u64;
                 let data = bytes::Bytes::from(data);
-                let started = Instant::now();
-                let mut delay = Duration::from_millis(200);
-                loop {
-                    match put_once(&**store, &path, data.clone()).await {
-                        Ok(()) => break,
-                        Err(e) => {
-                            let class = classify(&e);
-                            let message = format!("writing {key}: {}", redact(&e.to_string()));
-                            if class != Class::Transient || started.elapsed() >= *retry_for {
-                                return Err(PutError { permanent: class != Class::Transient, message });
-                            }
-                            tracing::warn!("{message}; retrying in {delay:?}");
-                            tradeflow_model::metrics::SinkMetrics::of("lake").errors.inc();
-                            tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(Duration::from_secs(5));
-                        }
-                    }
-                }
+                retrying(*retry_for, &format!("writing {key}"), || put_once(&**store, &path, data.clone()))
+                    .await
+                    .map_err(|(class, message)| PutError { permanent: class != Class::Transient, message })?;
                 if let Some(file) = spooled {
                     let _ = tokio::fs::remove_file(file).await;
                 }
                 Ok(len)
+            }
+        }
+    }
+}
+
+/// Runs `op` until it succeeds, fails for good, or its transient failures have lasted
+/// `retry_for` (waiting 200 ms, doubling up to 5 s, between attempts); `what` names it in
+/// warnings and in the error, with any secret redacted.
+async fn retrying<T, F, Fut>(retry_for: Duration, what: &str, mut op: F) -> Result<T, (Class, String)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = object_store::Result<T>>,
+{
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(e) => {
+                let class = classify(&e);
+                let message = format!("{what}: {}", redact(&e.to_string()));
+                if class != Class::Transient || started.elapsed() >= retry_for {
+                    return Err((class, message));
+                }
+                tracing::warn!("{message}; retrying in {delay:?}");
+                tradeflow_model::metrics::SinkMetrics::of("lake").errors.inc();
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
