@@ -117,7 +117,7 @@ pub fn write_changelog<'scope, R: LakeRow + Clone + Ord>(
 }
 
 /// Writes this worker's updates; returns the number of updates at each time it wrote,
-/// at that time.
+/// at that time, once the file holding them is published.
 fn write_updates<'scope, R: LakeRow + Clone + Ord>(
     rows: VecCollection<'scope, Time, R>,
     run_id: StreamVec<'scope, Time, String>,
@@ -144,8 +144,10 @@ fn write_updates<'scope, R: LakeRow + Clone + Ord>(
         let mut queue = EpochQueue::<Vec<(R, Time, isize)>>::default();
         let mut buffer: Vec<(R, Time, isize)> = Vec::new();
         let mut open: Option<Interval<R>> = None;
-        // The number of updates at each epoch moved into the buffer, to announce.
+        // The number of updates at each epoch in the buffer; once their file is written,
+        // they are ready to announce (so that no statement precedes the updates it counts).
         let mut announce: Vec<(Time, u64)> = Vec::new();
+        let mut ready: Vec<(Time, u64)> = Vec::new();
         // When the oldest row in the buffer arrived (the file's age, for `max_age`).
         let mut oldest: Option<Instant> = None;
         // The last epoch applied: a cut with no next epoch (a stop) ends the file there.
@@ -201,6 +203,7 @@ fn write_updates<'scope, R: LakeRow + Clone + Ord>(
                        open: &mut Option<Interval<R>>,
                        buffer: &mut Vec<_>,
                        announce: &mut Vec<_>,
+                       ready: &mut Vec<_>,
                        seq: &mut u64,
                        lower: &mut Time| {
                 if let Some(interval) = open.take() {
@@ -209,13 +212,24 @@ fn write_updates<'scope, R: LakeRow + Clone + Ord>(
                 if !buffer.is_empty() {
                     let upper = upto.or(applied.map(|a| a + 1)).unwrap_or(*lower).max(*lower);
                     write(buffer, upper, seq, lower);
+                    ready.append(announce);
                 }
                 Part { state: to_json(&(*lower, *seq)), ..Part::default() }
             };
             while let Some((time, mut updates)) = queue.pop_complete(frontier) {
                 if let Some(saver) = saver.as_mut() {
-                    let cut_here =
-                        |_| cut(Some(time), applied, &mut open, &mut buffer, &mut announce, &mut seq, &mut lower);
+                    let cut_here = |_| {
+                        cut(
+                            Some(time),
+                            applied,
+                            &mut open,
+                            &mut buffer,
+                            &mut announce,
+                            &mut ready,
+                            &mut seq,
+                            &mut lower,
+                        )
+                    };
                     saver.before_epoch(time, cut_here);
                 }
                 applied = applied.max(Some(time));
@@ -244,7 +258,7 @@ fn write_updates<'scope, R: LakeRow + Clone + Ord>(
             }
             if let Some(saver) = saver.as_mut() {
                 saver.at_frontier(frontier, |_| {
-                    cut(frontier, applied, &mut open, &mut buffer, &mut announce, &mut seq, &mut lower)
+                    cut(frontier, applied, &mut open, &mut buffer, &mut announce, &mut ready, &mut seq, &mut lower)
                 });
             }
             // An interval the frontier has left is complete.
@@ -265,15 +279,18 @@ fn write_updates<'scope, R: LakeRow + Clone + Ord>(
             let aged = config.max_age.is_some_and(|age| oldest.is_some_and(|o| o.elapsed() >= age));
             if !buffer.is_empty() && (buffer.len() >= config.max_rows || aged || frontier.is_none()) {
                 write(&mut buffer, upper, &mut seq, &mut lower);
+                ready.append(&mut announce);
             }
-            if !announce.is_empty() {
+            if !ready.is_empty() {
                 let mut out = counts_out.activate();
-                for (time, count) in announce.drain(..) {
+                for (time, count) in ready.drain(..) {
                     out.session(&caps.delayed(&time)).give((time, count));
                 }
             }
-            // Hold a capability only for the epochs still to announce.
-            match queue.first_time().into_iter().chain(open.as_ref().map(|i| i.first)).min() {
+            // Hold a capability only for the epochs still to announce: stashed, in the open
+            // interval, or in the buffer (counts are in epoch order).
+            let pending = [queue.first_time(), open.as_ref().map(|i| i.first), announce.first().map(|c| c.0)];
+            match pending.into_iter().flatten().min() {
                 Some(t) => caps.downgrade([t]),
                 None => caps = CapabilitySet::new(),
             }

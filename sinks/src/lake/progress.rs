@@ -3,9 +3,11 @@
 //! Background: in differential's capture protocol a `Progress` message states, for an
 //! interval of times `[lower, upper)`, exactly how many distinct updates the collection
 //! has at each time in it. Every worker's changelog writer sends, at each epoch it
-//! writes, the number of updates it wrote there; this operator gathers them on worker 0.
-//! Once its input frontier passes a time, every worker's count for that time has
-//! arrived, so it can state `[lower, frontier)`.
+//! wrote, the number of updates there, once their file is queued for upload; this
+//! operator gathers them on worker 0. Once its input frontier passes a time, every
+//! worker's count for that time has arrived, so it can state `[lower, frontier)`. Its
+//! files are uploaded after everything the process queued before them, so a statement
+//! never appears before the files of its process that it counts.
 //!
 //! Semantics: statements tile the run's epochs from 0: each starts where the previous
 //! one ended. Statements are written in files like the updates: every `max_age` on live
@@ -117,7 +119,7 @@ pub fn write_progress<'scope, R: LakeRow>(
                 let key = progress_key(R::DATASET, run_id, *seq);
                 let rows = statement.counts.len().max(1) as u64;
                 match encode(super::parquet::progress_schema(), &[progress_batch(&[statement], run_id)], Vec::new()) {
-                    Ok(bytes) => lake.publish(key, Payload::Bytes(bytes), rows),
+                    Ok(bytes) => lake.publish_after_earlier(key, Payload::Bytes(bytes), rows),
                     Err(e) => lake.report_error(format!("encoding {key}: {e}")),
                 }
                 *seq += 1;

@@ -172,6 +172,18 @@ impl Lake {
         }
     }
 
+    /// Queues `key` like [`Lake::publish`], to be uploaded only once every upload queued
+    /// before it is done (without waiting here): a file that describes others (the
+    /// changelog's progress statements) never appears before them.
+    pub fn publish_after_earlier(&self, key: String, payload: Payload, rows: u64) {
+        let guard = self.sender.lock().expect("lake sender lock");
+        if let Some(sender) = guard.as_ref() {
+            let (done, _) = std::sync::mpsc::channel();
+            let _ = sender.send(Job::Barrier(done));
+            let _ = sender.send(Job::Put { key, payload, rows });
+        }
+    }
+
     /// Waits until everything handed to the lake before (files being encoded, queued
     /// uploads) is published: what a checkpoint written next may rely on. False if the
     /// lake is closed.
