@@ -388,14 +388,10 @@ impl crate::source::Source for LakeSource {
         scope: timely::dataflow::Scope<'scope, tradeflow_model::Time>,
         context: &crate::source::Context,
     ) -> Result<timely::dataflow::StreamVec<'scope, tradeflow_model::Time, crate::batch::Batch>, String> {
-        use crate::driver::{Finished, checkpointed_source, polled_source};
+        use crate::driver::{Finished, polled_source};
         let c = context;
         match LakeReader::open(&self.plan, scope.index(), scope.peers(), c.stop.clone()) {
-            Ok(mut reader) => {
-                let saver = (c.saver)();
-                crate::source::restore_with(saver.as_ref(), &mut reader, LakeReader::restore)?;
-                Ok(checkpointed_source(scope, "LakeReplay", reader, saver, c.backlog.clone()))
-            }
+            Ok(reader) => c.checkpointed(scope, "LakeReplay", reader, LakeReader::restore, c.backlog.clone()),
             Err(e) => {
                 // It opened fine at start; report and contribute nothing rather than hang.
                 tracing::error!("replaying {}: {e}", self.lake);

@@ -8,7 +8,7 @@
 //! is its folder (reader and [`Source`] implementation) and one line in [`resolve`].
 
 use crate::batch::Batch;
-use crate::driver::Backlog;
+use crate::driver::{Backlog, Reader, checkpointed_source};
 use crate::url::SourceSpec;
 use std::fmt::Debug;
 use std::ops::Range;
@@ -78,15 +78,27 @@ pub trait Source: Debug + Send + Sync {
     ) -> Result<StreamVec<'scope, Time, Batch>, String>;
 }
 
-/// Restores `reader` with `restore` from the part `saver` holds, if the run resumed.
-pub fn restore_with<R, E: std::fmt::Display>(
-    saver: Option<&Saver>,
-    reader: &mut R,
-    restore: impl FnOnce(&mut R, &[u8]) -> Result<(), E>,
-) -> Result<(), String> {
-    match saver.and_then(Saver::restore) {
-        Some(restored) => restore(reader, &restored.state).map_err(|e| e.to_string()),
-        None => Ok(()),
+impl Context<'_> {
+    /// `reader` as this worker's checkpointed source `name`: restored first (by
+    /// `restore`) from the part the run resumed from, if any, then saving its position at
+    /// every checkpoint boundary and held back by `backlog`.
+    pub fn checkpointed<'scope, R, E>(
+        &self,
+        scope: Scope<'scope, Time>,
+        name: &str,
+        mut reader: R,
+        restore: impl FnOnce(&mut R, &[u8]) -> Result<(), E>,
+        backlog: Option<Backlog>,
+    ) -> Result<StreamVec<'scope, Time, Batch>, String>
+    where
+        R: Reader<Item = Batch>,
+        E: std::fmt::Display,
+    {
+        let saver = (self.saver)();
+        if let Some(restored) = saver.as_ref().and_then(Saver::restore) {
+            restore(&mut reader, &restored.state).map_err(|e| e.to_string())?;
+        }
+        Ok(checkpointed_source(scope, name, reader, saver, backlog))
     }
 }
 

@@ -101,7 +101,7 @@ pub fn write_progress<'scope, R: LakeRow>(
             }
             if !writes {
                 if let Some(saver) = saver.as_mut() {
-                    saver.at_frontier(frontier, |_| Part { state: to_json(&Saved { lower, seq }), ..Part::default() });
+                    saver.at_frontier(frontier, |_| part(lower, seq));
                 }
                 ended = frontier.is_none();
                 return;
@@ -134,7 +134,7 @@ pub fn write_progress<'scope, R: LakeRow>(
                 if counted.first_key_value().is_some_and(|(t, _)| *t < upto) {
                     state(Some(upto), counted, seq, lower);
                 }
-                Part { state: to_json(&Saved { lower: *lower, seq: *seq }), ..Part::default() }
+                part(*lower, *seq)
             };
             while let Some((time, counts)) = queue.pop_complete(frontier) {
                 if let Some(saver) = saver.as_mut() {
@@ -165,12 +165,17 @@ pub fn write_progress<'scope, R: LakeRow>(
                     }
                     ended = true;
                     if let Some(saver) = saver.as_mut() {
-                        let part = Part { state: to_json(&Saved { lower, seq }), ..Part::default() };
-                        saver.at_frontier(None, |_| part);
+                        saver.at_frontier(None, |_| part(lower, seq));
                     }
                 }
             }
         }
     });
     Ok(())
+}
+
+/// The checkpoint part of a progress writer whose next statement starts at `lower` and
+/// whose next file is number `seq`.
+fn part(lower: Time, seq: u64) -> Part {
+    Part { state: to_json(&Saved { lower, seq }), ..Part::default() }
 }

@@ -389,16 +389,14 @@ impl crate::source::Source for FinnhubConfig {
         scope: timely::dataflow::Scope<'scope, tradeflow_model::Time>,
         context: &crate::source::Context,
     ) -> Result<timely::dataflow::StreamVec<'scope, tradeflow_model::Time, crate::batch::Batch>, String> {
-        use crate::driver::{Backlog, Finished, checkpointed_source, polled_source};
+        use crate::driver::{Backlog, Finished, polled_source};
         if scope.index() != 0 {
             return Ok(polled_source(scope, "Finnhub", Finished));
         }
         let c = context;
-        let mut reader = FinnhubReader::new(self.clone(), c.lateness_ms, c.idle_timeout, c.stop.clone());
-        let saver = (c.saver)();
-        crate::source::restore_with(saver.as_ref(), &mut reader, FinnhubReader::restore)?;
+        let reader = FinnhubReader::new(self.clone(), c.lateness_ms, c.idle_timeout, c.stop.clone());
         // The feed cannot wait for a durable checkpoint: only the pipeline holds it back.
-        Ok(checkpointed_source(scope, "Finnhub", reader, saver, c.backlog.as_ref().map(Backlog::pipeline_only)))
+        c.checkpointed(scope, "Finnhub", reader, FinnhubReader::restore, c.backlog.as_ref().map(Backlog::pipeline_only))
     }
 }
 

@@ -64,7 +64,7 @@ impl crate::source::Source for KafkaSource {
     ) -> Result<timely::dataflow::StreamVec<'scope, tradeflow_model::Time, crate::batch::Batch>, String> {
         let c = context;
         let (index, peers) = (scope.index(), scope.peers());
-        let mut reader = KafkaReader::new(
+        let reader = KafkaReader::new(
             self.0.clone(),
             index,
             peers,
@@ -73,9 +73,7 @@ impl crate::source::Source for KafkaSource {
             c.kafka_retry_for,
             c.stop.clone(),
         );
-        let saver = (c.saver)();
-        crate::source::restore_with(saver.as_ref(), &mut reader, KafkaReader::restore)?;
-        Ok(crate::driver::checkpointed_source(scope, "Kafka", reader, saver, c.backlog.clone()))
+        c.checkpointed(scope, "Kafka", reader, KafkaReader::restore, c.backlog.clone())
     }
 }
 
