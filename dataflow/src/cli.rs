@@ -135,6 +135,11 @@ pub struct RunArgs {
     /// Largest trades file, in rows.
     #[arg(long, default_value_t = 1_000_000, value_name = "ROWS")]
     pub lake_file_rows: usize,
+    /// Largest `window_metrics` and `anomalies` file, in rows: an hour's final rows are
+    /// written in files of this many as soon as they are known, so this is also the most
+    /// final rows the lake holds in memory per dataset.
+    #[arg(long, default_value_t = crate::pipeline::FINALS_FILE_ROWS, value_name = "ROWS")]
+    pub lake_final_rows: usize,
     /// Trades the lake's writer holds in memory per worker (about 72 bytes each) for
     /// files not yet written; past it, the files holding the most spill theirs to the
     /// lake's local spool directory. Memory is then bounded however many symbols are

@@ -73,6 +73,8 @@ pub struct RunConfig {
     pub job: String,
     /// Largest trades file in rows.
     pub lake_file_rows: usize,
+    /// `--lake-final-rows`.
+    pub lake_final_rows: usize,
     /// `--lake-buffer-rows`.
     pub lake_buffer_rows: usize,
     /// `--lake-layout`.
@@ -143,7 +145,7 @@ pub mod limits {
     pub const WAIT: Duration = Duration::from_secs(86_400);
     /// `--postgres-retry-for`, `--lake-retry-for`, `--kafka-retry-for`: 7 days.
     pub const RETRY: Duration = Duration::from_secs(7 * 86_400);
-    /// `--lake-file-rows`.
+    /// `--lake-file-rows`, `--lake-final-rows`.
     pub const LAKE_FILE_ROWS: usize = 10_000_000;
     /// `--lake-buffer-rows`: about 7 GB.
     pub const LAKE_BUFFER_ROWS: usize = 100_000_000;
@@ -266,6 +268,13 @@ impl RunConfig {
                 limits::LAKE_FILE_ROWS
             )));
         }
+        if args.lake_final_rows == 0 || args.lake_final_rows > limits::LAKE_FILE_ROWS {
+            return Err(ConfigError(format!(
+                "--lake-final-rows {}: must be between 1 and {}",
+                args.lake_final_rows,
+                limits::LAKE_FILE_ROWS
+            )));
+        }
         if args.lake_buffer_rows == 0 || args.lake_buffer_rows > limits::LAKE_BUFFER_ROWS {
             return Err(ConfigError(format!(
                 "--lake-buffer-rows {}: must be between 1 and {}",
@@ -339,6 +348,7 @@ impl RunConfig {
             run_id,
             job,
             lake_file_rows: args.lake_file_rows,
+            lake_final_rows: args.lake_final_rows,
             lake_buffer_rows: args.lake_buffer_rows,
             lake_layout: match args.lake_layout {
                 crate::cli::LakeLayout::Symbol => tradeflow_sinks::lake::TradesLayout::Symbol,
@@ -400,6 +410,9 @@ fn job_settings(
     // keep their names.
     if args.lake_layout != crate::cli::LakeLayout::Symbol {
         settings.insert("lake-layout".into(), format!("{:?}", args.lake_layout).to_lowercase());
+    }
+    if args.lake_final_rows != crate::pipeline::FINALS_FILE_ROWS {
+        settings.insert("lake-final-rows".into(), args.lake_final_rows.to_string());
     }
     settings.insert("workers".into(), format!("{} process(es) x {} thread(s)", processes, args.timely.workers));
     settings

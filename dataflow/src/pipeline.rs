@@ -23,9 +23,10 @@ use tradeflow_sinks::postgres::{PgSink, write_postgres};
 use tradeflow_sources::driver::Backlog;
 use tradeflow_sources::source::Context;
 
-/// Rows per `window_metrics` and `anomalies` file: the most final rows the lake holds per
-/// dataset (an hour of 1-minute windows over 4,000 symbols fits one file).
-const FINALS_FILE_ROWS: usize = 250_000;
+/// `--lake-final-rows` by default: rows per `window_metrics` and `anomalies` file, the
+/// most final rows the lake holds per dataset (an hour of 1-minute windows over 4,000
+/// symbols fits one file).
+pub const FINALS_FILE_ROWS: usize = 250_000;
 
 /// What every worker shares with the rest of its process.
 pub struct Shared {
@@ -102,9 +103,9 @@ pub fn build<'scope>(
             }
         }
         let saved = saver("lake-window_metrics");
-        write_finals(metrics, watermarks.clone(), reporters, windows, lake.clone(), FINALS_FILE_ROWS, saved)?;
+        write_finals(metrics, watermarks.clone(), reporters, windows, lake.clone(), config.lake_final_rows, saved)?;
         let saved = saver("lake-anomalies");
-        write_finals(anomalies, watermarks.clone(), reporters, windows, lake.clone(), FINALS_FILE_ROWS, saved)?;
+        write_finals(anomalies, watermarks.clone(), reporters, windows, lake.clone(), config.lake_final_rows, saved)?;
         let changelog = ChangelogConfig {
             worker: index,
             max_rows: 250_000,

@@ -55,6 +55,7 @@ fn large_numeric_settings_overflowed_and_panicked() {
     assert_refused(&["--idle-timeout", "100000000000d"], &["--idle-timeout", "1d"]);
     assert_refused(&["--checkpoint-interval", "100000000000d"], &["--checkpoint-interval", "1d"]);
     assert_refused(&["--lake-file-rows", "18446744073709551615"], &["--lake-file-rows", "10000000"]);
+    assert_refused(&["--lake-final-rows", "18446744073709551615"], &["--lake-final-rows", "10000000"]);
     // At the limits, a run works.
     let dir = temp_dir();
     let args = ["--volatility-windows", "10000", "--baseline-windows", "10000", "--window", "7d", "--slide", "1d"];

@@ -335,6 +335,13 @@ fn killed_at_random_moments(timely: &[&str], seed: u64) {
         run_to_end(&run_args(&source, &reference_lake, &with_db(timely, &reference_db)), "the uninterrupted run");
     let summary = reference.summary();
     check_reference(&summary, MARKET_TRADES, &reference.stderr);
+    if timely.contains(&"--lake-final-rows") {
+        let later_files = results_tree(&reference_lake)
+            .into_keys()
+            .filter(|name| name.starts_with("window_metrics/") && !name.ends_with("-0000.parquet"))
+            .count();
+        assert!(later_files > 0, "an hour's final rows in several files");
+    }
 
     let lake = dir.path().join("killed");
     let db = cluster.database("killed");
@@ -378,7 +385,9 @@ fn a_replay_into_the_hour_layout_killed_at_random_moments_and_restarted_equals_a
 
 #[test]
 fn a_replay_on_two_workers_killed_at_random_moments_and_restarted_equals_an_uninterrupted_run() {
-    killed_at_random_moments(&["-w", "2"], 2);
+    // Final rows in files of 40: an hour's files are written while the hour is open, and a
+    // resumed run goes on with the hour's next file.
+    killed_at_random_moments(&["-w", "2", "--lake-final-rows", "40"], 2);
 }
 
 /// On `-n 2` processes, one worker each: one process SIGKILLed at random moments (the
@@ -391,7 +400,9 @@ fn a_replay_on_two_processes_killed_at_random_moments_and_restarted_equals_an_un
 
     let reference_lake = dir.path().join("uninterrupted");
     let reference_db = cluster.database("reference");
-    let args = run_args(&source, &reference_lake, &with_db(&[], &reference_db));
+    // Final rows in files of 40, as on two workers.
+    let finals = ["--lake-final-rows", "40"];
+    let args = run_args(&source, &reference_lake, &with_db(&finals, &reference_db));
     let (reference, _) = run_two_processes(&args, dir.path(), TIMEOUT);
     let summary = reference.summary();
     check_reference(&summary, MARKET_TRADES, &reference.stderr);
@@ -401,7 +412,7 @@ fn a_replay_on_two_processes_killed_at_random_moments_and_restarted_equals_an_un
     let hosts = dir.path().join("killed-hosts.txt");
     let ports = tradeflow_tests::free_ports(2);
     std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).expect("writing the host file");
-    let attempts = kill_one_of_two_repeatedly(&run_args(&source, &lake, &with_db(&[], &db)), &hosts, 3);
+    let attempts = kill_one_of_two_repeatedly(&run_args(&source, &lake, &with_db(&finals, &db)), &hosts, 3);
     assert_recovered("-n 2", &attempts, &lake, &reference_lake, &summary);
     assert_same_tables("after the kills, -n 2", &db, &reference_db);
     assert_changelog_consistent(&lake);
