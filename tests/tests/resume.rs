@@ -385,8 +385,9 @@ fn a_replay_into_the_hour_layout_killed_at_random_moments_and_restarted_equals_a
 
 #[test]
 fn a_replay_on_two_workers_killed_at_random_moments_and_restarted_equals_an_uninterrupted_run() {
-    // Final rows in files of 40: an hour's files are written while the hour is open, and a
-    // resumed run goes on with the hour's next file.
+    // Final rows in files of 40, so an hour's are several. (Here the watermark moves late,
+    // when every partition has been read; the file replay below shows a run resumed after
+    // some of an open hour's files were written.)
     killed_at_random_moments(&["-w", "2", "--lake-final-rows", "40"], 2);
 }
 
@@ -400,7 +401,7 @@ fn a_replay_on_two_processes_killed_at_random_moments_and_restarted_equals_an_un
 
     let reference_lake = dir.path().join("uninterrupted");
     let reference_db = cluster.database("reference");
-    // Final rows in files of 40, as on two workers.
+    // Final rows in files of 40, so an hour's are several, as on two workers.
     let finals = ["--lake-final-rows", "40"];
     let args = run_args(&source, &reference_lake, &with_db(&finals, &reference_db));
     let (reference, _) = run_two_processes(&args, dir.path(), TIMEOUT);
@@ -603,8 +604,10 @@ fn file_and_lake_replays_killed_at_random_moments_and_restarted_equal_an_uninter
     let dir = temp_dir();
     let source = file_url(&market_file(dir.path()));
     // Files of at most 50,000 trades: a replay resumes file by file, so a kill makes it
-    // read again at most what it had of one file per worker.
-    let timely = ["-w", "2", "--lake-file-rows", "50000"];
+    // read again at most what it had of one file per worker. Final rows in files of 40:
+    // read in order, the watermark moves steadily, so an hour's files are written while it
+    // is open, and a resumed run goes on with the hour's next file.
+    let timely = ["-w", "2", "--lake-file-rows", "50000", "--lake-final-rows", "40"];
     let reference_lake = dir.path().join("uninterrupted");
     let reference = run_to_end(&run_args(&source, &reference_lake, &timely), "the uninterrupted run");
     let summary = reference.summary();
