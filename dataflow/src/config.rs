@@ -554,6 +554,26 @@ fn timely_config(args: &TimelyArgs) -> Result<(timely::Config, usize), ConfigErr
 mod tests {
     use super::*;
 
+    /// The job settings of `tradeflow run` with `flags`.
+    fn settings_of(flags: &[&str]) -> BTreeMap<String, String> {
+        use clap::Parser;
+        let argv = ["tradeflow", "run", "--source", "sim://"].iter().chain(flags);
+        let crate::cli::Cli { command: crate::cli::Command::Run(args), .. } = crate::cli::Cli::parse_from(argv) else {
+            unreachable!("a run command")
+        };
+        job_settings(&args, &[], None, 1)
+    }
+
+    #[test]
+    fn a_final_file_size_other_than_the_default_is_a_setting_of_the_job() {
+        // Absent by default, so that the jobs of lakes written before the flag keep theirs.
+        assert!(!settings_of(&[]).contains_key("lake-final-rows"));
+        assert!(!settings_of(&["--lake-final-rows", "250000"]).contains_key("lake-final-rows"));
+        // Otherwise a restart with another size would rewrite an hour's files in another
+        // split and leave the earlier split's later files beside them.
+        assert_eq!(settings_of(&["--lake-final-rows", "40"])["lake-final-rows"], "40");
+    }
+
     #[test]
     fn parses_dotenv_files() {
         let vars = parse_dotenv(
