@@ -75,30 +75,26 @@ impl<R> Default for Hour<R> {
     }
 }
 
-impl<R: LakeRow + ExchangeData + Debug> FinalsWriter<R> {
-    /// Writes `rows`, sorted, as the hour's next files: full ones only, unless `all`.
-    fn write(&self, hour_start: i64, hour: &mut Hour<R>, all: bool) {
-        let max_rows = self.max_rows.max(1);
-        if !all && hour.rows.len() < max_rows {
+impl<R: LakeRow + ExchangeData + Debug> Hour<R> {
+    /// Writes the rows, sorted, as the next files of the hour starting at `start`, of
+    /// `max_rows` rows each: full ones only, unless `all`.
+    fn write(&mut self, lake: &Lake, start: i64, max_rows: usize, all: bool) {
+        let max_rows = max_rows.max(1);
+        if !all && self.rows.len() < max_rows {
             return;
         }
-        hour.rows.sort_by(|a, b| (a.window_start(), a).cmp(&(b.window_start(), b)));
-        let full = if all { hour.rows.len() } else { hour.rows.len() / max_rows * max_rows };
-        for chunk in hour.rows[..full].chunks(max_rows) {
-            let key = format!(
-                "{}/date={}/{}-{:04}.parquet",
-                R::DATASET,
-                date_of(hour_start),
-                hour_label(hour_start),
-                hour.written
-            );
+        self.rows.sort_by(|a, b| (a.window_start(), a).cmp(&(b.window_start(), b)));
+        let full = if all { self.rows.len() } else { self.rows.len() / max_rows * max_rows };
+        for chunk in self.rows[..full].chunks(max_rows) {
+            let key =
+                format!("{}/date={}/{}-{:04}.parquet", R::DATASET, date_of(start), hour_label(start), self.written);
             match encode(R::schema(), &[R::batch(chunk)], Vec::new()) {
-                Ok(bytes) => self.lake.publish(key, Payload::Bytes(bytes), chunk.len() as u64),
-                Err(e) => self.lake.report_error(format!("encoding {key}: {e}")),
+                Ok(bytes) => lake.publish(key, Payload::Bytes(bytes), chunk.len() as u64),
+                Err(e) => lake.report_error(format!("encoding {key}: {e}")),
             }
-            hour.written += 1;
+            self.written += 1;
         }
-        hour.rows.drain(..full);
+        self.rows.drain(..full);
     }
 }
 
@@ -107,13 +103,12 @@ impl<R: LakeRow + ExchangeData + Debug> SinkLogic<R> for FinalsWriter<R> {
         for row in step.data.drain(..) {
             self.hours.entry(row.window_start().div_euclid(HOUR) * HOUR).or_default().rows.push(row);
         }
-        let mut hours = std::mem::take(&mut self.hours);
-        hours.retain(|&start, hour| {
-            let complete = step.done || start.saturating_add(HOUR - 1 + self.windows.size()) <= step.watermark;
-            self.write(start, hour, complete);
+        let (lake, max_rows, size) = (&self.lake, self.max_rows, self.windows.size());
+        self.hours.retain(|&start, hour| {
+            let complete = step.done || start.saturating_add(HOUR - 1 + size) <= step.watermark;
+            hour.write(lake, start, max_rows, complete);
             !complete
         });
-        self.hours = hours;
     }
 
     fn save(&mut self, _valid: Validity) -> Part {
