@@ -162,6 +162,14 @@ fn at_most(flag: &str, text: &str, ms: i64, limit_ms: i64, limit: &str) -> Resul
     Ok(())
 }
 
+/// Refuses a row-count flag outside 1..=`limit`.
+fn rows_within(flag: &str, rows: usize, limit: usize) -> Result<(), ConfigError> {
+    if rows == 0 || rows > limit {
+        return Err(ConfigError(format!("{flag} {rows}: must be between 1 and {limit}")));
+    }
+    Ok(())
+}
+
 /// A duration flag's value, at most `limit` (`shown` in the message).
 fn duration_at_most(flag: &str, text: &str, limit: Duration, shown: &str) -> Result<Duration, ConfigError> {
     let value = duration(flag, text)?;
@@ -261,27 +269,9 @@ impl RunConfig {
         }
         let resolution = duration_at_most("--changelog-resolution", &args.changelog_resolution, limits::WAIT, "1d")?;
         let progress = duration_at_most("--progress-interval", &args.progress_interval, limits::WAIT, "1d")?;
-        if args.lake_file_rows == 0 || args.lake_file_rows > limits::LAKE_FILE_ROWS {
-            return Err(ConfigError(format!(
-                "--lake-file-rows {}: must be between 1 and {}",
-                args.lake_file_rows,
-                limits::LAKE_FILE_ROWS
-            )));
-        }
-        if args.lake_final_rows == 0 || args.lake_final_rows > limits::LAKE_FILE_ROWS {
-            return Err(ConfigError(format!(
-                "--lake-final-rows {}: must be between 1 and {}",
-                args.lake_final_rows,
-                limits::LAKE_FILE_ROWS
-            )));
-        }
-        if args.lake_buffer_rows == 0 || args.lake_buffer_rows > limits::LAKE_BUFFER_ROWS {
-            return Err(ConfigError(format!(
-                "--lake-buffer-rows {}: must be between 1 and {}",
-                args.lake_buffer_rows,
-                limits::LAKE_BUFFER_ROWS
-            )));
-        }
+        rows_within("--lake-file-rows", args.lake_file_rows, limits::LAKE_FILE_ROWS)?;
+        rows_within("--lake-final-rows", args.lake_final_rows, limits::LAKE_FILE_ROWS)?;
+        rows_within("--lake-buffer-rows", args.lake_buffer_rows, limits::LAKE_BUFFER_ROWS)?;
 
         let start = wall_ms() / 1000 * 1000;
         let mut sources = Vec::new();
