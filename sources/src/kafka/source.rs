@@ -52,6 +52,13 @@ use tradeflow_model::{Payload, Reject, RejectReason, Trade};
 
 /// Records handled per activation at most.
 const BUDGET: usize = 16 * 1024;
+/// Empty polls an activation makes before it takes the consumer's queue for empty.
+/// librdkafka queues its statistics events (every 250 ms) ahead of the fetched records,
+/// and a poll that serves one returns nothing, like a poll of an empty queue. An
+/// activation that stopped at the first empty poll served one statistics event and
+/// slept: on a loaded machine, woken less than four times a second, the reader fell
+/// behind the statistics for good and a replay stalled with 200k records queued.
+const EMPTY_POLLS: usize = 64;
 /// librdkafka's callbacks: consumer lag from its statistics. The lag is the partition's
 /// high watermark minus the offset after the last record handed to tradeflow
 /// (`app_offset`): librdkafka's own `consumer_lag` counts from the group's committed
@@ -677,10 +684,15 @@ impl Reader for KafkaReader {
         // Taken out for the loop: messages borrow the consumer while `record` updates
         // the reader.
         let consumer = self.consumer.take();
+        let mut empty = 0;
         while let Some(consumer) = consumer.as_ref()
             && handled < BUDGET
         {
             let message = match consumer.poll(Duration::ZERO) {
+                None if empty < EMPTY_POLLS => {
+                    empty += 1;
+                    continue;
+                }
                 None => break,
                 Some(Ok(message)) => message,
                 Some(Err(RdKafkaError::PartitionEOF(partition))) => {

@@ -128,6 +128,32 @@ fn an_end_time_keeps_exactly_the_earlier_trades() {
     assert!(accepted(&out) == want);
 }
 
+/// librdkafka serves its statistics events ahead of fetched records, and a poll that
+/// serves one returns nothing. A reader that took that for an empty queue, and so read
+/// nothing in an activation that found statistics waiting, stalled a replay for good on a
+/// loaded machine. Here statistics pile up while the reader is not woken (the records are
+/// fetched meanwhile): its next activation must still read records.
+#[test]
+fn statistics_waiting_ahead_of_the_records_do_not_stop_a_read() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("s", 3, 1).unwrap();
+    let trades: Vec<Trade> =
+        (0..60_000).map(|i| trade(["A", "B", "C"][i % 3], 1_700_000_000_000 + i as i64, 1 + i as i64)).collect();
+    fill(&brokers, "s", ValueFormat::Json, &trades);
+    let plan = Arc::new(resolve(&parse_url(&format!("kafka://{brokers}/s?end=latest")).unwrap()).unwrap());
+    let mut reader = KafkaReader::new(plan, 0, 1, 5_000, Duration::from_secs(10), RETRY_FOR, Arc::default());
+    let mut out = Vec::new();
+    // The first activation assigns the partitions; then statistics (every 250 ms) pile up.
+    reader.read(&mut out);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let before = accepted(&out).len();
+    assert!(before < trades.len(), "the first activation read everything ({before} trades)");
+    reader.read(&mut out);
+    let after = accepted(&out).len();
+    assert!(after > before, "an activation with statistics waiting read nothing ({before} trades before it)");
+}
+
 /// Lateness is decided per partition, in offset order; bad values are dead-lettered with
 /// the partition's label and the record's offset.
 #[test]
