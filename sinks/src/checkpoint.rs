@@ -189,6 +189,9 @@ struct Inner {
     resumed: Option<Committed>,
     /// Parts of earlier runs of the job, to delete once superseded.
     inherited: Vec<PartRef>,
+    /// Keys of superseded parts a commit could not delete (the store stopped answering):
+    /// the next commit deletes them first.
+    litter: Vec<String>,
     error: Option<String>,
 }
 
@@ -441,15 +444,26 @@ impl JobCheckpoints {
         // A complete run is never resumed: nothing but its manifest needs keeping (with
         // several processes, only once all are complete: another may not be yet).
         let everything = complete && self.processes == 1;
-        let garbage = if everything { self.everything(&mut inner) } else { self.garbage(&mut inner) };
+        let mut garbage = std::mem::take(&mut inner.litter);
+        garbage.extend(if everything { self.everything(&mut inner) } else { self.garbage(&mut inner) });
         drop(inner);
         let bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
         self.store.put(&format!("{}/manifest-p{}.json", self.prefix, self.process), bytes)?;
         if boundary != FINAL {
             self.durable.fetch_max(boundary.saturating_mul(self.interval_ms), Ordering::AcqRel);
         }
-        for key in garbage {
-            let _ = self.store.delete(&key);
+        // Superseded parts are litter, not state: a delete that fails (the store went down
+        // after the manifest was written) ends the round, and the rest wait for the next
+        // commit. Retrying each of them here, after an outage had held hundreds back, kept
+        // a stopping run waiting for minutes.
+        let mut garbage = garbage.into_iter();
+        while let Some(key) = garbage.next() {
+            if self.store.delete(&key).is_err() {
+                let mut inner = lock(&self.inner);
+                inner.litter.push(key);
+                inner.litter.extend(garbage);
+                break;
+            }
         }
         Ok(())
     }
@@ -647,8 +661,13 @@ impl Objects {
         })
     }
 
+    /// Deletes `key` (already gone is done), trying once: the object store's client
+    /// retries a failed request a few times itself.
     pub(crate) fn delete(&self, key: &str) -> Result<(), String> {
         let path = self.path(key);
-        crate::lake::destination::io_runtime().block_on(self.store.delete(&path)).map_err(|e| e.to_string())
+        match crate::lake::destination::io_runtime().block_on(self.store.delete(&path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(crate::lake::destination::redact(&e.to_string())),
+        }
     }
 }
