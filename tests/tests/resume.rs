@@ -336,11 +336,7 @@ fn killed_at_random_moments(timely: &[&str], seed: u64) {
     let summary = reference.summary();
     check_reference(&summary, MARKET_TRADES, &reference.stderr);
     if timely.contains(&"--lake-final-rows") {
-        let later_files = results_tree(&reference_lake)
-            .into_keys()
-            .filter(|name| name.starts_with("window_metrics/") && !name.ends_with("-0000.parquet"))
-            .count();
-        assert!(later_files > 0, "an hour's final rows in several files");
+        assert_finals_in_several_files(&reference_lake);
     }
 
     let lake = dir.path().join("killed");
@@ -351,6 +347,16 @@ fn killed_at_random_moments(timely: &[&str], seed: u64) {
     // The changelog stayed a consistent capture: each resume took back what the killed
     // attempt wrote after its checkpoint, and the last attempt closed the run.
     assert_changelog_consistent(&lake);
+}
+
+/// `lake` holds an hour's `window_metrics` in more than one file (a run with a small
+/// `--lake-final-rows`).
+fn assert_finals_in_several_files(lake: &Path) {
+    let later_files = results_tree(lake)
+        .into_keys()
+        .filter(|name| name.starts_with("window_metrics/") && !name.ends_with("-0000.parquet"))
+        .count();
+    assert!(later_files > 0, "an hour's final rows in several files");
 }
 
 /// The changelog of every run in `lake` is differential's capture protocol (see
@@ -407,6 +413,7 @@ fn a_replay_on_two_processes_killed_at_random_moments_and_restarted_equals_an_un
     let (reference, _) = run_two_processes(&args, dir.path(), TIMEOUT);
     let summary = reference.summary();
     check_reference(&summary, MARKET_TRADES, &reference.stderr);
+    assert_finals_in_several_files(&reference_lake);
 
     let lake = dir.path().join("killed");
     let db = cluster.database("killed");

@@ -47,14 +47,19 @@ fn fill(brokers: &str, topic: &str, format: ValueFormat, trades: &[Trade]) {
     assert_eq!(counts.delivered.load(std::sync::atomic::Ordering::Relaxed), trades.len() as u64);
 }
 
-/// Reads a bounded source with `peers` readers to the end; everything they emitted.
-fn drain(url: &str, peers: usize, lateness_ms: i64) -> Vec<Batch> {
+/// The `peers` readers of the source `url`.
+fn readers(url: &str, peers: usize, lateness_ms: i64) -> Vec<KafkaReader> {
     let plan = Arc::new(resolve(&parse_url(url).unwrap()).unwrap());
-    let mut readers: Vec<KafkaReader> = (0..peers)
+    (0..peers)
         .map(|i| {
             KafkaReader::new(plan.clone(), i, peers, lateness_ms, Duration::from_secs(10), RETRY_FOR, Arc::default())
         })
-        .collect();
+        .collect()
+}
+
+/// Reads a bounded source with `peers` readers to the end; everything they emitted.
+fn drain(url: &str, peers: usize, lateness_ms: i64) -> Vec<Batch> {
+    let mut readers = readers(url, peers, lateness_ms);
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut done = vec![false; peers];
@@ -141,8 +146,7 @@ fn statistics_waiting_ahead_of_the_records_do_not_stop_a_read() {
     let trades: Vec<Trade> =
         (0..60_000).map(|i| trade(["A", "B", "C"][i % 3], 1_700_000_000_000 + i as i64, 1 + i as i64)).collect();
     fill(&brokers, "s", ValueFormat::Json, &trades);
-    let plan = Arc::new(resolve(&parse_url(&format!("kafka://{brokers}/s?end=latest")).unwrap()).unwrap());
-    let mut reader = KafkaReader::new(plan, 0, 1, 5_000, Duration::from_secs(10), RETRY_FOR, Arc::default());
+    let mut reader = readers(&format!("kafka://{brokers}/s?end=latest"), 1, 5_000).remove(0);
     let mut out = Vec::new();
     // The first activation assigns the partitions; then statistics (every 250 ms) pile up.
     reader.read(&mut out);
