@@ -96,6 +96,62 @@ impl<R: Ord> Interval<R> {
     }
 }
 
+/// One worker's updates on their way to files: the interval still being consolidated,
+/// the buffer of the next file, and the update counts of the epochs in that buffer.
+struct Files<R> {
+    lake: Arc<Lake>,
+    worker: usize,
+    open: Option<Interval<R>>,
+    buffer: Vec<(R, Time, isize)>,
+    /// The number of updates at each epoch in the buffer; once their file is written,
+    /// they are ready to announce (so that no statement precedes the updates it counts).
+    announce: Vec<(Time, u64)>,
+    ready: Vec<(Time, u64)>,
+    /// The next file's sequence number, and the first epoch it may hold.
+    seq: u64,
+    lower: Time,
+}
+
+impl<R: LakeRow + Ord> Files<R> {
+    /// Moves the open interval's net updates into the buffer.
+    fn close_interval(&mut self) {
+        if let Some(interval) = self.open.take() {
+            interval.close(&mut self.buffer, &mut self.announce);
+        }
+    }
+
+    /// Writes the buffer as the file of epochs `[lower, upper)`; its counts are then
+    /// ready to announce.
+    fn write(&mut self, run_id: &str, upper: Time) {
+        let key = updates_key(R::DATASET, run_id, self.worker, self.seq);
+        let metadata = vec![
+            ("tradeflow.lower".to_owned(), self.lower.to_string()),
+            ("tradeflow.upper".to_owned(), upper.to_string()),
+            ("tradeflow.run_id".to_owned(), run_id.to_owned()),
+        ];
+        match encode(R::changelog_schema(), &[R::changelog_batch(&self.buffer, run_id)], metadata) {
+            Ok(bytes) => self.lake.publish(key, Payload::Bytes(bytes), self.buffer.len() as u64),
+            Err(e) => self.lake.report_error(format!("encoding {key}: {e}")),
+        }
+        self.buffer.clear();
+        self.seq += 1;
+        self.lower = upper;
+        self.ready.append(&mut self.announce);
+    }
+
+    /// At a boundary (`upto`: the next epoch, or the frontier; none at a stop, when the
+    /// file ends after the last epoch `applied`) the open interval is closed and the
+    /// buffer written out, so the checkpoint part is just the file sequence.
+    fn cut(&mut self, run_id: &str, upto: Option<Time>, applied: Option<Time>) -> Part {
+        self.close_interval();
+        if !self.buffer.is_empty() {
+            let upper = upto.or(applied.map(|a| a + 1)).unwrap_or(self.lower).max(self.lower);
+            self.write(run_id, upper);
+        }
+        Part { state: to_json(&(self.lower, self.seq)), ..Part::default() }
+    }
+}
+
 /// Captures `rows` into the lake's changelog (see the module documentation). `run_id`
 /// carries the run's identifier (sent once, by worker 0, to everyone, so that every
 /// process of a run uses the same). `saver` keeps this worker's file sequence,
@@ -126,7 +182,7 @@ fn write_updates<'scope, R: LakeRow + Clone + Ord>(
     mut saver: Option<Saver>,
 ) -> Result<StreamVec<'scope, Time, (Time, u64)>, String> {
     let restored = saver.as_ref().and_then(Saver::restore);
-    let (mut lower, mut seq): (Time, u64) = match &restored {
+    let (lower, seq): (Time, u64) = match &restored {
         Some(restored) => from_json(R::DATASET, &restored.state)?,
         None => (0, 0),
     };
@@ -142,12 +198,16 @@ fn write_updates<'scope, R: LakeRow + Clone + Ord>(
         let mut run_id: Option<String> = None;
         let mut caps = CapabilitySet::new();
         let mut queue = EpochQueue::<Vec<(R, Time, isize)>>::default();
-        let mut buffer: Vec<(R, Time, isize)> = Vec::new();
-        let mut open: Option<Interval<R>> = None;
-        // The number of updates at each epoch in the buffer; once their file is written,
-        // they are ready to announce (so that no statement precedes the updates it counts).
-        let mut announce: Vec<(Time, u64)> = Vec::new();
-        let mut ready: Vec<(Time, u64)> = Vec::new();
+        let mut files = Files {
+            lake: lake.clone(),
+            worker: config.worker,
+            open: None,
+            buffer: Vec::new(),
+            announce: Vec::new(),
+            ready: Vec::new(),
+            seq,
+            lower,
+        };
         // When the oldest row in the buffer arrived (the file's age, for `max_age`).
         let mut oldest: Option<Instant> = None;
         // The last epoch applied: a cut with no next epoch (a stop) ends the file there.
@@ -180,57 +240,9 @@ fn write_updates<'scope, R: LakeRow + Clone + Ord>(
                     parse_updates_name(name).is_some_and(|(run, w, seq)| run == run_id && w == worker && seq >= from)
                 });
             }
-            let write = |buffer: &mut Vec<(R, Time, isize)>, upper: Time, seq: &mut u64, lower: &mut Time| {
-                let key = updates_key(R::DATASET, run_id, config.worker, *seq);
-                let metadata = vec![
-                    ("tradeflow.lower".to_owned(), lower.to_string()),
-                    ("tradeflow.upper".to_owned(), upper.to_string()),
-                    ("tradeflow.run_id".to_owned(), run_id.to_owned()),
-                ];
-                match encode(R::changelog_schema(), &[R::changelog_batch(buffer, run_id)], metadata) {
-                    Ok(bytes) => lake.publish(key, Payload::Bytes(bytes), buffer.len() as u64),
-                    Err(e) => lake.report_error(format!("encoding {key}: {e}")),
-                }
-                buffer.clear();
-                *seq += 1;
-                *lower = upper;
-            };
-            // At a boundary (`upto`: the next epoch, or the frontier; none at a stop, when the
-            // file ends after the last epoch applied) the open interval is closed and the
-            // buffer written out, so the part is just the file sequence.
-            let cut = |upto: Option<Time>,
-                       applied: Option<Time>,
-                       open: &mut Option<Interval<R>>,
-                       buffer: &mut Vec<_>,
-                       announce: &mut Vec<_>,
-                       ready: &mut Vec<_>,
-                       seq: &mut u64,
-                       lower: &mut Time| {
-                if let Some(interval) = open.take() {
-                    interval.close(buffer, announce);
-                }
-                if !buffer.is_empty() {
-                    let upper = upto.or(applied.map(|a| a + 1)).unwrap_or(*lower).max(*lower);
-                    write(buffer, upper, seq, lower);
-                    ready.append(announce);
-                }
-                Part { state: to_json(&(*lower, *seq)), ..Part::default() }
-            };
             while let Some((time, mut updates)) = queue.pop_complete(frontier) {
                 if let Some(saver) = saver.as_mut() {
-                    let cut_here = |_| {
-                        cut(
-                            Some(time),
-                            applied,
-                            &mut open,
-                            &mut buffer,
-                            &mut announce,
-                            &mut ready,
-                            &mut seq,
-                            &mut lower,
-                        )
-                    };
-                    saver.before_epoch(time, cut_here);
+                    saver.before_epoch(time, |_| files.cut(run_id, Some(time), applied));
                 }
                 applied = applied.max(Some(time));
                 if config.resolution == 0 {
@@ -238,16 +250,16 @@ fn write_updates<'scope, R: LakeRow + Clone + Ord>(
                     // row can be inserted and retracted within one epoch).
                     differential_dataflow::consolidation::consolidate_updates(&mut updates);
                     if !updates.is_empty() {
-                        announce.push((time, updates.len() as u64));
+                        files.announce.push((time, updates.len() as u64));
                     }
-                    buffer.append(&mut updates);
+                    files.buffer.append(&mut updates);
                     continue;
                 }
                 let index = time / config.resolution;
-                if open.as_ref().is_some_and(|i| i.index != index) {
-                    open.take().expect("checked").close(&mut buffer, &mut announce);
+                if files.open.as_ref().is_some_and(|i| i.index != index) {
+                    files.close_interval();
                 }
-                let interval = open.get_or_insert_with(|| Interval {
+                let interval = files.open.get_or_insert_with(|| Interval {
                     index,
                     first: time,
                     last: time,
@@ -257,39 +269,37 @@ fn write_updates<'scope, R: LakeRow + Clone + Ord>(
                 interval.add(time, updates);
             }
             if let Some(saver) = saver.as_mut() {
-                saver.at_frontier(frontier, |_| {
-                    cut(frontier, applied, &mut open, &mut buffer, &mut announce, &mut ready, &mut seq, &mut lower)
-                });
+                saver.at_frontier(frontier, |_| files.cut(run_id, frontier, applied));
             }
             // An interval the frontier has left is complete.
-            if open.as_ref().is_some_and(|i| frontier.is_none_or(|f| f / config.resolution > i.index)) {
-                open.take().expect("checked").close(&mut buffer, &mut announce);
+            if files.open.as_ref().is_some_and(|i| frontier.is_none_or(|f| f / config.resolution > i.index)) {
+                files.close_interval();
             }
             // What the open interval will hold is not covered by a file written now.
-            let upper = match (&open, frontier) {
-                (Some(interval), _) => (interval.index * config.resolution).max(lower),
+            let upper = match (&files.open, frontier) {
+                (Some(interval), _) => (interval.index * config.resolution).max(files.lower),
                 (None, Some(f)) => f,
                 (None, None) => Time::MAX,
             };
-            if buffer.is_empty() {
+            if files.buffer.is_empty() {
                 oldest = None;
             } else if oldest.is_none() {
                 oldest = Some(Instant::now());
             }
             let aged = config.max_age.is_some_and(|age| oldest.is_some_and(|o| o.elapsed() >= age));
-            if !buffer.is_empty() && (buffer.len() >= config.max_rows || aged || frontier.is_none()) {
-                write(&mut buffer, upper, &mut seq, &mut lower);
-                ready.append(&mut announce);
+            if !files.buffer.is_empty() && (files.buffer.len() >= config.max_rows || aged || frontier.is_none()) {
+                files.write(run_id, upper);
             }
-            if !ready.is_empty() {
+            if !files.ready.is_empty() {
                 let mut out = counts_out.activate();
-                for (time, count) in ready.drain(..) {
+                for (time, count) in files.ready.drain(..) {
                     out.session(&caps.delayed(&time)).give((time, count));
                 }
             }
             // Hold a capability only for the epochs still to announce: stashed, in the open
             // interval, or in the buffer (counts are in epoch order).
-            let pending = [queue.first_time(), open.as_ref().map(|i| i.first), announce.first().map(|c| c.0)];
+            let pending =
+                [queue.first_time(), files.open.as_ref().map(|i| i.first), files.announce.first().map(|c| c.0)];
             match pending.into_iter().flatten().min() {
                 Some(t) => caps.downgrade([t]),
                 None => caps = CapabilitySet::new(),
