@@ -24,8 +24,8 @@ enum Job {
         /// Rows in the file (counted once it is uploaded).
         rows: u64,
     },
-    /// Answer once every earlier put is done.
-    Barrier(std::sync::mpsc::Sender<()>),
+    /// Wait until every earlier put is done, then answer (if anyone waits).
+    Barrier(Option<std::sync::mpsc::Sender<()>>),
 }
 
 /// The lake's first failure (an upload that failed for good, an encoder error), and who
@@ -118,7 +118,7 @@ impl Lake {
             let _ = uploads.send(Job::Put { key, payload: Payload::Spooled(spool), rows });
         };
         let barrier = move |done| {
-            let _ = barriers.send(Job::Barrier(done));
+            let _ = barriers.send(Job::Barrier(Some(done)));
         };
         let encoder_thread = std::thread::Builder::new()
             .name("lake-encoder".into())
@@ -178,8 +178,7 @@ impl Lake {
     pub fn publish_after_earlier(&self, key: String, payload: Payload, rows: u64) {
         let guard = self.sender.lock().expect("lake sender lock");
         if let Some(sender) = guard.as_ref() {
-            let (done, _) = std::sync::mpsc::channel();
-            let _ = sender.send(Job::Barrier(done));
+            let _ = sender.send(Job::Barrier(None));
             let _ = sender.send(Job::Put { key, payload, rows });
         }
     }
@@ -287,7 +286,9 @@ fn upload_loop(
                     while let Some(finished) = tasks.join_next().await {
                         record(&failed, finished);
                     }
-                    let _ = done.send(());
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
                     continue;
                 }
             };
