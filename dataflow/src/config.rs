@@ -277,7 +277,10 @@ impl RunConfig {
         let mut sources = Vec::new();
         for text in &args.sources {
             let spec = parse_source(text).map_err(|e| ConfigError(e.to_string()))?;
-            sources.push(tradeflow_sources::source::resolve(text, spec, start, &seed_variable).map_err(ConfigError)?);
+            sources.push(
+                tradeflow_sources::source::resolve(text, spec, start, &seed_variable)
+                    .map_err(|e| ConfigError(e.to_string()))?,
+            );
         }
         let bounded = sources.iter().all(|s| s.bounded());
 

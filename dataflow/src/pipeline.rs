@@ -71,7 +71,7 @@ pub fn build<'scope>(
             saver: &saver,
             backlog: backlog.clone(),
         };
-        let batches = source.build(scope, &context)?;
+        let batches = source.build(scope, &context).map_err(|e| e.to_string())?;
         inputs.push(ingest(batches, &config.source_names[number], reporter, windows, shared.stats.ingest.clone()));
     }
     let reporters = config.sources.len() * peers;

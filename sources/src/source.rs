@@ -17,6 +17,31 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use timely::dataflow::{Scope, StreamVec};
 use tradeflow_model::Time;
+
+/// Any error a source's own module reports (each kind has its `thiserror` type).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a `--source` could not be resolved, or its operator built. The message names the
+/// source and the fix; the error it wraps is kept as its `source()`.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The `--source` text names an input that cannot be read as given.
+    #[error("--source {text:?}: {error}")]
+    Resolve {
+        /// The `--source` text.
+        text: String,
+        /// Why.
+        #[source]
+        error: BoxError,
+    },
+    /// The input's own error, which names it (a file source's path).
+    #[error(transparent)]
+    Input(BoxError),
+    /// The checkpoint part a source resumes from does not fit it (another input, an
+    /// unreadable state).
+    #[error(transparent)]
+    Restore(BoxError),
+}
 use tradeflow_model::checkpoint::Saver;
 
 /// The run's settings a source's operator uses.
@@ -75,7 +100,7 @@ pub trait Source: Debug + Send + Sync {
         &self,
         scope: Scope<'scope, Time>,
         context: &Context,
-    ) -> Result<StreamVec<'scope, Time, Batch>, String>;
+    ) -> Result<StreamVec<'scope, Time, Batch>, SourceError>;
 }
 
 impl Context<'_> {
@@ -89,14 +114,14 @@ impl Context<'_> {
         mut reader: R,
         restore: impl FnOnce(&mut R, &[u8]) -> Result<(), E>,
         backlog: Option<Backlog>,
-    ) -> Result<StreamVec<'scope, Time, Batch>, String>
+    ) -> Result<StreamVec<'scope, Time, Batch>, SourceError>
     where
         R: Reader<Item = Batch>,
-        E: std::fmt::Display,
+        E: std::error::Error + Send + Sync + 'static,
     {
         let saver = (self.saver)();
         if let Some(restored) = saver.as_ref().and_then(Saver::restore) {
-            restore(&mut reader, &restored.state).map_err(|e| e.to_string())?;
+            restore(&mut reader, &restored.state).map_err(|e| SourceError::Restore(Box::new(e)))?;
         }
         Ok(checkpointed_source(scope, name, reader, saver, backlog))
     }
@@ -110,35 +135,63 @@ pub fn resolve(
     spec: SourceSpec,
     start_ms: i64,
     variable: &dyn Fn(&str) -> Option<String>,
-) -> Result<Arc<dyn Source>, String> {
-    let named = |e: &dyn std::fmt::Display| format!("--source {text:?}: {e}");
+) -> Result<Arc<dyn Source>, SourceError> {
+    fn named<E: std::error::Error + Send + Sync + 'static>(text: &str) -> impl FnOnce(E) -> SourceError {
+        move |e| SourceError::Resolve { text: text.to_owned(), error: Box::new(e) }
+    }
     Ok(match spec {
         SourceSpec::File { path } => Arc::new(
-            crate::file::plan::FilePlan::new(&path, crate::file::DEFAULT_CHUNK_BYTES).map_err(|e| e.to_string())?,
+            crate::file::plan::FilePlan::new(&path, crate::file::DEFAULT_CHUNK_BYTES)
+                .map_err(|e| SourceError::Input(Box::new(e)))?,
         ),
         SourceSpec::Sim { mut config, start } => {
             config.start_ms = start.unwrap_or(start_ms);
-            config.check().map_err(|e| named(&e))?;
+            config.check().map_err(named(text))?;
             Arc::new(config)
         }
         SourceSpec::Finnhub(spec) => {
-            Arc::new(spec.resolve(variable("FINNHUB_API_KEY"), variable("FINNHUB_WS_URL")).map_err(|e| named(&e))?)
+            Arc::new(spec.resolve(variable("FINNHUB_API_KEY"), variable("FINNHUB_WS_URL")).map_err(named(text))?)
         }
         SourceSpec::Stdin => Arc::new(crate::stdin::Stdin),
         SourceSpec::Kafka(mut spec) => {
             // Resolved once now: a missing topic or unreachable brokers stop the run before
             // it starts, and `end=latest` is the high watermarks now.
-            spec.resolve_brokers(variable).map_err(|e| named(&e))?;
-            Arc::new(crate::kafka::KafkaSource(Arc::new(crate::kafka::resolve(&spec).map_err(|e| named(&e))?)))
+            spec.resolve_brokers(variable).map_err(named(text))?;
+            Arc::new(crate::kafka::KafkaSource(Arc::new(crate::kafka::resolve(&spec).map_err(named(text))?)))
         }
         SourceSpec::Lake { lake, from, to } => {
             // Listed once, now: a missing lake or bucket stops the run before it starts,
             // and every worker reads its share of this listing.
-            let plan = crate::lake::LakePlan::list(&lake, from, to).map_err(|e| named(&e))?;
+            let plan = crate::lake::LakePlan::list(&lake, from, to).map_err(named(text))?;
             if plan.files() == 0 {
                 tracing::warn!("--source {text:?}: no trades files in that lake (and range)");
             }
             Arc::new(crate::lake::LakeSource { lake, plan: Arc::new(plan) })
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn a_source_that_cannot_be_resolved_names_itself_and_keeps_its_cause() {
+        // Without a start of its own, the simulator starts at the run's: 1970 is too early.
+        let text = "sim://?symbols=AAPL";
+        let spec = crate::url::parse_source(text).expect("a well-formed URL");
+        let error = resolve(text, spec, 0, &|_| None).expect_err("a start before 2000");
+        assert!(matches!(error, SourceError::Resolve { .. }), "{error:?}");
+        let cause = error.source().expect("the simulator's own error is kept").to_string();
+        assert_eq!(error.to_string(), format!("--source {text:?}: {cause}"));
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_the_file_sources_own_error() {
+        let spec = crate::url::parse_source("file:///no/such/file.ndjson").expect("a well-formed URL");
+        let error = resolve("file:///no/such/file.ndjson", spec, 0, &|_| None).expect_err("no such file");
+        assert!(matches!(error, SourceError::Input(_)), "{error:?}");
+        assert!(error.to_string().contains("/no/such/file.ndjson"), "{error}");
+    }
 }

@@ -388,7 +388,10 @@ impl crate::source::Source for FinnhubConfig {
         &self,
         scope: timely::dataflow::Scope<'scope, tradeflow_model::Time>,
         context: &crate::source::Context,
-    ) -> Result<timely::dataflow::StreamVec<'scope, tradeflow_model::Time, crate::batch::Batch>, String> {
+    ) -> Result<
+        timely::dataflow::StreamVec<'scope, tradeflow_model::Time, crate::batch::Batch>,
+        crate::source::SourceError,
+    > {
         use crate::driver::{Backlog, Finished, polled_source};
         if scope.index() != 0 {
             return Ok(polled_source(scope, "Finnhub", Finished));

@@ -61,7 +61,10 @@ impl crate::source::Source for KafkaSource {
         &self,
         scope: timely::dataflow::Scope<'scope, tradeflow_model::Time>,
         context: &crate::source::Context,
-    ) -> Result<timely::dataflow::StreamVec<'scope, tradeflow_model::Time, crate::batch::Batch>, String> {
+    ) -> Result<
+        timely::dataflow::StreamVec<'scope, tradeflow_model::Time, crate::batch::Batch>,
+        crate::source::SourceError,
+    > {
         let c = context;
         let (index, peers) = (scope.index(), scope.peers());
         let reader = KafkaReader::new(
