@@ -425,11 +425,11 @@ impl JobCheckpoints {
         let recorded = if boundary == FINAL { FINAL - self.generation } else { boundary };
         let written_at = tradeflow_model::format_ts(wall_ms());
         inner.committed.push(Committed { boundary: recorded, written_at, parts });
-        // Keep the checkpoints another process may still resume from: the last few.
-        let keep = if self.processes > 1 { 64 } else { 2 };
-        let excess = inner.committed.len().saturating_sub(keep);
-        inner.committed.drain(..excess);
-        if inner.committed.len() >= keep {
+        // Keep the checkpoints another process may still resume from.
+        let boundaries: Vec<u64> = inner.committed.iter().map(|c| c.boundary).collect();
+        let mut kept = kept(&boundaries, self.processes, self.interval_ms).into_iter();
+        inner.committed.retain(|_| kept.next().unwrap_or(true));
+        if inner.committed.len() >= recent_kept(self.processes) {
             inner.resumed = None;
         }
         let manifest = Manifest {
@@ -587,6 +587,37 @@ impl Checkpoints for JobCheckpoints {
     }
 }
 
+/// How many of its newest checkpoints a process's manifest keeps.
+fn recent_kept(processes: usize) -> usize {
+    if processes > 1 { 64 } else { 2 }
+}
+
+/// How far apart, in time, the commits of two processes of a job may be while a crash
+/// still leaves them a checkpoint in common.
+const COMMIT_SKEW_MS: u64 = 10_000;
+
+/// Which of a process's committed boundaries (oldest first) its manifest keeps: the
+/// newest few ([`recent_kept`]); with several processes also, over the
+/// [`COMMIT_SKEW_MS`] before the newest, every boundary at a whole second. Each process
+/// commits at its own pace (its uploads, its PostgreSQL writes), and all of them commit
+/// the same boundaries, so a process up to that far behind another still shares one with
+/// it: at the tests' 50 ms interval the 64 newest alone span 3.2 s. The ends of runs
+/// (`FINAL − generation`) are always among the newest.
+fn kept(boundaries: &[u64], processes: usize, interval_ms: u64) -> Vec<bool> {
+    let recent = recent_kept(processes);
+    let first_recent = boundaries.len().saturating_sub(recent);
+    let interval = interval_ms.max(1);
+    let newest = boundaries.iter().copied().filter(|b| *b < FINAL / 2).max().unwrap_or(0);
+    let (horizon, stride) = (COMMIT_SKEW_MS / interval, (1_000 / interval).max(1));
+    boundaries
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            i >= first_recent || (processes > 1 && b < FINAL / 2 && b + horizon >= newest && b % stride == 0)
+        })
+        .collect()
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -669,5 +700,45 @@ impl Objects {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(crate::lake::destination::redact(&e.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The boundaries a process has committed after committing `0..=newest` one by one.
+    fn manifest(newest: u64, processes: usize, interval_ms: u64) -> Vec<u64> {
+        let mut committed = Vec::new();
+        for b in 0..=newest {
+            committed.push(b);
+            let mut kept = kept(&committed, processes, interval_ms).into_iter();
+            committed.retain(|_| kept.next().unwrap_or(true));
+        }
+        committed
+    }
+
+    #[test]
+    fn two_processes_whose_commits_are_seconds_apart_still_share_a_checkpoint() {
+        // 50 ms boundaries: one process 5 s (100 boundaries) ahead of the other.
+        let ahead = manifest(1_000, 2, 50);
+        let behind = manifest(900, 2, 50);
+        let common = ahead.iter().rev().find(|b| behind.contains(b));
+        assert!(common.is_some_and(|b| *b % 20 == 0 && *b <= 900), "{ahead:?} / {behind:?}");
+        // The 64 newest alone would share nothing.
+        assert!(ahead[ahead.len() - 64..].iter().all(|b| *b > 900));
+        // Bounded: 64 newest plus one per second over 10 s.
+        assert!(ahead.len() <= 64 + 11, "{}", ahead.len());
+        // At the default 10 s interval, the newest 64 already span 640 s.
+        assert_eq!(manifest(1_000, 2, 10_000).len(), 64);
+    }
+
+    #[test]
+    fn one_process_keeps_its_last_two_and_the_end_of_a_run_is_kept() {
+        assert_eq!(manifest(100, 1, 50), vec![99, 100]);
+        let mut committed = manifest(100, 2, 50);
+        committed.push(FINAL - 1);
+        let kept = kept(&committed, 2, 50);
+        assert!(*kept.last().unwrap());
     }
 }
