@@ -429,7 +429,8 @@ impl JobCheckpoints {
         let boundaries: Vec<u64> = inner.committed.iter().map(|c| c.boundary).collect();
         let mut kept = kept(&boundaries, self.processes, self.interval_ms).into_iter();
         inner.committed.retain(|_| kept.next().unwrap_or(true));
-        if inner.committed.len() >= recent_kept(self.processes) {
+        let boundaries: Vec<u64> = inner.committed.iter().map(|c| c.boundary).collect();
+        if releases_resumed(&boundaries, self.processes, self.interval_ms) {
             inner.resumed = None;
         }
         let manifest = Manifest {
@@ -618,6 +619,18 @@ fn kept(boundaries: &[u64], processes: usize, interval_ms: u64) -> Vec<bool> {
         .collect()
 }
 
+/// Whether a run whose manifest keeps `boundaries` (its own commits, oldest first) no
+/// longer needs the checkpoint it resumed from: once it keeps the newest few and, with
+/// several processes, its commits span [`COMMIT_SKEW_MS`], so that a peer that has not
+/// committed yet in this run can still resume with it from the checkpoint both resumed.
+fn releases_resumed(boundaries: &[u64], processes: usize, interval_ms: u64) -> bool {
+    let ordinary = || boundaries.iter().copied().filter(|b| *b < FINAL / 2);
+    let span = ordinary().max().zip(ordinary().min()).map_or(0, |(newest, oldest)| newest - oldest);
+    boundaries.len() >= recent_kept(processes)
+        // Kept commits reach back one per second: a span within a second of the skew is all of it.
+        && (processes == 1 || span.saturating_mul(interval_ms.max(1)) + 1_000 >= COMMIT_SKEW_MS)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -731,6 +744,17 @@ mod tests {
         assert!(ahead.len() <= 64 + 11, "{}", ahead.len());
         // At the default 10 s interval, the newest 64 already span 640 s.
         assert_eq!(manifest(1_000, 2, 10_000).len(), 64);
+    }
+
+    #[test]
+    fn the_checkpoint_a_run_resumed_from_is_kept_until_its_commits_span_the_skew() {
+        // Two processes, 50 ms: 64 commits span 3.15 s, not enough for a peer that has not
+        // committed yet in this run; 10 s of them are.
+        assert!(!releases_resumed(&manifest(63, 2, 50), 2, 50));
+        assert!(releases_resumed(&manifest(250, 2, 50), 2, 50));
+        // At 10 s the 64 newest span far more; one process needs only its last two.
+        assert!(releases_resumed(&manifest(63, 2, 10_000), 2, 10_000));
+        assert!(releases_resumed(&manifest(1, 1, 50), 1, 50));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use timely::dataflow::{Scope, StreamVec};
 use tradeflow_model::Time;
+use tradeflow_model::checkpoint::Saver;
 
 /// Any error a source's own module reports (each kind has its `thiserror` type).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -42,7 +43,6 @@ pub enum SourceError {
     #[error(transparent)]
     Restore(BoxError),
 }
-use tradeflow_model::checkpoint::Saver;
 
 /// The run's settings a source's operator uses.
 pub struct Context<'a> {
