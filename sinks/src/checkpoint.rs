@@ -427,8 +427,8 @@ impl JobCheckpoints {
         inner.committed.push(Committed { boundary: recorded, written_at, parts });
         // Keep the checkpoints another process may still resume from.
         let boundaries: Vec<u64> = inner.committed.iter().map(|c| c.boundary).collect();
-        let mut kept = kept(&boundaries, self.processes, self.interval_ms).into_iter();
-        inner.committed.retain(|_| kept.next().unwrap_or(true));
+        let keeps = keeps(&boundaries, self.processes, self.interval_ms);
+        inner.committed.retain(|c| keeps(c.boundary));
         let boundaries: Vec<u64> = inner.committed.iter().map(|c| c.boundary).collect();
         if releases_resumed(&boundaries, self.processes, self.interval_ms) {
             inner.resumed = None;
@@ -597,26 +597,21 @@ fn recent_kept(processes: usize) -> usize {
 /// still leaves them a checkpoint in common.
 const COMMIT_SKEW_MS: u64 = 10_000;
 
-/// Which of a process's committed boundaries (oldest first) its manifest keeps: the
-/// newest few ([`recent_kept`]); with several processes also, over the
-/// [`COMMIT_SKEW_MS`] before the newest, every boundary at a whole second. Each process
+/// Which of a process's committed `boundaries` its manifest keeps: the newest few
+/// ([`recent_kept`]); with several processes also, over the [`COMMIT_SKEW_MS`] before
+/// the newest, every boundary at a whole second. Each process
 /// commits at its own pace (its uploads, its PostgreSQL writes), and all of them commit
 /// the same boundaries, so a process up to that far behind another still shares one with
 /// it: at the tests' 50 ms interval the 64 newest alone span 3.2 s. The ends of runs
 /// (`FINAL − generation`) are always among the newest.
-fn kept(boundaries: &[u64], processes: usize, interval_ms: u64) -> Vec<bool> {
-    let recent = recent_kept(processes);
-    let first_recent = boundaries.len().saturating_sub(recent);
+fn keeps(boundaries: &[u64], processes: usize, interval_ms: u64) -> impl Fn(u64) -> bool + use<> {
+    let mut newest_first = boundaries.to_vec();
+    newest_first.sort_unstable_by(|a, b| b.cmp(a));
+    let oldest_recent = newest_first.get(recent_kept(processes) - 1).copied().unwrap_or(0);
     let interval = interval_ms.max(1);
-    let newest = boundaries.iter().copied().filter(|b| *b < FINAL / 2).max().unwrap_or(0);
+    let newest = newest_first.into_iter().find(|b| *b < FINAL / 2).unwrap_or(0);
     let (horizon, stride) = (COMMIT_SKEW_MS / interval, (1_000 / interval).max(1));
-    boundaries
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            i >= first_recent || (processes > 1 && b < FINAL / 2 && b + horizon >= newest && b % stride == 0)
-        })
-        .collect()
+    move |b| b >= oldest_recent || (processes > 1 && b < FINAL / 2 && b + horizon >= newest && b % stride == 0)
 }
 
 /// Whether a run whose manifest keeps `boundaries` (its own commits, oldest first) no
@@ -725,8 +720,8 @@ mod tests {
         let mut committed = Vec::new();
         for b in 0..=newest {
             committed.push(b);
-            let mut kept = kept(&committed, processes, interval_ms).into_iter();
-            committed.retain(|_| kept.next().unwrap_or(true));
+            let keeps = keeps(&committed, processes, interval_ms);
+            committed.retain(|b| keeps(*b));
         }
         committed
     }
@@ -762,7 +757,6 @@ mod tests {
         assert_eq!(manifest(100, 1, 50), vec![99, 100]);
         let mut committed = manifest(100, 2, 50);
         committed.push(FINAL - 1);
-        let kept = kept(&committed, 2, 50);
-        assert!(*kept.last().unwrap());
+        assert!(keeps(&committed, 2, 50)(FINAL - 1));
     }
 }
