@@ -387,10 +387,7 @@ impl crate::source::Source for LakeSource {
         &self,
         scope: timely::dataflow::Scope<'scope, tradeflow_model::Time>,
         context: &crate::source::Context,
-    ) -> Result<
-        timely::dataflow::StreamVec<'scope, tradeflow_model::Time, crate::batch::Batch>,
-        crate::source::SourceError,
-    > {
+    ) -> crate::source::Built<'scope> {
         use crate::driver::{Finished, polled_source};
         let c = context;
         match LakeReader::open(&self.plan, scope.index(), scope.peers(), c.stop.clone()) {

@@ -44,6 +44,9 @@ pub enum SourceError {
     Restore(BoxError),
 }
 
+/// What [`Source::build`] returns: this worker's batches, each at the epoch it was read in.
+pub type Built<'scope> = Result<StreamVec<'scope, Time, Batch>, SourceError>;
+
 /// The run's settings a source's operator uses.
 pub struct Context<'a> {
     /// `--allowed-lateness`, ms.
@@ -96,11 +99,7 @@ pub trait Source: Debug + Send + Sync {
     /// The input of the workers `workers` (of `peers`, in `processes` processes).
     fn extent(&self, workers: Range<usize>, peers: usize, processes: usize) -> Extent;
     /// This worker's operator: the batches it reads, each at the epoch it was read in.
-    fn build<'scope>(
-        &self,
-        scope: Scope<'scope, Time>,
-        context: &Context,
-    ) -> Result<StreamVec<'scope, Time, Batch>, SourceError>;
+    fn build<'scope>(&self, scope: Scope<'scope, Time>, context: &Context) -> Built<'scope>;
 }
 
 impl Context<'_> {
@@ -114,7 +113,7 @@ impl Context<'_> {
         mut reader: R,
         restore: impl FnOnce(&mut R, &[u8]) -> Result<(), E>,
         backlog: Option<Backlog>,
-    ) -> Result<StreamVec<'scope, Time, Batch>, SourceError>
+    ) -> Built<'scope>
     where
         R: Reader<Item = Batch>,
         E: std::error::Error + Send + Sync + 'static,

@@ -213,7 +213,7 @@ impl crate::source::Source for Stdin {
         &self,
         scope: timely::dataflow::Scope<'scope, tradeflow_model::Time>,
         context: &crate::source::Context,
-    ) -> Result<timely::dataflow::StreamVec<'scope, tradeflow_model::Time, Batch>, crate::source::SourceError> {
+    ) -> crate::source::Built<'scope> {
         use crate::driver::{Finished, polled_source};
         if scope.index() != 0 {
             return Ok(polled_source(scope, "Stdin", Finished));

@@ -470,7 +470,7 @@ impl crate::source::Source for FilePlan {
         &self,
         scope: Scope<'scope, Time>,
         context: &crate::source::Context,
-    ) -> Result<StreamVec<'scope, Time, Batch>, crate::source::SourceError> {
+    ) -> crate::source::Built<'scope> {
         let c = context;
         file_source(scope, self.clone(), c.lateness_ms, c.stop.clone(), (c.saver)(), c.backlog.clone())
             .map_err(|e| crate::source::SourceError::Restore(Box::new(e)))

@@ -388,10 +388,7 @@ impl crate::source::Source for FinnhubConfig {
         &self,
         scope: timely::dataflow::Scope<'scope, tradeflow_model::Time>,
         context: &crate::source::Context,
-    ) -> Result<
-        timely::dataflow::StreamVec<'scope, tradeflow_model::Time, crate::batch::Batch>,
-        crate::source::SourceError,
-    > {
+    ) -> crate::source::Built<'scope> {
         use crate::driver::{Backlog, Finished, polled_source};
         if scope.index() != 0 {
             return Ok(polled_source(scope, "Finnhub", Finished));

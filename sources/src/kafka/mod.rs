@@ -61,10 +61,7 @@ impl crate::source::Source for KafkaSource {
         &self,
         scope: timely::dataflow::Scope<'scope, tradeflow_model::Time>,
         context: &crate::source::Context,
-    ) -> Result<
-        timely::dataflow::StreamVec<'scope, tradeflow_model::Time, crate::batch::Batch>,
-        crate::source::SourceError,
-    > {
+    ) -> crate::source::Built<'scope> {
         let c = context;
         let (index, peers) = (scope.index(), scope.peers());
         let reader = KafkaReader::new(

@@ -48,10 +48,7 @@ impl crate::source::Source for SimConfig {
         &self,
         scope: timely::dataflow::Scope<'scope, tradeflow_model::Time>,
         context: &crate::source::Context,
-    ) -> Result<
-        timely::dataflow::StreamVec<'scope, tradeflow_model::Time, crate::batch::Batch>,
-        crate::source::SourceError,
-    > {
+    ) -> crate::source::Built<'scope> {
         let c = context;
         let (index, peers) = (scope.index(), scope.peers());
         let reader = SimReader::new(self.clone(), index, peers, c.lateness_ms, c.idle_timeout, c.stop.clone());
