@@ -318,7 +318,7 @@ impl JobCheckpoints {
         inner.inherited = mine.checkpoints.iter().flat_map(|c| c.parts.clone()).collect();
         inner.resumed = Some(committed);
         self.header.run_id = first.header.run_id.clone();
-        let when = if common > FINAL / 2 {
+        let when = if run_end(common) {
             "the stop of its last run".to_owned()
         } else {
             tradeflow_model::format_ts((common * mine.interval_ms) as i64)
@@ -588,6 +588,11 @@ impl Checkpoints for JobCheckpoints {
     }
 }
 
+/// Whether a recorded boundary is the end of a run (`FINAL − generation`), not a time.
+fn run_end(boundary: u64) -> bool {
+    boundary > FINAL / 2
+}
+
 /// How many of its newest checkpoints a process's manifest keeps.
 fn recent_kept(processes: usize) -> usize {
     if processes > 1 { 64 } else { 2 }
@@ -609,9 +614,9 @@ fn keeps(boundaries: &[u64], processes: usize, interval_ms: u64) -> impl Fn(u64)
     newest_first.sort_unstable_by(|a, b| b.cmp(a));
     let oldest_recent = newest_first.get(recent_kept(processes) - 1).copied().unwrap_or(0);
     let interval = interval_ms.max(1);
-    let newest = newest_first.into_iter().find(|b| *b < FINAL / 2).unwrap_or(0);
+    let newest = newest_first.into_iter().find(|b| !run_end(*b)).unwrap_or(0);
     let (horizon, stride) = (COMMIT_SKEW_MS / interval, (1_000 / interval).max(1));
-    move |b| b >= oldest_recent || (processes > 1 && b < FINAL / 2 && b + horizon >= newest && b % stride == 0)
+    move |b| b >= oldest_recent || (processes > 1 && !run_end(b) && b + horizon >= newest && b % stride == 0)
 }
 
 /// Whether a run whose manifest keeps `boundaries` (its own commits, oldest first) no
@@ -619,7 +624,7 @@ fn keeps(boundaries: &[u64], processes: usize, interval_ms: u64) -> impl Fn(u64)
 /// several processes, its commits span [`COMMIT_SKEW_MS`], so that a peer that has not
 /// committed yet in this run can still resume with it from the checkpoint both resumed.
 fn releases_resumed(boundaries: &[u64], processes: usize, interval_ms: u64) -> bool {
-    let ordinary = || boundaries.iter().copied().filter(|b| *b < FINAL / 2);
+    let ordinary = || boundaries.iter().copied().filter(|b| !run_end(*b));
     let span = ordinary().max().zip(ordinary().min()).map_or(0, |(newest, oldest)| newest - oldest);
     boundaries.len() >= recent_kept(processes)
         // Kept commits reach back one per second: a span within a second of the skew is all of it.
