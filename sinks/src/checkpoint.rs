@@ -359,11 +359,17 @@ impl JobCheckpoints {
         while !self.closed.load(Ordering::Acquire) {
             inner = self.wake.wait_timeout(inner, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
             let Some(boundary) = Self::complete_boundary(&inner) else { continue };
-            if boundary == FINAL || inner.committed.last().is_some_and(|c| c.boundary >= boundary) {
+            let last = inner.committed.last().map(|c| c.boundary);
+            if boundary == FINAL || last.is_some_and(|last| last >= boundary) {
                 continue;
             }
+            // The coordinator commits the newest complete boundary, skipping those it was
+            // too busy for; with several processes it also commits the whole second it
+            // passed, so that processes committing at their own pace still share one.
+            let second =
+                second_before(last, boundary, self.processes, self.interval_ms).filter(|&b| Self::covers(&inner, b));
             drop(inner);
-            let result = self.commit(boundary, false);
+            let result = second.map_or(Ok(()), |b| self.commit(b, false)).and_then(|()| self.commit(boundary, false));
             inner = lock(&self.inner);
             if let Err(e) = result {
                 // Every store retries transient failures itself: what reaches here lasted
@@ -379,6 +385,11 @@ impl JobCheckpoints {
                 inner.error.get_or_insert(e);
             }
         }
+    }
+
+    /// Whether every registered component has a part valid at `boundary`.
+    fn covers(inner: &Inner, boundary: u64) -> bool {
+        inner.registered.iter().all(|k| inner.parts[k].iter().any(|p| p.first <= boundary && boundary <= p.last))
     }
 
     /// The newest boundary every registered component has a part for.
@@ -605,8 +616,9 @@ const COMMIT_SKEW_MS: u64 = 10_000;
 /// Which of a process's committed `boundaries` its manifest keeps: the newest few
 /// ([`recent_kept`]); with several processes also, over the [`COMMIT_SKEW_MS`] before
 /// the newest, every boundary at a whole second. Each process
-/// commits at its own pace (its uploads, its PostgreSQL writes), and all of them commit
-/// the same boundaries, so a process up to that far behind another still shares one with
+/// commits at its own pace (its uploads, its PostgreSQL writes), skipping the boundaries
+/// it was too busy for, but every one commits each whole second it passes
+/// ([`second_before`]), so a process up to that far behind another still shares one with
 /// it: at the tests' 50 ms interval the 64 newest alone span 3.2 s. The ends of runs
 /// (`FINAL − generation`) are always among the newest.
 fn keeps(boundaries: &[u64], processes: usize, interval_ms: u64) -> impl Fn(u64) -> bool + use<> {
@@ -615,8 +627,25 @@ fn keeps(boundaries: &[u64], processes: usize, interval_ms: u64) -> impl Fn(u64)
     let oldest_recent = newest_first.get(recent_kept(processes) - 1).copied().unwrap_or(0);
     let interval = interval_ms.max(1);
     let newest = newest_first.into_iter().find(|b| !run_end(*b)).unwrap_or(0);
-    let (horizon, stride) = (COMMIT_SKEW_MS / interval, (1_000 / interval).max(1));
-    move |b| b >= oldest_recent || (processes > 1 && !run_end(b) && b + horizon >= newest && b % stride == 0)
+    let horizon = COMMIT_SKEW_MS / interval;
+    move |b| {
+        b >= oldest_recent || (processes > 1 && !run_end(b) && b + horizon >= newest && whole_second(b, interval) == b)
+    }
+}
+
+/// The newest boundary at or before `boundary` that falls on a whole second (boundaries
+/// are `interval_ms` apart), which [`keeps`] keeps for [`COMMIT_SKEW_MS`].
+fn whole_second(boundary: u64, interval_ms: u64) -> u64 {
+    let stride = (1_000 / interval_ms.max(1)).max(1);
+    boundary - boundary % stride
+}
+
+/// The whole second to commit before `boundary`, the newest complete one, when the last
+/// commit was `last`: with several processes, the one passed since, if `boundary` is not
+/// it.
+fn second_before(last: Option<u64>, boundary: u64, processes: usize, interval_ms: u64) -> Option<u64> {
+    let second = whole_second(boundary, interval_ms);
+    (processes > 1 && second != boundary && last.is_none_or(|last| last < second)).then_some(second)
 }
 
 /// Whether a run whose manifest keeps `boundaries` (its own commits, oldest first) no
@@ -729,6 +758,35 @@ mod tests {
             committed.retain(|b| keeps(*b));
         }
         committed
+    }
+
+    #[test]
+    fn processes_committing_at_their_own_pace_share_the_whole_seconds() {
+        // At 50 ms, each process finds a boundary complete every 7 boundaries, one from
+        // boundary 3, the other from 5: their newest complete ones never coincide.
+        let commits = |from: usize| {
+            let mut committed: Vec<u64> = Vec::new();
+            for boundary in (from as u64..400).step_by(7) {
+                committed.extend(second_before(committed.last().copied(), boundary, 2, 50));
+                committed.push(boundary);
+            }
+            committed
+        };
+        let kept = |c: &[u64]| {
+            let keep = keeps(c, 2, 50);
+            c.iter().copied().filter(|b| keep(*b)).collect::<Vec<u64>>()
+        };
+        let (one, other) = (kept(&commits(3)), kept(&commits(5)));
+        let common: Vec<u64> = one.iter().copied().filter(|b| other.contains(b)).collect();
+        assert_eq!(common, (60..=380).step_by(20).collect::<Vec<u64>>(), "{one:?} / {other:?}");
+        // Without the whole seconds they would share nothing.
+        let sparse = |from: u64| (from..400).step_by(7).collect::<Vec<u64>>();
+        assert!(!sparse(3).iter().any(|b| sparse(5).contains(b)));
+        // One process, or a boundary on a whole second, commits nothing more.
+        assert_eq!(second_before(Some(10), 45, 1, 50), None);
+        assert_eq!(second_before(Some(10), 40, 2, 50), None);
+        assert_eq!(second_before(Some(40), 45, 2, 50), None);
+        assert_eq!(second_before(Some(10), 45, 2, 50), Some(40));
     }
 
     #[test]
