@@ -402,7 +402,8 @@ impl JobCheckpoints {
             let last = inner.parts.get(key)?.last()?.last;
             newest = newest.min(last);
         }
-        inner.registered.iter().all(|k| inner.parts[k].iter().any(|p| p.first <= newest)).then_some(newest)
+        // Each component's parts follow one another, and its last reaches `newest`.
+        Self::covers(inner, newest).then_some(newest)
     }
 
     /// Writes the manifest of `boundary` once the store, the lake and PostgreSQL hold what
