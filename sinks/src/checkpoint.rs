@@ -81,8 +81,44 @@ struct Manifest {
     /// as boundary `FINAL − generation`, so that each run's end is told apart.
     #[serde(default)]
     generation: u64,
+    /// The run started from its sources' beginning (it resumed from no checkpoint).
+    #[serde(default)]
+    from_start: bool,
     /// Newest last.
     checkpoints: Vec<Committed>,
+}
+
+/// Where the processes of a job start, from their manifests.
+#[derive(Debug, PartialEq)]
+enum Start {
+    /// The newest boundary every process committed.
+    At(u64),
+    /// From the sources' beginning, for this reason.
+    Beginning(&'static str),
+    /// Every process committed, but they share no boundary and one of them had resumed.
+    Disjoint,
+}
+
+impl Start {
+    fn of(manifests: &[Manifest], processes: usize) -> Start {
+        if manifests.len() < processes || manifests.iter().any(|m| m.checkpoints.is_empty()) {
+            // A process died before its first checkpoint: starting again rewrites the same objects.
+            return Start::Beginning("not every process has a checkpoint yet");
+        }
+        let shared = |b: &u64| manifests.iter().all(|m| m.checkpoints.iter().any(|c| c.boundary == *b));
+        match manifests[0].checkpoints.iter().rev().map(|c| c.boundary).find(shared) {
+            Some(common) => Start::At(common),
+            // Processes that started from the beginning and were stopped before both passed
+            // a whole second (each commits every whole second it passes) have no checkpoint
+            // in common, and nothing but their sources' beginning to go back to.
+            None if manifests.iter().all(|m| m.from_start) => {
+                Start::Beginning("its processes stopped before they shared a checkpoint")
+            }
+            // After a resume, each keeps the checkpoint it resumed from until its commits
+            // span the skew between processes: this takes a process stopped for longer.
+            None => Start::Disjoint,
+        }
+    }
 }
 
 /// Where a job's checkpoints are kept, as objects named by keys
@@ -277,27 +313,17 @@ impl JobCheckpoints {
                 differences.join("; ")
             ));
         }
-        // The newest boundary every process committed. Every process reads the same
-        // manifests, so all of them take the same decision; when there is none (a process
-        // died before its first checkpoint) the job starts again from the beginning, which
-        // rewrites the same objects.
-        let common = manifests[0]
-            .checkpoints
-            .iter()
-            .rev()
-            .map(|c| c.boundary)
-            .find(|b| manifests.iter().all(|m| m.checkpoints.iter().any(|c| c.boundary == *b)));
-        let all_started = manifests.len() == self.processes && manifests.iter().all(|m| !m.checkpoints.is_empty());
-        let Some(common) = common.filter(|_| all_started) else {
-            if all_started {
-                // Every process checkpointed, but at boundaries none of the others kept:
-                // starting over from the sources' start could rewrite the lake with less.
+        // Every process reads the same manifests, so all of them take the same decision.
+        let common = match Start::of(&manifests, self.processes) {
+            Start::At(common) => common,
+            Start::Beginning(why) => return Ok(format!("job {job}: {why}; starting from the beginning")),
+            // Starting over from the sources' start could rewrite the lake with less.
+            Start::Disjoint => {
                 return Err(format!(
                     "job {job}: its processes' checkpoints in {} have no boundary in common; start every process with --from-scratch to run the job again from its sources' start",
                     self.store.location()
                 ));
             }
-            return Ok(format!("job {job}: not every process has a checkpoint yet; starting from the beginning"));
         };
         let mine = manifests.iter().find(|m| m.process == self.process).expect("one manifest per process");
         let committed = mine.checkpoints.iter().find(|c| c.boundary == common).expect("common to all").clone();
@@ -452,6 +478,7 @@ impl JobCheckpoints {
             interval_ms: self.interval_ms,
             complete,
             generation: self.generation,
+            from_start: self.resumed_at.is_none(),
             checkpoints: inner.resumed.iter().chain(&inner.committed).cloned().collect(),
         };
         // A complete run is never resumed: nothing but its manifest needs keeping (with
@@ -814,6 +841,44 @@ mod tests {
         // At 10 s the 64 newest span far more; one process needs only its last two.
         assert!(releases_resumed(&manifest(63, 2, 10_000), 2, 10_000));
         assert!(releases_resumed(&manifest(1, 1, 50), 1, 50));
+    }
+
+    /// Process `process`'s manifest with checkpoints at `boundaries`.
+    fn manifest_of(process: usize, from_start: bool, boundaries: &[u64]) -> Manifest {
+        let header = JobHeader { job: "job".into(), settings: BTreeMap::new(), run_id: "run".into() };
+        let checkpoint = |&boundary: &u64| Committed { boundary, written_at: String::new(), parts: Vec::new() };
+        Manifest {
+            header,
+            process,
+            processes: 2,
+            interval_ms: 50,
+            complete: false,
+            generation: 0,
+            from_start,
+            checkpoints: boundaries.iter().map(checkpoint).collect(),
+        }
+    }
+
+    #[test]
+    fn processes_start_from_their_newest_common_checkpoint_or_from_the_beginning() {
+        let two = |one: &[u64], other: &[u64], from_start: bool| {
+            Start::of(&[manifest_of(0, from_start, one), manifest_of(1, from_start, other)], 2)
+        };
+        assert_eq!(two(&[20, 40, 43], &[20, 40, 41], false), Start::At(40));
+        assert!(matches!(two(&[20, 40], &[], false), Start::Beginning(_)));
+        assert!(matches!(Start::of(&[manifest_of(0, false, &[20])], 2), Start::Beginning(_)));
+        // Killed before they both passed a whole second: the first run of a job has only
+        // its sources' beginning to go back to. A resumed one had a checkpoint in common,
+        // and starting over could rewrite the lake with less.
+        assert!(matches!(two(&[3, 5], &[4, 6], true), Start::Beginning(_)));
+        assert_eq!(two(&[3, 5], &[4, 6], false), Start::Disjoint);
+        // A manifest written before `from_start` existed reads as resumed.
+        let old: Manifest = serde_json::from_value(serde_json::json!({
+            "header": {"job": "job", "settings": {}, "run_id": "run"},
+            "process": 0, "processes": 2, "interval_ms": 50, "complete": false, "checkpoints": []
+        }))
+        .expect("an older manifest reads");
+        assert!(!old.from_start);
     }
 
     #[test]
