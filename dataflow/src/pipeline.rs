@@ -81,7 +81,8 @@ pub fn build<'scope>(
     let watermarks = scope.concatenate(inputs.iter().map(|i| i.watermarks.clone())).broadcast();
 
     // Operators.
-    let analytics = window_analytics(panes, watermarks.clone(), config.params, reporters, saver("analytics"))?;
+    let tick = tradeflow_operators::windows::tick_for(shared.checkpoints.as_ref().map(|c| c.interval_ms()));
+    let analytics = window_analytics(panes, watermarks.clone(), config.params, reporters, tick, &saver)?;
 
     // Sinks. Worker 0's run id, for every process.
     let run_id = if index == 0 { vec![config.run_id.clone()] } else { Vec::new() }.to_stream(scope).broadcast();

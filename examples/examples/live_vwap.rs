@@ -49,8 +49,8 @@ fn main() {
                 SimReader::new(sim.clone(), 0, 1, 5_000, Duration::from_secs(10), Arc::new(AtomicBool::new(false)));
             let batches = polled_source(scope, "Simulator", reader);
             let input = ingest(batches, "sim", 0, params.windows, Arc::default());
-            let out =
-                window_analytics(input.panes, input.watermarks.broadcast(), params, 1, None).expect("no checkpoint");
+            let out = window_analytics(input.panes, input.watermarks.broadcast(), params, 1, 1, &|_| None)
+                .expect("no checkpoint");
             out.metrics.inner.inspect(|(row, epoch, diff)| {
                 println!(
                     "{} epoch {epoch} {:<16} {} trades {:>5} vwap {:>12} vol {:>10} {}",

@@ -169,6 +169,19 @@ impl Saver {
         self.store.restore(&self.component, self.worker)
     }
 
+    /// The part restored for a component that every checkpoint holds: `None` on a fresh
+    /// run, an error if the run resumed from a checkpoint without it (one written by an
+    /// older tradeflow, which kept `what` in another form).
+    pub fn restore_required(&self, what: &str) -> Result<Option<Restored>, String> {
+        match self.restore() {
+            None if self.store.resumed_from().is_some() => Err(format!(
+                "the checkpoint being resumed has no state for {what} (component {}): an older tradeflow wrote it. Finish the job with that version, or start it again with --from-scratch",
+                self.component
+            )),
+            restored => Ok(restored),
+        }
+    }
+
     /// Saves `part()` if the state (everything up to `after` applied, nothing at or after
     /// `upto`) is valid for a boundary not yet saved.
     pub fn maybe_save(&mut self, after: Option<Time>, upto: Option<Time>, part: impl FnOnce(Validity) -> Part) {

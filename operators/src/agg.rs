@@ -9,9 +9,15 @@
 //! Semantics: `plus_equals` is the union of two sets of trades. Integer sums are exact
 //! (`i128`, and 256 bits for Σp·v, which exceeds `i128` after ~170 trades at the 10^10
 //! limits); min/max and open/close are order-free because ties are broken by price
-//! (open = lowest (ts, p), close = highest (ts, p), SPEC 4). The aggregate is a monoid,
-//! not a group: trades are never retracted, because a late trade is rejected rather
-//! than applied.
+//! (open = lowest (ts, p), close = highest (ts, p), SPEC 4).
+//!
+//! Retraction: min/max and open/close have no inverse, so the aggregate is a monoid, not
+//! a group, and a trade is never retracted (a late trade is rejected, not applied). One
+//! retraction is exact all the same: [`WindowAgg::negated`] of a *whole* window's
+//! aggregate. Added to that aggregate it gives count 0 and sums 0, which is zero
+//! ([`IsZero`] is `count == 0`), so differential drops the window from an arrangement
+//! once its expiry is compacted in (see `crate::windows`). Counts add with wrapping
+//! arithmetic so that such a partial sum is representable.
 
 use differential_dataflow::difference::{IsZero, Monoid, Semigroup};
 use ethnum::I256;
@@ -19,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tradeflow_model::{Price, Qty};
 
 /// The aggregate of a set of trades of one symbol.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct WindowAgg {
     /// Number of trades.
     pub count: u64,
@@ -74,7 +80,7 @@ impl WindowAgg {
     #[inline]
     pub fn add_trade(&mut self, ts: i64, price: Price, volume: Qty) {
         let (p, v) = (price.units(), volume.units());
-        self.count += 1;
+        self.count = self.count.wrapping_add(1);
         self.volume += v as i128;
         self.notional += I256::from(p as i128 * v as i128);
         self.price_sum += p as i128;
@@ -86,7 +92,7 @@ impl WindowAgg {
 
     /// Adds every trade of `other`.
     pub fn merge(&mut self, other: &WindowAgg) {
-        self.count += other.count;
+        self.count = self.count.wrapping_add(other.count);
         self.volume += other.volume;
         self.notional += other.notional;
         self.price_sum += other.price_sum;
@@ -94,6 +100,18 @@ impl WindowAgg {
         self.max = self.max.max(other.max);
         self.open = self.open.min(other.open);
         self.close = self.close.max(other.close);
+    }
+
+    /// The retraction of this whole aggregate: its count and sums negated, its extremes
+    /// the identity. Only the aggregate of everything a window holds may be retracted.
+    pub fn negated(&self) -> WindowAgg {
+        WindowAgg {
+            count: self.count.wrapping_neg(),
+            volume: -self.volume,
+            notional: -self.notional,
+            price_sum: -self.price_sum,
+            ..WindowAgg::default()
+        }
     }
 }
 
@@ -135,6 +153,25 @@ mod tests {
         assert_eq!(forward.close, (9, 201)); // latest ts, highest price among ties
         assert_eq!((forward.min, forward.max), (90, 310));
         assert_eq!(forward.notional, I256::from(200 + 300 + 1240 + 600 + 201));
+    }
+
+    #[test]
+    fn a_whole_aggregate_and_its_negation_add_to_zero() {
+        let mut whole = WindowAgg::default();
+        let mut parts = Vec::new();
+        for (ts, p, v) in [(5, 100, 2), (1, 300, 1), (9, 200, 3)] {
+            let part = WindowAgg::of_trade(ts, Price(p), Qty(v));
+            whole.merge(&part);
+            parts.push(part);
+        }
+        // In any order, the partial sums are not zero and the full sum is.
+        let mut sum = whole.negated();
+        for part in &parts {
+            assert!(!sum.is_zero());
+            sum.plus_equals(part);
+        }
+        assert!(sum.is_zero());
+        assert_eq!((sum.volume, sum.notional, sum.price_sum), (0, I256::ZERO, 0));
     }
 
     #[test]

@@ -17,9 +17,16 @@
 //! Floats are computed from exact integer sums in the order written here, so every
 //! worker count and replay gives the same bits. Lateness: an anomaly is provisional
 //! while its window is; a changed window can create or retract one.
+//!
+//! Operator ([`detect`]): a differential `reduce` keyed by symbol over the symbol's held
+//! windows with their volatility ([`crate::volatility::with_volatility`]); every
+//! window's rules read the `K_b` windows before it in that list. `reduce` emits only the
+//! anomalies that appear or go.
 
 use crate::metrics::volume_f64;
-use crate::volatility::Volatility;
+use crate::volatility::{Rated, Volatility};
+use differential_dataflow::VecCollection;
+use tradeflow_model::{Anomaly, AnomalyKind, F64, Symbol, Time, WindowSpec};
 
 /// Anomaly detection parameters.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -91,6 +98,57 @@ pub fn price_jump(
         Some(Finding { severity: deviation / vol.sigma, observed: r, baseline: vol.sigma })
     } else {
         None
+    }
+}
+
+/// The anomalies of the windows in `rated` (keyed by symbol), with baselines of
+/// `params.baseline_windows` windows of `spec`.
+pub fn detect<'scope>(
+    rated: VecCollection<'scope, Time, (Symbol, Rated)>,
+    params: AnomalyParams,
+    spec: WindowSpec,
+) -> VecCollection<'scope, Time, Anomaly> {
+    let span = params.baseline_windows as i64 * spec.slide();
+    rated
+        .reduce_named("Anomalies", move |symbol, input: &[(&Rated, isize)], output| {
+            // One value per window, in window order.
+            for (i, (rated, _)) in input.iter().enumerate() {
+                let window = &rated.window;
+                let (mut prior_volume, mut prior_windows) = (0i128, 0usize);
+                let mut previous: Option<&Rated> = None;
+                for (before, _) in input[..i].iter().rev().take_while(|(b, _)| b.window.start >= window.start - span) {
+                    prior_volume += before.window.volume;
+                    prior_windows += 1;
+                    if previous.is_none() && before.window.vwap.is_some() {
+                        previous = Some(before);
+                    }
+                }
+                let vwap = window.vwap.map(|v| v.0);
+                let anomaly = |kind, f| anomaly(symbol, window.start, spec.end_of(window.start), kind, f);
+                let spike = volume_spike(window.volume, prior_volume, prior_windows, &params)
+                    .map(|f| anomaly(AnomalyKind::VolumeSpike, f));
+                let jump = previous.and_then(|p| {
+                    let previous_vwap = p.window.vwap.expect("chosen for its vwap").0;
+                    price_jump(vwap, previous_vwap, p.volatility(), &params).map(|f| anomaly(AnomalyKind::PriceJump, f))
+                });
+                output.extend(spike.into_iter().chain(jump).map(|a| (a, 1)));
+            }
+        })
+        .map(|(_symbol, anomaly)| anomaly)
+}
+
+/// The provisional anomaly of `kind` for the window `[start, end)` of `symbol`.
+fn anomaly(symbol: &Symbol, start: i64, end: i64, kind: AnomalyKind, f: Finding) -> Anomaly {
+    Anomaly {
+        symbol: symbol.clone(),
+        window_start: start,
+        window_end: end,
+        kind,
+        severity: F64(f.severity),
+        detected_at: end,
+        observed: F64(f.observed),
+        baseline: F64(f.baseline),
+        is_final: false,
     }
 }
 

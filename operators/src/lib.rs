@@ -7,24 +7,26 @@
 //! * [`volatility`] — rolling volatility of vwap log returns.
 //! * [`anomalies`] — the volume-spike and price-jump rules.
 //! * [`watermark`] — the pipeline watermark from per-source reports.
-//! * [`book`] — one worker's windows: rows, finality, eviction.
-//! * [`analytics`] — the differential operator wrapping the book.
+//! * [`windows`] — panes to windows, each released once nothing reads it.
+//! * [`finality`] — the gate that makes rows final by the watermark.
+//! * [`analytics`] — the dataflow: `count_total` and `reduce` over arrangements, between
+//!   the two.
 //! * [`reference`] — a naive from-scratch recomputation, the oracle for tests and the
 //!   benchmark's yardstick.
 
 pub mod agg;
 pub mod analytics;
 pub mod anomalies;
-pub mod book;
 pub mod epochs;
+pub mod finality;
 pub mod ingest;
 pub mod metrics;
 pub mod reference;
 pub mod volatility;
 pub mod watermark;
+pub mod windows;
 
 pub use agg::WindowAgg;
-pub use analytics::{Analytics, Pane, window_analytics};
+pub use analytics::{Analytics, AnalyticsParams, Pane, window_analytics};
 pub use anomalies::AnomalyParams;
-pub use book::{AnalyticsParams, Changes, WindowBook};
 pub use watermark::GlobalWatermark;

@@ -17,7 +17,7 @@
 
 use crate::agg::WindowAgg;
 use ethnum::I256;
-use tradeflow_model::{Price, SCALE};
+use tradeflow_model::{F64, Price, SCALE, Symbol, WindowMetrics, WindowSpec};
 
 /// The base metrics of one window (everything but volatility).
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -51,6 +51,33 @@ pub fn base_metrics(agg: &WindowAgg) -> BaseMetrics {
         avg_price: avg_f64(agg.price_sum, agg.count),
         open: Price(agg.open.1),
         close: Price(agg.close.1),
+    }
+}
+
+/// The provisional row of the window of `symbol` at `start` holding `agg` (non-empty),
+/// with its `volatility` ([`crate::volatility`]).
+pub fn window_row(
+    symbol: &Symbol,
+    start: i64,
+    agg: &WindowAgg,
+    volatility: Option<F64>,
+    spec: WindowSpec,
+) -> WindowMetrics {
+    let base = base_metrics(agg);
+    WindowMetrics {
+        symbol: symbol.clone(),
+        window_start: start,
+        window_end: spec.end_of(start),
+        trade_count: base.trade_count,
+        volume: base.volume,
+        vwap: base.vwap.map(F64),
+        min_price: base.min_price,
+        max_price: base.max_price,
+        avg_price: F64(base.avg_price),
+        open: base.open,
+        close: base.close,
+        volatility,
+        is_final: false,
     }
 }
 

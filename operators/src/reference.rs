@@ -8,7 +8,7 @@
 //! the symbol's windows with the SPEC's own wording.
 
 use crate::agg::WindowAgg;
-use crate::book::AnalyticsParams;
+use crate::analytics::AnalyticsParams;
 use crate::metrics::{avg_f64, volume_f64, vwap_f64};
 use ethnum::I256;
 use std::collections::BTreeMap;

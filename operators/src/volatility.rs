@@ -11,6 +11,47 @@
 //!
 //! Lateness: the inputs are window vwaps, provisional until their windows are final;
 //! the volatility of `w` is final when `w` is, since it reads only windows `<= w`.
+//!
+//! Operator ([`with_volatility`]): a differential `reduce` keyed by symbol over the
+//! symbol's held windows ([`crate::windows`]: the `K_b + K_v − 1` windows before the
+//! oldest open one, and the open ones), each as a small [`Window`] (start, vwap, volume)
+//! rather than a whole row, since `reduce` replays a changed symbol's values every time.
+//! Its output is every window with its volatility and the mean of the returns behind it
+//! ([`Rated`]: the price-jump rule reads both); `reduce` emits only those that changed.
+
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+use tradeflow_model::{F64, Symbol, Time};
+
+/// One window of a symbol, as the derived rules read it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Window {
+    /// Window start, ms since the epoch (windows order by it).
+    pub start: i64,
+    /// The window's vwap, `None` when its volume is 0.
+    pub vwap: Option<F64>,
+    /// Σ volume, 10^-8 units.
+    pub volume: i128,
+}
+
+/// A window with its rolling volatility and the mean of the returns behind it (both
+/// `None` with fewer than two returns).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Rated {
+    /// The window.
+    pub window: Window,
+    /// Its volatility: the sample standard deviation of the returns.
+    pub sigma: Option<F64>,
+    /// The mean of those returns.
+    pub mean: Option<F64>,
+}
+
+impl Rated {
+    /// The volatility, when there is one.
+    pub fn volatility(&self) -> Option<Volatility> {
+        self.sigma.zip(self.mean).map(|(sigma, mean)| Volatility { sigma: sigma.0, mean: mean.0 })
+    }
+}
 
 /// The volatility of a run of vwaps, with the mean of the returns behind it.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -39,6 +80,43 @@ pub fn rolling_volatility(vwaps: &[f64]) -> Option<Volatility> {
         squares += (r - mean) * (r - mean);
     }
     Some(Volatility { sigma: (squares / (n - 1.0)).sqrt(), mean })
+}
+
+/// Each window of `windows` (keyed by symbol) with its volatility over `k` windows of
+/// slide `slide`.
+pub fn with_volatility<'scope>(
+    windows: VecCollection<'scope, Time, (Symbol, Window)>,
+    k: usize,
+    slide: i64,
+) -> VecCollection<'scope, Time, (Symbol, Rated)> {
+    let span = (k as i64 - 1) * slide;
+    let mut vwaps: Vec<(i64, f64)> = Vec::new();
+    let mut scratch: Vec<f64> = Vec::new();
+    windows.reduce_named("Volatility", move |_symbol, input: &[(&Window, isize)], output| {
+        // One value per window, in window order.
+        vwaps.clear();
+        vwaps.extend(input.iter().filter_map(|(w, _)| w.vwap.map(|v| (w.start, v.0))));
+        let mut first = 0;
+        let mut last = 0;
+        for (window, _) in input {
+            let start = window.start;
+            while last < vwaps.len() && vwaps[last].0 <= start {
+                last += 1;
+            }
+            while first < last && vwaps[first].0 < start - span {
+                first += 1;
+            }
+            scratch.clear();
+            scratch.extend(vwaps[first..last].iter().map(|(_, v)| *v));
+            let volatility = rolling_volatility(&scratch);
+            let rated = Rated {
+                window: **window,
+                sigma: volatility.map(|v| F64(v.sigma)),
+                mean: volatility.map(|v| F64(v.mean)),
+            };
+            output.push((rated, 1));
+        }
+    })
 }
 
 #[cfg(test)]

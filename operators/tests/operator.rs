@@ -52,7 +52,7 @@ fn two_workers_match_the_reference() {
         let (mut panes, mut marks) = worker.dataflow::<u64, _, _>(|scope| {
             let (panes_in, panes) = scope.new_collection::<Pane, WindowAgg>();
             let (marks_in, marks) = scope.new_input::<Vec<WatermarkReport>>();
-            let out = window_analytics(panes, marks.broadcast(), params, peers, None).expect("no checkpoint");
+            let out = window_analytics(panes, marks.broadcast(), params, peers, 1, &|_| None).expect("no checkpoint");
             let (s1, s2) = (sink.clone(), sink.clone());
             out.metrics.inspect(move |(row, t, d)| s1.lock().unwrap().0.push((row.clone(), *t, *d)));
             out.anomalies.inspect(move |(row, t, d)| s2.lock().unwrap().1.push((row.clone(), *t, *d)));

@@ -1,14 +1,19 @@
-//! The window book and the analytics operator checked against a from-scratch
+//! The analytics dataflow checked against a from-scratch
 //! recomputation (differential's `tests/reduce_reference.rs` pattern): random trades,
 //! random batching into epochs, random legal watermark progress, random parameters.
 //! Whatever the schedule, the final rows must equal the reference bit for bit, final
 //! rows must never be retracted, and all state must be released at the end.
 
+use differential_dataflow::input::Input;
 use proptest::prelude::*;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use tradeflow_model::{Anomaly, Price, Qty, Symbol, WindowMetrics, WindowSpec};
+use std::rc::Rc;
+use timely::dataflow::ProbeHandle;
+use timely::dataflow::operators::Input as TimelyInput;
+use tradeflow_model::{Anomaly, Price, Qty, Symbol, WatermarkReport, WindowMetrics, WindowSpec};
 use tradeflow_operators::reference::reference;
-use tradeflow_operators::{AnalyticsParams, AnomalyParams, Changes, WindowAgg, WindowBook};
+use tradeflow_operators::{AnalyticsParams, AnomalyParams, Pane, WindowAgg, window_analytics};
 
 type Trades = Vec<(Symbol, i64, Price, Qty)>;
 
@@ -55,32 +60,86 @@ fn trades() -> impl Strategy<Value = Trades> {
     })
 }
 
-/// Replays `trades` into a book in epochs cut at `cuts`, with the watermark after each
-/// epoch set to the least ts still to come minus `slack` (always legal), and returns
-/// every change in order.
-fn run_book(trades: &Trades, params: AnalyticsParams, cuts: &[usize], slack: i64) -> (WindowBook, Vec<Changes>) {
-    let mut book = WindowBook::new(params);
-    let mut log = Vec::new();
+/// One epoch's output.
+#[derive(Clone, Debug, Default)]
+struct Changes {
+    metrics: Vec<(WindowMetrics, isize)>,
+    anomalies: Vec<(Anomaly, isize)>,
+}
+
+/// The dataflow's own account of its state once every epoch is applied.
+#[derive(Debug)]
+struct End {
+    /// Windows held (not yet released).
+    held: usize,
+    /// Windows with a provisional row.
+    open: usize,
+    /// Pane aggregates dropped as late.
+    dropped_late: u64,
+}
+
+/// Runs `epochs` (each: pane aggregates and the watermark reported after them) through
+/// the analytics dataflow on one worker with the given tick, and returns each tick's
+/// changes in order.
+fn run_epochs(params: AnalyticsParams, tick: u64, epochs: Vec<(Vec<(Pane, WindowAgg)>, i64)>) -> (Vec<Changes>, End) {
+    timely::execute_directly(move |worker| {
+        let log: Rc<RefCell<BTreeMap<u64, Changes>>> = Rc::default();
+        let probe = ProbeHandle::new();
+        let (mut panes, mut marks, held, open) = worker.dataflow::<u64, _, _>(|scope| {
+            let (panes_in, panes) = scope.new_collection::<Pane, WindowAgg>();
+            let (marks_in, marks) = scope.new_input::<Vec<WatermarkReport>>();
+            let out = window_analytics(panes, marks, params, 1, tick, &|_| None).expect("no checkpoint");
+            let (l1, l2) = (log.clone(), log.clone());
+            out.metrics
+                .inspect(move |(row, t, d)| l1.borrow_mut().entry(*t).or_default().metrics.push((row.clone(), *d)))
+                .probe_with(&probe);
+            out.anomalies
+                .inspect(move |(row, t, d)| l2.borrow_mut().entry(*t).or_default().anomalies.push((row.clone(), *d)))
+                .probe_with(&probe);
+            (panes_in, marks_in, out.held, out.open_windows)
+        });
+        // Epoch 0 is the replay epoch of a resumed run; a fresh one starts at 1.
+        for (epoch, (batch, watermark)) in epochs.into_iter().enumerate() {
+            let time = epoch as u64 + 1;
+            for (pane, agg) in batch {
+                panes.update(pane, agg);
+            }
+            marks.send(WatermarkReport { reporter: 0, low: watermark, stop: false });
+            panes.advance_to(time + 1);
+            marks.advance_to(time + 1);
+            panes.flush();
+            worker.step_while(|| probe.less_than(&(time + 1)));
+        }
+        drop((panes, marks));
+        worker.step_while(|| !probe.done());
+        let end = End { held: held.held.get(), open: open.get(), dropped_late: held.dropped_late.get() };
+        let log = std::mem::take(&mut *log.borrow_mut());
+        (log.into_values().collect(), end)
+    })
+}
+
+/// Replays `trades` into the dataflow in epochs cut at `cuts`, with the watermark after
+/// each epoch set to the least ts still to come minus `slack` (always legal), and
+/// returns every change in order.
+fn run_book(trades: &Trades, params: AnalyticsParams, cuts: &[usize], slack: i64, tick: u64) -> (End, Vec<Changes>) {
+    let mut epochs = Vec::new();
     let mut begin = 0;
     let mut ends: Vec<usize> = cuts.iter().map(|c| c % (trades.len() + 1)).collect();
     ends.push(trades.len());
     ends.sort();
     for end in ends {
         // Pre-aggregate the epoch per (symbol, pane), as sources do.
-        let mut panes: BTreeMap<(Symbol, i64), WindowAgg> = BTreeMap::new();
+        let mut panes: BTreeMap<Pane, WindowAgg> = BTreeMap::new();
         for (symbol, ts, price, volume) in &trades[begin..end] {
-            panes.entry((symbol.clone(), params.windows.pane_of(*ts))).or_default().add_trade(*ts, *price, *volume);
-        }
-        for ((symbol, pane), agg) in &panes {
-            book.apply(symbol, *pane, agg);
+            let pane = Pane { symbol: symbol.clone(), start: params.windows.pane_of(*ts) };
+            panes.entry(pane).or_default().add_trade(*ts, *price, *volume);
         }
         begin = end;
         let next = trades[end..].iter().map(|t| t.1).min().map_or(i64::MAX, |ts| ts - slack);
-        let mut changes = Changes::default();
-        book.end_epoch(next, &mut changes);
-        log.push(changes);
+        epochs.push((panes.into_iter().collect(), next));
     }
-    (book, log)
+    let (log, end) = run_epochs(params, tick, epochs);
+    (end, log)
 }
 
 /// Checks the change log: final rows are never retracted, every row's net count is 0 or
@@ -114,13 +173,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn book_matches_reference(trades in trades(), params in params(), cuts in prop::collection::vec(0usize..400, 0..12), slack in 0i64..3000) {
+    fn book_matches_reference(trades in trades(), params in params(), cuts in prop::collection::vec(0usize..400, 0..12), slack in 0i64..3000, tick in prop_oneof![Just(1u64), Just(3u64)]) {
         let expected = reference(&trades, &params);
-        let (book, log) = run_book(&trades, params, &cuts, slack);
+        let (end, log) = run_book(&trades, params, &cuts, slack, tick);
         check_log(&log, &expected);
-        prop_assert_eq!(book.open_windows(), 0);
-        prop_assert_eq!(book.held_windows(), 0, "state must be released once everything is final");
-        prop_assert_eq!(book.dropped_late(), 0);
+        prop_assert_eq!(end.open, 0);
+        prop_assert_eq!(end.held, 0, "state must be released once everything is final");
+        prop_assert_eq!(end.dropped_late, 0);
     }
 
     #[test]
@@ -130,8 +189,8 @@ proptest! {
             rows.sort();
             rows
         };
-        let (_, a) = run_book(&trades, params, &cuts_a, 0);
-        let (_, b) = run_book(&trades, params, &cuts_b, 2_500);
+        let (_, a) = run_book(&trades, params, &cuts_a, 0, 1);
+        let (_, b) = run_book(&trades, params, &cuts_b, 2_500, 4);
         prop_assert_eq!(finals(a), finals(b));
     }
 }
@@ -143,32 +202,38 @@ fn provisional_rows_move_before_the_window_closes() {
         volatility_windows: 20,
         anomalies: AnomalyParams::default(),
     };
-    let mut book = WindowBook::new(params);
     let aapl = Symbol::parse("AAPL").unwrap();
-    let mut agg = WindowAgg::default();
-    agg.add_trade(1_700_000_001_000, Price(18_700_000_000), Qty(100 * 100_000_000));
-    book.apply(&aapl, params.windows.pane_of(1_700_000_001_000), &agg);
-    let mut changes = Changes::default();
-    book.end_epoch(1_699_999_990_000, &mut changes);
+    let pane = |ts: i64, price: i64| {
+        let mut agg = WindowAgg::default();
+        agg.add_trade(ts, Price(price), Qty(100 * 100_000_000));
+        vec![(Pane { symbol: aapl.clone(), start: params.windows.pane_of(ts) }, agg)]
+    };
+    let (log, _) = run_epochs(
+        params,
+        1,
+        vec![
+            (pane(1_700_000_001_000, 18_700_000_000), 1_699_999_990_000),
+            // A second trade in the same window replaces the provisional row at once.
+            (pane(1_700_000_002_000, 18_900_000_000), 1_699_999_990_000),
+            // Passing the window's end makes it final.
+            (Vec::new(), 1_700_000_040_000),
+        ],
+    );
+    let changes = &log[0];
     assert_eq!(changes.metrics.len(), 1);
     let (row, diff) = &changes.metrics[0];
     assert_eq!((*diff, row.is_final, row.trade_count), (1, false, 1));
     assert_eq!(row.vwap.unwrap().0, 187.0);
 
-    // A second trade in the same window replaces the provisional row at once.
-    let mut agg = WindowAgg::default();
-    agg.add_trade(1_700_000_002_000, Price(18_900_000_000), Qty(100 * 100_000_000));
-    book.apply(&aapl, params.windows.pane_of(1_700_000_002_000), &agg);
-    let mut changes = Changes::default();
-    book.end_epoch(1_699_999_990_000, &mut changes);
-    assert_eq!(changes.metrics.len(), 2);
-    assert_eq!(changes.metrics[1].0.vwap.unwrap().0, 188.0);
+    let mut changes = log[1].metrics.clone();
+    changes.sort_by_key(|(_, d)| *d);
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[1].0.vwap.unwrap().0, 188.0);
 
-    // Passing the window's end makes it final.
-    let mut changes = Changes::default();
-    book.end_epoch(1_700_000_040_000, &mut changes);
-    assert_eq!(changes.metrics.len(), 2);
-    assert!(changes.metrics[1].0.is_final && changes.metrics[1].1 == 1);
+    let mut changes = log[2].metrics.clone();
+    changes.sort_by_key(|(_, d)| *d);
+    assert_eq!(changes.len(), 2);
+    assert!(changes[1].0.is_final && changes[1].1 == 1);
 }
 
 #[test]

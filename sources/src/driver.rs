@@ -82,6 +82,15 @@ pub fn epoch_now() -> Time {
     crate::batch::wall_ms().max(0) as Time
 }
 
+/// How long an epoch lasts at most while a source reads a backlog (a replay, or a live
+/// feed catching up), ms. Reading what has arrived, a source moves to the present
+/// millisecond at every activation, so results follow their trades within
+/// milliseconds. Reading a backlog, each activation reads a full budget, and a new epoch
+/// every activation would make the analytics work once per budget for every symbol it
+/// touched (their cost is per symbol and epoch): longer epochs spread that cost over
+/// more trades, and nothing waits for a backlog's results a millisecond at a time.
+pub const BACKLOG_EPOCH_MS: Time = 50;
+
 /// When a checkpointed source waits (back-pressure): while the pipeline's end lags more
 /// than `lag` epochs (ms) behind the present, so that checkpoints follow the input
 /// closely; and while the output has been durable only up to an epoch more than
@@ -121,6 +130,12 @@ impl Backlog {
         Backlog { durable: false, ..self.clone() }
     }
 
+    /// How long a backlog's epochs may last ([`BACKLOG_EPOCH_MS`]), at most this back-pressure's
+    /// lag, so that the pipeline can catch up without the source having to move on.
+    fn backlog_epoch(&self) -> Time {
+        BACKLOG_EPOCH_MS.min(self.lag)
+    }
+
     /// True when a source should wait rather than read at epoch `now`.
     pub fn holds(&self, now: Time) -> bool {
         !self.stop.load(std::sync::atomic::Ordering::Relaxed)
@@ -138,7 +153,8 @@ pub fn polled_source<'scope, R: Reader>(
     checkpointed_source(scope, name, reader, None, None)
 }
 
-/// [`polled_source`] in a checkpointed run: whenever the capability crosses a checkpoint
+/// [`polled_source`] in a checkpointed run. While the reader reads a backlog (it returned
+/// [`Poll::Ready`]), its epochs last up to [`BACKLOG_EPOCH_MS`]. Whenever the capability crosses a checkpoint
 /// boundary, and when the reader is done, the reader's [`Reader::snapshot`] is saved
 /// (everything emitted before is stamped below the boundary, everything after at or
 /// above it). With a [`Backlog`], the reader waits while the pipeline or the durable
@@ -160,16 +176,20 @@ pub fn checkpointed_source<'scope, R: Reader>(
         let activator = scope.activator_for(info.address);
         let mut capability = Some(capability);
         let mut held_since: Option<std::time::Instant> = None;
+        let backlog_epoch = backlog.as_ref().map_or(BACKLOG_EPOCH_MS, Backlog::backlog_epoch);
+        let mut reading_backlog = false;
         move |output| {
             let (Some(cap), Some(r)) = (capability.as_mut(), reader.as_mut()) else { return };
             let now = epoch_now();
-            if now > *cap.time() {
+            let length = if reading_backlog { backlog_epoch } else { 1 };
+            if now >= *cap.time() + length {
                 if let Some(saver) = saver.as_mut() {
                     saver.maybe_save(Some(*cap.time()), Some(now), |_| Part { state: r.snapshot(), ..Part::default() });
                 }
                 cap.downgrade(&now);
             }
             if backlog.as_ref().is_some_and(|b| b.holds(now)) {
+                reading_backlog = false;
                 held_since.get_or_insert_with(std::time::Instant::now);
                 activator.activate_after(Duration::from_millis(1));
                 return;
@@ -179,6 +199,7 @@ pub fn checkpointed_source<'scope, R: Reader>(
             }
             let mut items = Vec::new();
             let poll = r.read(&mut items);
+            reading_backlog = poll == Poll::Ready;
             if !items.is_empty() {
                 output.session(&*cap).give_iterator(items.into_iter());
             }
@@ -195,4 +216,60 @@ pub fn checkpointed_source<'scope, R: Reader>(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+    use timely::dataflow::operators::Inspect;
+
+    /// Returns one item per activation, for `run`, then is done; `ready`: as a backlog.
+    struct Steady {
+        until: Instant,
+        ready: bool,
+    }
+
+    impl Reader for Steady {
+        type Item = u8;
+        fn read(&mut self, out: &mut Vec<u8>) -> Poll {
+            out.push(0);
+            if Instant::now() >= self.until {
+                Poll::Done
+            } else if self.ready {
+                Poll::Ready
+            } else {
+                Poll::Wait(Duration::from_millis(1))
+            }
+        }
+    }
+
+    /// The distinct epochs a reader's items are stamped with over `run`.
+    fn epochs(ready: bool, run: Duration) -> usize {
+        let epochs = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let seen = epochs.clone();
+        timely::execute_directly(move |worker| {
+            let seen = seen.clone();
+            worker.dataflow::<Time, _, _>(|scope| {
+                let reader = Steady { until: Instant::now() + run, ready };
+                polled_source(scope, "Steady", reader).inspect_core(move |event| {
+                    if let Ok((stamp, _)) = event {
+                        seen.lock().unwrap().extend(stamp.iter().copied());
+                    }
+                });
+            });
+        });
+        epochs.lock().unwrap().len()
+    }
+
+    #[test]
+    fn a_backlog_is_read_in_longer_epochs() {
+        let run = Duration::from_millis(300);
+        // A backlog: at most one epoch per BACKLOG_EPOCH_MS (and the first and last).
+        let backlog = epochs(true, run);
+        assert!(backlog <= (300 / BACKLOG_EPOCH_MS) as usize + 2, "{backlog} epochs in 300 ms of backlog");
+        // Reading what arrives: a new epoch every activation, one every millisecond or so.
+        let live = epochs(false, run);
+        assert!(live > 3 * backlog, "{live} epochs live against {backlog} reading a backlog");
+    }
 }

@@ -1,21 +1,21 @@
 //! The batch recomputation behind `tradeflow check`: final window metrics and anomalies
 //! of a set of accepted trades, bit for bit what the pipeline writes.
 //!
-//! Background: the pipeline maintains windows incrementally ([`WindowBook`]); a check
+//! Background: the pipeline maintains windows incrementally ([`window_analytics`]); a check
 //! has every trade of a range at once, so it aggregates each trade once into its pane
 //! (`[j·S, (j+1)·S)`, a hash lookup per trade), sorts each symbol's panes, merges the
 //! `W/S` panes of each window with two binary searches, and sweeps the sorted windows for
 //! volatility and anomalies: O(trades + windows · (K_v + K_b)), the pipeline's own cost,
 //! never the O(trades · windows) scan of `tradeflow_operators::reference`.
 //!
-//! Semantics: the same as [`WindowBook`]'s `derive`, through the same pure functions
+//! Semantics: the same as the pipeline's `volatility` and `anomalies` reduces, through the same pure functions
 //! ([`base_metrics`], [`rolling_volatility`], [`anomalies::volume_spike`],
 //! [`anomalies::price_jump`]), fed the same inputs in the same order, so every float has
 //! the pipeline's bits. A window's row reads the windows back to
 //! `start − (K_b + K_v − 1)·S` ([`reach`]); only windows whose inputs were all read are
 //! derived (the caller reads that much before its range).
 //!
-//! [`WindowBook`]: tradeflow_operators::WindowBook
+//! [`window_analytics`]: tradeflow_operators::window_analytics
 
 use std::collections::{BTreeMap, HashMap};
 use tradeflow_model::{Anomaly, AnomalyKind, F64, Symbol, WindowMetrics};
@@ -133,7 +133,7 @@ fn volatility_at(
     rolling_volatility(scratch)
 }
 
-/// The rows of one symbol's windows starting in `[from, to)` (as the book's `derive`).
+/// The rows of one symbol's windows starting in `[from, to)` (as the pipeline's reduces).
 fn derive_symbol(
     params: &AnalyticsParams,
     symbol: &Symbol,
