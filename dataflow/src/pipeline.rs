@@ -103,10 +103,11 @@ pub fn build<'scope>(
                 write_trades_by_hour(trades, watermarks.clone(), reporters, lake.clone(), rows, saved)?
             }
         }
-        let saved = saver("lake-window_metrics");
-        write_finals(metrics, watermarks.clone(), reporters, windows, lake.clone(), config.lake_final_rows, saved)?;
+        // Final rows come out at the analytics' ticks, and so must the watermark they wait for.
+        let (marks, saved) = (analytics.watermarks.clone(), saver("lake-window_metrics"));
+        write_finals(metrics, marks.clone(), reporters, windows, lake.clone(), config.lake_final_rows, saved)?;
         let saved = saver("lake-anomalies");
-        write_finals(anomalies, watermarks.clone(), reporters, windows, lake.clone(), config.lake_final_rows, saved)?;
+        write_finals(anomalies, marks, reporters, windows, lake.clone(), config.lake_final_rows, saved)?;
         let changelog = ChangelogConfig {
             worker: index,
             max_rows: 250_000,

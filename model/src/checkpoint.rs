@@ -301,6 +301,41 @@ mod tests {
         assert_eq!(cut.crossed(None, Some(800)), Some(Validity { first: 8, last: 8 }));
     }
 
+    /// A store resumed from boundary 7 (or fresh) holding parts of `held` only.
+    struct Held {
+        resumed: Option<u64>,
+        held: &'static str,
+    }
+
+    impl Checkpoints for Held {
+        fn interval_ms(&self) -> u64 {
+            100
+        }
+        fn restore(&self, component: &str, _worker: usize) -> Option<Restored> {
+            let state = b"{}".to_vec();
+            (component == self.held).then(|| Restored { boundary: 7, state, payloads: Vec::new() })
+        }
+        fn resumed_from(&self) -> Option<u64> {
+            self.resumed
+        }
+        fn save(&self, _: &str, _: usize, _: Validity, _: Part) {}
+        fn register(&self, _: &str, _: usize) {}
+        fn durable_through(&self) -> u64 {
+            0
+        }
+    }
+
+    #[test]
+    fn a_resumed_checkpoint_without_a_required_component_is_refused() {
+        let saver = |resumed, component| Saver::new(Arc::new(Held { resumed, held: "old" }), component, 0);
+        // Resumed from a checkpoint that holds another component (an older format).
+        let error = saver(Some(7), "analytics-windows").restore_required("the window analytics").unwrap_err();
+        assert!(error.contains("analytics-windows") && error.contains("--from-scratch"), "{error}");
+        // A fresh run has nothing to restore; a resumed one restores what it holds.
+        assert!(saver(None, "analytics-windows").restore_required("x").unwrap().is_none());
+        assert_eq!(saver(Some(7), "old").restore_required("x").unwrap().unwrap().boundary, 7);
+    }
+
     #[test]
     fn trades_round_trip() {
         let trade = |s: &str, ts, c: &str| Trade {

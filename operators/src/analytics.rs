@@ -32,7 +32,7 @@ use crate::anomalies::{AnomalyParams, detect};
 use crate::finality::{Derived, gate};
 use crate::metrics::vwap_f64;
 use crate::volatility::{Window, with_volatility};
-use crate::windows::{HeldGauges, held_windows};
+use crate::windows::{HeldGauges, at_ticks, held_windows};
 use differential_dataflow::VecCollection;
 use differential_dataflow::operators::CountTotal;
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,11 @@ pub struct Analytics<'scope> {
     pub held: HeldGauges,
     /// Windows with a provisional row on this worker.
     pub open_windows: Rc<Cell<usize>>,
+    /// The watermark reports, each at the tick at which the analytics apply it
+    /// ([`crate::windows::tick_of`]). The final rows of the windows a report closes come out
+    /// at that tick, not at the report's epoch, so a sink that holds final rows until the
+    /// watermark has passed them must read these.
+    pub watermarks: StreamVec<'scope, Time, WatermarkReport>,
 }
 
 /// The checkpoint components of the analytics.
@@ -108,6 +113,12 @@ pub fn window_analytics<'scope>(
     let rated = with_volatility(facts, params.volatility_windows, spec.slide());
     let anomalies = detect(rated.clone(), params.anomalies, spec);
     let derived = Derived { sums, rated, anomalies };
-    let gated = gate(derived, watermarks, spec, reporters, tick, saver(COMPONENTS[1]))?;
-    Ok(Analytics { metrics: gated.metrics, anomalies: gated.anomalies, held, open_windows: gated.open_windows })
+    let gated = gate(derived, watermarks.clone(), spec, reporters, tick, saver(COMPONENTS[1]))?;
+    Ok(Analytics {
+        metrics: gated.metrics,
+        anomalies: gated.anomalies,
+        held,
+        open_windows: gated.open_windows,
+        watermarks: at_ticks(watermarks, tick),
+    })
 }

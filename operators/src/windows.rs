@@ -46,6 +46,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::CapabilitySet;
+use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use tradeflow_model::checkpoint::{Part, Saver};
@@ -78,6 +79,21 @@ pub fn tick_for(interval_ms: Option<u64>) -> Time {
 /// to `tick − 1` ms of latency. With `tick` = 1 every epoch is its own time.
 pub fn tick_of(time: Time, tick: Time) -> Time {
     time - time % tick + (tick - 1)
+}
+
+/// `stream` with each batch moved to the end of its tick ([`tick_of`]).
+pub fn at_ticks<'scope, D: timely::ExchangeData>(
+    stream: StreamVec<'scope, Time, D>,
+    tick: Time,
+) -> StreamVec<'scope, Time, D> {
+    stream.unary(Pipeline, "AtTicks", move |_, _| {
+        move |input, output| {
+            input.for_each(|cap, data| {
+                let Some(&time) = cap.least() else { return };
+                output.session(&cap.delayed(&tick_of(time, tick), 0)).give_container(data);
+            });
+        }
+    })
 }
 
 /// A (symbol, window start) key.
