@@ -130,10 +130,13 @@ impl Backlog {
         Backlog { durable: false, ..self.clone() }
     }
 
-    /// How long a backlog's epochs may last ([`BACKLOG_EPOCH_MS`]), at most this back-pressure's
-    /// lag, so that the pipeline can catch up without the source having to move on.
+    /// How long a backlog's epochs may last: [`BACKLOG_EPOCH_MS`], at most a quarter of
+    /// this back-pressure's lag. The epoch being read is incomplete, so the pipeline's end
+    /// lags by at least its length: epochs as long as the lag would hold the source back
+    /// at every one, and reading would stop while the pipeline catches up instead of
+    /// going on beside it.
     fn backlog_epoch(&self) -> Time {
-        BACKLOG_EPOCH_MS.min(self.lag)
+        BACKLOG_EPOCH_MS.min(self.lag / 4).max(1)
     }
 
     /// True when a source should wait rather than read at epoch `now`.
