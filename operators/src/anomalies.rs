@@ -138,7 +138,7 @@ pub fn detect<'scope>(
 }
 
 /// The provisional anomaly of `kind` for the window `[start, end)` of `symbol`.
-fn anomaly(symbol: &Symbol, start: i64, end: i64, kind: AnomalyKind, f: Finding) -> Anomaly {
+pub fn anomaly(symbol: &Symbol, start: i64, end: i64, kind: AnomalyKind, f: Finding) -> Anomaly {
     Anomaly {
         symbol: symbol.clone(),
         window_start: start,

@@ -289,27 +289,15 @@ pub fn gate<'scope>(
             };
             sums_in.for_each_stamp(|cap, batches| {
                 keep(&cap);
-                for batch in batches {
-                    for (update, time, diff) in batch.drain(..) {
-                        queue.at(tick_of(time, tick)).sums.push((update, diff));
-                    }
-                }
+                enqueue(&mut queue, tick, batches, |epoch| &mut epoch.sums);
             });
             rated_in.for_each_stamp(|cap, batches| {
                 keep(&cap);
-                for batch in batches {
-                    for (update, time, diff) in batch.drain(..) {
-                        queue.at(tick_of(time, tick)).rated.push((update, diff));
-                    }
-                }
+                enqueue(&mut queue, tick, batches, |epoch| &mut epoch.rated);
             });
             anomalies_in.for_each_stamp(|cap, batches| {
                 keep(&cap);
-                for batch in batches {
-                    for (row, time, diff) in batch.drain(..) {
-                        queue.at(tick_of(time, tick)).anomalies.push((row, diff));
-                    }
-                }
+                enqueue(&mut queue, tick, batches, |epoch| &mut epoch.anomalies);
             });
             marks_in.for_each_stamp(|cap, batches| {
                 let Some(&time) = cap.least() else { return };
@@ -356,6 +344,20 @@ pub fn gate<'scope>(
     });
 
     Ok(Gated { metrics: metrics.as_collection(), anomalies: anomalies.as_collection(), open_windows })
+}
+
+/// Queues each update of `batches` in the `list` of its tick.
+fn enqueue<'a, D: 'a>(
+    queue: &mut EpochQueue<Epoch>,
+    tick: Time,
+    batches: impl Iterator<Item = &'a mut Vec<(D, Time, isize)>>,
+    list: fn(&mut Epoch) -> &mut Vec<(D, isize)>,
+) {
+    for batch in batches {
+        for (data, time, diff) in batch.drain(..) {
+            list(queue.at(tick_of(time, tick))).push((data, diff));
+        }
+    }
 }
 
 fn save(state: &State) -> Part {

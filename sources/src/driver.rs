@@ -107,6 +107,9 @@ pub struct Backlog {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// False: only the pipeline's lag holds the source back (see [`Backlog::pipeline_only`]).
     durable: bool,
+    /// False: this never holds the source back, only bounds its epochs (see
+    /// [`Backlog::epochs_only`]).
+    holding: bool,
 }
 
 impl Backlog {
@@ -120,7 +123,7 @@ impl Backlog {
     ) -> Backlog {
         let interval = checkpoints.interval_ms();
         let (lag, uncommitted) = ((interval / 2).clamp(20, 1000), 2 * interval + 1000);
-        Backlog { probe, lag, checkpoints, uncommitted, stop, durable: true }
+        Backlog { probe, lag, checkpoints, uncommitted, stop, durable: true, holding: true }
     }
 
     /// The same without waiting for the durable output: for a feed that cannot be read
@@ -128,6 +131,12 @@ impl Backlog {
     /// server drop the connection, and lose trades.
     pub fn pipeline_only(&self) -> Backlog {
         Backlog { durable: false, ..self.clone() }
+    }
+
+    /// The same for a reader that holds itself back (it knows better when it may): the
+    /// source is never held, and only its backlog's epochs are bounded by the lag.
+    pub fn epochs_only(&self) -> Backlog {
+        Backlog { holding: false, ..self.clone() }
     }
 
     /// How long a backlog's epochs may last: [`BACKLOG_EPOCH_MS`], at most a quarter of
@@ -141,7 +150,8 @@ impl Backlog {
 
     /// True when a source should wait rather than read at epoch `now`.
     pub fn holds(&self, now: Time) -> bool {
-        !self.stop.load(std::sync::atomic::Ordering::Relaxed)
+        self.holding
+            && !self.stop.load(std::sync::atomic::Ordering::Relaxed)
             && (self.probe.less_than(&now.saturating_sub(self.lag))
                 || (self.durable && self.checkpoints.durable_through() < now.saturating_sub(self.uncommitted)))
     }

@@ -22,7 +22,7 @@ use tradeflow_model::{Anomaly, AnomalyKind, F64, Symbol, WindowMetrics};
 use tradeflow_operators::AnalyticsParams;
 use tradeflow_operators::agg::WindowAgg;
 use tradeflow_operators::anomalies::{self, Finding};
-use tradeflow_operators::metrics::base_metrics;
+use tradeflow_operators::metrics::{base_metrics, window_row};
 use tradeflow_operators::volatility::{Volatility, rolling_volatility};
 
 /// How far back (ms) the row of a window reads: `(K_b + K_v − 1)·S`.
@@ -147,23 +147,10 @@ fn derive_symbol(
     let mut scratch = Vec::new();
     for window in &windows[range(windows, from, to)] {
         let (start, end) = (window.start, spec.end_of(window.start));
-        let base = base_metrics(&window.agg);
-        let volatility = volatility_at(params, windows, start, &mut scratch);
-        metrics.push(WindowMetrics {
-            symbol: symbol.clone(),
-            window_start: start,
-            window_end: end,
-            trade_count: base.trade_count,
-            volume: base.volume,
-            vwap: base.vwap.map(F64),
-            min_price: base.min_price,
-            max_price: base.max_price,
-            avg_price: F64(base.avg_price),
-            open: base.open,
-            close: base.close,
-            volatility: volatility.map(|v| F64(v.sigma)),
-            is_final: true,
-        });
+        let volatility = volatility_at(params, windows, start, &mut scratch).map(|v| F64(v.sigma));
+        let row = WindowMetrics { is_final: true, ..window_row(symbol, start, &window.agg, volatility, spec) };
+        let (volume, vwap) = (row.volume, row.vwap.map(|v| v.0));
+        metrics.push(row);
 
         // The K_b windows before this one.
         let before = &windows[range(windows, start - params.anomalies.baseline_windows as i64 * spec.slide(), start)];
@@ -176,23 +163,13 @@ fn derive_symbol(
                 previous = Some((w.start, vwap));
             }
         }
-        let anomaly = |kind, f: Finding| Anomaly {
-            symbol: symbol.clone(),
-            window_start: start,
-            window_end: end,
-            kind,
-            severity: F64(f.severity),
-            detected_at: end,
-            observed: F64(f.observed),
-            baseline: F64(f.baseline),
-            is_final: true,
-        };
-        if let Some(f) = anomalies::volume_spike(base.volume, prior_volume, prior_windows, &params.anomalies) {
+        let anomaly = |kind, f: Finding| Anomaly { is_final: true, ..anomalies::anomaly(symbol, start, end, kind, f) };
+        if let Some(f) = anomalies::volume_spike(volume, prior_volume, prior_windows, &params.anomalies) {
             found.push(anomaly(AnomalyKind::VolumeSpike, f));
         }
         if let Some((p, vwap_p)) = previous {
             let vol_p = volatility_at(params, windows, p, &mut scratch);
-            if let Some(f) = anomalies::price_jump(base.vwap, vwap_p, vol_p, &params.anomalies) {
+            if let Some(f) = anomalies::price_jump(vwap, vwap_p, vol_p, &params.anomalies) {
                 found.push(anomaly(AnomalyKind::PriceJump, f));
             }
         }

@@ -287,6 +287,9 @@ pub fn file_source<'scope>(
     let plan = Rc::new(plan);
     let pending = Rc::new(Cell::new(0));
     let stopping = Rc::new(std::cell::RefCell::new(StopState::default()));
+    // The reader holds itself back (see `ChunkReader::read`); the driver only bounds the
+    // epochs of its backlog by the same lag.
+    let epochs = backlog.as_ref().map(crate::driver::Backlog::epochs_only);
     let mut reader = ChunkReader {
         plan: plan.clone(),
         first: index,
@@ -305,7 +308,7 @@ pub fn file_source<'scope>(
     if let Some(restored) = saver.as_ref().and_then(Saver::restore) {
         reader.restore(&restored.state)?;
     }
-    let events = checkpointed_source(scope, "FileChunks", reader, saver, None);
+    let events = checkpointed_source(scope, "FileChunks", reader, saver, epochs);
     let (summaries, local) = events.ok_err(|e| match e {
         FileEvent::Summary(s) => Ok(s),
         other => Err(other),
