@@ -145,15 +145,20 @@ pub fn build<'scope>(
         }
     });
     let stats = shared.stats.clone();
+    // Open windows are the gate's count (a resumed run's restored windows included, whose
+    // rows are not passed on again), added to the process's sum as it changes.
+    let open = analytics.open_windows.clone();
+    let mut counted = open.get() as i64;
+    stats.open_windows.fetch_add(counted, Ordering::Relaxed);
     let metrics = analytics.metrics.inner.inspect(move |(row, _, diff)| {
         if row.is_final {
             stats.final_windows.fetch_add(*diff as u64, Ordering::Relaxed);
-        } else {
-            stats.open_windows.fetch_add(*diff as i64, Ordering::Relaxed);
-            if *diff > 0 {
-                stats.provisional_updates.fetch_add(1, Ordering::Relaxed);
-            }
+        } else if *diff > 0 {
+            stats.provisional_updates.fetch_add(1, Ordering::Relaxed);
         }
+        let now = open.get() as i64;
+        stats.open_windows.fetch_add(now - counted, Ordering::Relaxed);
+        counted = now;
     });
     let stats = shared.stats.clone();
     analytics.anomalies.inner.inspect(move |(row, _, diff)| {
