@@ -258,11 +258,22 @@ pub fn read_trades(mut bytes: &[u8]) -> Result<Vec<Trade>, String> {
         Ok(head)
     }
     let i64_of = |b: &[u8]| i64::from_le_bytes(b.try_into().expect("8 bytes"));
-    let mut trades = Vec::new();
+    // A resume reads up to an hour of an open file's trades: sized once (a record is at
+    // least 30 bytes, and most are within a few of it), each symbol checked once.
+    let mut trades = Vec::with_capacity(bytes.len() / 30);
+    let mut symbols: rustc_hash::FxHashMap<&[u8], Symbol> = rustc_hash::FxHashMap::default();
     while !bytes.is_empty() {
         let len = take(&mut bytes, 1)?[0] as usize;
-        let symbol = std::str::from_utf8(take(&mut bytes, len)?).map_err(|e| e.to_string())?;
-        let symbol = Symbol::parse(symbol).map_err(|e| e.to_string())?;
+        let name = take(&mut bytes, len)?;
+        let symbol = match symbols.get(name) {
+            Some(symbol) => symbol.clone(),
+            None => {
+                let text = std::str::from_utf8(name).map_err(|e| e.to_string())?;
+                let symbol = Symbol::parse(text).map_err(|e| e.to_string())?;
+                symbols.insert(name, symbol.clone());
+                symbol
+            }
+        };
         let ts = i64_of(take(&mut bytes, 8)?);
         let price = Price(i64_of(take(&mut bytes, 8)?));
         let volume = Qty(i64_of(take(&mut bytes, 8)?));
@@ -345,7 +356,9 @@ mod tests {
             volume: Qty(3),
             conditions: if c.is_empty() { Conditions::none() } else { Conditions::from_json_unchecked(c) },
         };
-        let trades = vec![trade("AAPL", 1, ""), trade("BINANCE:BTC USDT", -5, "[\"1\",\"12\"]")];
+        // A symbol seen again is read from the first's check.
+        let trades =
+            vec![trade("AAPL", 1, ""), trade("BINANCE:BTC USDT", -5, "[\"1\",\"12\"]"), trade("AAPL", 2, "[\"1\"]")];
         let mut bytes = Vec::new();
         trades.iter().for_each(|t| write_trade(&mut bytes, t));
         assert_eq!(read_trades(&bytes).unwrap(), trades);

@@ -460,7 +460,11 @@ impl Received {
         for (first, payload) in payloads {
             let trades = read_trades(payload)?;
             self.payloads.push((*first, trades.iter().map(|t| t.ts).max().unwrap_or(i64::MIN)));
-            all.extend(trades);
+            if all.is_empty() {
+                all = trades;
+            } else {
+                all.extend(trades);
+            }
         }
         Ok(all)
     }
