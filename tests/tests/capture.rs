@@ -37,7 +37,7 @@ fn a_runs_changelog_replays_through_differentials_capture_source() {
     let dir = temp_dir();
     let lake = dir.path().join("lake");
     let mut command = tradeflow_command();
-    command.args(["run", "--source", "sim://?rate=0&count=300000&seed=5&start=1700000000000", "--window", "1s"]);
+    command.args(["run", "--source", "sim://?rate=100000&count=300000&seed=5&start=1700000000000", "--window", "1s"]);
     command.args(["-w", "2", "--changelog-resolution", "0"]).arg("--lake").arg(file_url(&lake));
     Running::spawn(command).finish(Duration::from_secs(180)).assert_success("a two-worker run into the lake");
 
@@ -81,6 +81,7 @@ fn a_runs_changelog_replays_through_differentials_capture_source() {
             want.push(format!("withdrawn {kind} {withdrawn}"));
         }
     }
+    eprintln!("anomaly updates in the changelog: {want:?}");
     assert!(want.iter().any(|l| l.starts_with("withdrawn ")), "no anomaly was withdrawn: the test shows little");
     let mut got: Vec<&str> = lines.iter().copied().filter(|l| !l.starts_with("session_vwap ")).collect();
     got.sort();
