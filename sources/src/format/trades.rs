@@ -93,10 +93,11 @@ pub struct RawReject<'a> {
 /// `emit` with each record it holds, in order. An empty or blank line emits nothing; a
 /// line that is not exactly one valid JSON value emits one `invalid_json` reject. Never
 /// panics, whatever the bytes. A UTF-8 byte-order mark before the line (the start of a
-/// file saved by spreadsheet and Windows tools) is skipped.
+/// file saved by spreadsheet and Windows tools) is skipped; a reject of the whole line
+/// still carries the line as it came, mark included.
 pub fn parse_line<'a>(line: &'a [u8], emit: &mut impl FnMut(Item<'a>)) {
-    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
-    let text = match std::str::from_utf8(line) {
+    let body = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+    let text = match std::str::from_utf8(body) {
         Ok(text) if text.len() <= MAX_LEN => text,
         Ok(_) => {
             let what = "the line is longer than 4 GiB";
