@@ -62,16 +62,6 @@ pub struct Pane {
     pub start: i64,
 }
 
-/// A window row with its volatility, and the mean of the log returns behind that
-/// volatility (the price-jump rule reads both).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Rated {
-    /// The row, with its volatility.
-    pub row: WindowMetrics,
-    /// The mean of the returns (`None` when the volatility is).
-    pub mean: Option<F64>,
-}
-
 /// The live and final window rows.
 pub struct Analytics<'scope> {
     /// Window metrics, provisional and final.
