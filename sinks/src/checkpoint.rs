@@ -60,6 +60,13 @@ struct PartRef {
     needs: Vec<u64>,
 }
 
+impl PartRef {
+    /// Whether this part holds its component's state at `boundary`.
+    fn valid_at(&self, boundary: u64) -> bool {
+        self.first <= boundary && boundary <= self.last
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Committed {
     /// The boundary index (`FINAL − generation` for the end of a run).
@@ -415,7 +422,7 @@ impl JobCheckpoints {
 
     /// Whether every registered component has a part valid at `boundary`.
     fn covers(inner: &Inner, boundary: u64) -> bool {
-        inner.registered.iter().all(|k| inner.parts[k].iter().any(|p| p.first <= boundary && boundary <= p.last))
+        inner.registered.iter().all(|k| inner.parts[k].iter().any(|p| p.valid_at(boundary)))
     }
 
     /// The newest boundary every registered component has a part for.
@@ -444,7 +451,7 @@ impl JobCheckpoints {
             inner
                 .registered
                 .iter()
-                .filter_map(|k| inner.parts[k].iter().find(|p| p.first <= boundary && boundary <= p.last).cloned())
+                .filter_map(|k| inner.parts[k].iter().find(|p| p.valid_at(boundary)).cloned())
                 .collect()
         };
         self.store.barrier()?;
