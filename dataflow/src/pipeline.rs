@@ -14,6 +14,7 @@ use timely::dataflow::{ProbeHandle, Scope};
 use tradeflow_model::Time;
 use tradeflow_model::checkpoint::{Checkpoints, Saver};
 use tradeflow_operators::ingest::{Ingested, ingest};
+use tradeflow_operators::rows::{arrange_rows, kept};
 use tradeflow_operators::{GlobalWatermark, window_analytics};
 use tradeflow_sinks::lake::{
     ChangelogConfig, Lake, TradesFiles, TradesLayout, write_changelog, write_dead_letters, write_finals, write_trades,
@@ -84,14 +85,16 @@ pub fn build<'scope>(
     let tick = tradeflow_operators::windows::tick_for(shared.checkpoints.as_ref().map(|c| c.interval_ms()));
     let analytics = window_analytics(panes, watermarks.clone(), config.params, reporters, tick, &saver)?;
 
-    // Sinks. Worker 0's run id, for every process.
+    // Sinks, all reading the rows arranged once (each sink its batches, the trace is not
+    // kept). Worker 0's run id, for every process.
+    let rows = arrange_rows(analytics.metrics.clone(), analytics.anomalies.clone(), tick);
+    let (metrics, anomalies) = (kept(&rows.metrics), kept(&rows.anomalies));
     let run_id = if index == 0 { vec![config.run_id.clone()] } else { Vec::new() }.to_stream(scope).broadcast();
     if let Some(postgres) = &shared.postgres {
         let slot = index % config.threads;
-        write_postgres(analytics.metrics.clone(), analytics.anomalies.clone(), run_id.clone(), postgres.clone(), slot);
+        write_postgres(&rows, run_id.clone(), postgres.clone(), slot);
     }
     if let Some(lake) = &shared.lake {
-        let (metrics, anomalies) = (analytics.metrics.clone(), analytics.anomalies.clone());
         let rows = config.lake_file_rows;
         match config.lake_layout {
             TradesLayout::Symbol => {
@@ -105,9 +108,10 @@ pub fn build<'scope>(
         }
         // Final rows come out at the analytics' ticks, and so must the watermark they wait for.
         let (marks, saved) = (analytics.watermarks.clone(), saver("lake-window_metrics"));
-        write_finals(metrics, marks.clone(), reporters, windows, lake.clone(), config.lake_final_rows, saved)?;
+        let final_rows = config.lake_final_rows;
+        write_finals(metrics.clone(), marks.clone(), reporters, windows, lake.clone(), final_rows, saved)?;
         let saved = saver("lake-anomalies");
-        write_finals(anomalies, marks, reporters, windows, lake.clone(), config.lake_final_rows, saved)?;
+        write_finals(anomalies.clone(), marks, reporters, windows, lake.clone(), final_rows, saved)?;
         let changelog = ChangelogConfig {
             worker: index,
             max_rows: 250_000,
@@ -119,16 +123,16 @@ pub fn build<'scope>(
         let (stop, suspend) = (shared.stop.clone(), shared.checkpoints.is_some() && !config.drain);
         let suspended: Rc<dyn Fn() -> bool> = Rc::new(move || suspend && stop.load(Ordering::Relaxed));
         let (saved, progress) = (saver("changelog-window_metrics"), saver("changelog-progress-window_metrics"));
-        let metrics = analytics.metrics.clone();
-        write_changelog(metrics, run_id.clone(), lake.clone(), changelog.clone(), saved, progress, suspended.clone())?;
+        let rows = metrics.clone();
+        write_changelog(rows, run_id.clone(), lake.clone(), changelog.clone(), saved, progress, suspended.clone())?;
         let (saved, progress) = (saver("changelog-anomalies"), saver("changelog-progress-anomalies"));
-        let anomalies = analytics.anomalies.clone();
-        write_changelog(anomalies, run_id, lake.clone(), changelog, saved, progress, suspended.clone())?;
+        let rows = anomalies.clone();
+        write_changelog(rows, run_id, lake.clone(), changelog, saved, progress, suspended.clone())?;
         let age = (!config.bounded).then_some(Duration::from_secs(600));
         write_dead_letters(rejects, lake.clone(), age, saver("dead-letters"), move || suspended())?;
     }
     if let Some(dashboard) = &shared.dashboard {
-        crate::web::feed_dashboard(analytics.metrics.clone(), analytics.anomalies.clone(), dashboard.clone());
+        crate::web::feed_dashboard(metrics, anomalies, dashboard.clone());
     }
 
     // Counters for progress and the summary.

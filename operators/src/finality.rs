@@ -8,8 +8,10 @@
 //! They change whenever a window does, and also when a window is released
 //! ([`crate::windows`]): the released window's entries are retracted, and the windows
 //! that read it are recomputed without it. Both are changes to windows already final.
-//! Downstream, sinks must see each final row once and never retracted, and must not
-//! mistake a release for a correction: this gate is where the two meet. It is also where
+//! Downstream, sinks must see each final row once and never corrected, and must not
+//! mistake a release for a correction: this gate is where the two meet. (The gate never
+//! retracts a final row; the arrangement the sinks read expires it a tick later, a
+//! retraction the sinks know for what it is: [`crate::rows`].) It is also where
 //! a row is assembled (sum and volatility, [`window_row`]), once per change, so that the
 //! differential operators carry small values rather than whole rows.
 //!

@@ -11,6 +11,8 @@
 //! * [`finality`] — the gate that makes rows final by the watermark.
 //! * [`analytics`] — the dataflow: `count_total` and `reduce` over arrangements, between
 //!   the two.
+//! * [`rows`] — the gated rows arranged once by key, with final rows expired, for the
+//!   sinks.
 //! * [`reference`] — a naive from-scratch recomputation, the oracle for tests and the
 //!   benchmark's yardstick.
 
@@ -22,6 +24,7 @@ pub mod finality;
 pub mod ingest;
 pub mod metrics;
 pub mod reference;
+pub mod rows;
 pub mod volatility;
 pub mod watermark;
 pub mod windows;

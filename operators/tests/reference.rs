@@ -13,6 +13,7 @@ use timely::dataflow::ProbeHandle;
 use timely::dataflow::operators::Input as TimelyInput;
 use tradeflow_model::{Anomaly, Price, Qty, Symbol, WatermarkReport, WindowMetrics, WindowSpec};
 use tradeflow_operators::reference::reference;
+use tradeflow_operators::rows::{arrange_rows, kept};
 use tradeflow_operators::{AnalyticsParams, AnomalyParams, Pane, WindowAgg, window_analytics};
 
 type Trades = Vec<(Symbol, i64, Price, Qty)>;
@@ -67,6 +68,9 @@ struct Changes {
     anomalies: Vec<(Anomaly, isize)>,
 }
 
+/// The net count of every row the arranged rows held.
+type Arranged = (BTreeMap<WindowMetrics, isize>, BTreeMap<Anomaly, isize>);
+
 /// The dataflow's own account of its state once every epoch is applied.
 #[derive(Debug)]
 struct End {
@@ -76,26 +80,38 @@ struct End {
     open: usize,
     /// Pane aggregates dropped as late.
     dropped_late: u64,
+    /// Rows the arrangement the sinks read still holds (final rows expire).
+    arranged: usize,
 }
 
 /// Runs `epochs` (each: pane aggregates and the watermark reported after them) through
 /// the analytics dataflow on one worker with the given tick, and returns each tick's
-/// changes in order.
+/// changes in order, as the sinks read them (the arranged rows, without expiries).
 fn run_epochs(params: AnalyticsParams, tick: u64, epochs: Vec<(Vec<(Pane, WindowAgg)>, i64)>) -> (Vec<Changes>, End) {
     timely::execute_directly(move |worker| {
         let log: Rc<RefCell<BTreeMap<u64, Changes>>> = Rc::default();
         let probe = ProbeHandle::new();
+        let arranged: Rc<RefCell<Arranged>> = Rc::default();
         let (mut panes, mut marks, held, open) = worker.dataflow::<u64, _, _>(|scope| {
             let (panes_in, panes) = scope.new_collection::<Pane, WindowAgg>();
             let (marks_in, marks) = scope.new_input::<Vec<WatermarkReport>>();
             let out = window_analytics(panes, marks, params, 1, tick, &|_| None).expect("no checkpoint");
+            let rows = arrange_rows(out.metrics, out.anomalies, tick);
             let (l1, l2) = (log.clone(), log.clone());
-            out.metrics
+            kept(&rows.metrics)
                 .inspect(move |(row, t, d)| l1.borrow_mut().entry(*t).or_default().metrics.push((row.clone(), *d)))
                 .probe_with(&probe);
-            out.anomalies
+            kept(&rows.anomalies)
                 .inspect(move |(row, t, d)| l2.borrow_mut().entry(*t).or_default().anomalies.push((row.clone(), *d)))
                 .probe_with(&probe);
+            // Everything the arrangement holds, expiries included.
+            let (a1, a2) = (arranged.clone(), arranged.clone());
+            rows.metrics.as_collection(|_, row| row.clone()).inspect(move |(row, _, d)| {
+                *a1.borrow_mut().0.entry(row.clone()).or_default() += d;
+            });
+            rows.anomalies.as_collection(|_, row| row.clone()).inspect(move |(row, _, d)| {
+                *a2.borrow_mut().1.entry(row.clone()).or_default() += d;
+            });
             (panes_in, marks_in, out.held, out.open_windows)
         });
         // Epoch 0 is the replay epoch of a resumed run; a fresh one starts at 1.
@@ -112,7 +128,11 @@ fn run_epochs(params: AnalyticsParams, tick: u64, epochs: Vec<(Vec<(Pane, Window
         }
         drop((panes, marks));
         worker.step_while(|| !probe.done());
-        let end = End { held: held.held.get(), open: open.get(), dropped_late: held.dropped_late.get() };
+        let arranged = {
+            let (metrics, anomalies) = &*arranged.borrow();
+            metrics.values().chain(anomalies.values()).filter(|d| **d != 0).count()
+        };
+        let end = End { held: held.held.get(), open: open.get(), dropped_late: held.dropped_late.get(), arranged };
         let log = std::mem::take(&mut *log.borrow_mut());
         (log.into_values().collect(), end)
     })
@@ -180,6 +200,7 @@ proptest! {
         prop_assert_eq!(end.open, 0);
         prop_assert_eq!(end.held, 0, "state must be released once everything is final");
         prop_assert_eq!(end.dropped_late, 0);
+        prop_assert_eq!(end.arranged, 0, "every final row must expire from the arranged rows");
     }
 
     #[test]

@@ -1,15 +1,19 @@
-//! State is released: over a long run the analytics' arrangements hold only the windows
-//! still needed, not every window ever seen. Sizes come from differential's own
+//! State is released: over a long run the analytics' arrangements, and the arranged rows
+//! the sinks read, hold only the windows still needed, not every window ever seen. Sizes come from differential's own
 //! arrangement log ("differential/arrange": batches made, merged and dropped), as its
 //! `dd_mgmt` tooling reads them.
 
 use differential_dataflow::input::Input;
 use differential_dataflow::logging::{DifferentialEvent, DifferentialEventBuilder};
+use differential_dataflow::trace::TraceReader;
 use std::cell::Cell;
 use std::rc::Rc;
 use timely::dataflow::ProbeHandle;
 use timely::dataflow::operators::Input as TimelyInput;
+use timely::dataflow::operators::Probe;
+use timely::progress::frontier::AntichainRef;
 use tradeflow_model::{Price, Qty, Symbol, WatermarkReport, WindowSpec};
+use tradeflow_operators::rows::arrange_rows;
 use tradeflow_operators::{AnalyticsParams, AnomalyParams, Pane, WindowAgg, window_analytics};
 
 const SYMBOLS: usize = 4;
@@ -46,13 +50,15 @@ fn arrangements_hold_only_the_windows_still_needed() {
             },
         );
         let probe = ProbeHandle::new();
-        let (mut panes, mut marks, windows) = worker.dataflow::<u64, _, _>(|scope| {
+        let (mut panes, mut marks, windows, mut traces) = worker.dataflow::<u64, _, _>(|scope| {
             let (panes_in, panes) = scope.new_collection::<Pane, WindowAgg>();
             let (marks_in, marks) = scope.new_input::<Vec<WatermarkReport>>();
             let out = window_analytics(panes, marks, params, 1, 1, &|_| None).expect("no checkpoint");
-            out.metrics.probe_with(&probe);
-            out.anomalies.probe_with(&probe);
-            (panes_in, marks_in, out.held.held)
+            // The rows the sinks read, with their traces kept as a reader would keep them.
+            let rows = arrange_rows(out.metrics, out.anomalies, 1);
+            rows.metrics.stream.probe_with(&probe);
+            rows.anomalies.stream.probe_with(&probe);
+            (panes_in, marks_in, out.held.held, (rows.metrics.trace, rows.anomalies.trace))
         });
         let symbols: Vec<Symbol> = (0..SYMBOLS).map(|i| Symbol::parse(&format!("SYM{i}")).unwrap()).collect();
         let base = 1_700_000_000_000i64;
@@ -72,6 +78,12 @@ fn arrangements_hold_only_the_windows_still_needed() {
             marks.advance_to(epoch + 1);
             panes.flush();
             worker.step_while(|| probe.less_than(&(epoch + 1)));
+            // The readers have read everything before the next epoch.
+            let read = [epoch + 1];
+            traces.0.set_logical_compaction(AntichainRef::new(&read));
+            traces.0.set_physical_compaction(AntichainRef::new(&read));
+            traces.1.set_logical_compaction(AntichainRef::new(&read));
+            traces.1.set_physical_compaction(AntichainRef::new(&read));
             worker.log_register().expect("logging is on").flush();
             sizes.push((held.get(), windows.get()));
         }
@@ -86,9 +98,10 @@ fn arrangements_hold_only_the_windows_still_needed() {
         "windows seen {seen}; held at most {late_windows}; arranged updates at most {early_updates} early, {late_updates} late"
     );
     assert!(late_windows <= SYMBOLS * 8, "held windows {late_windows} must stay within the horizon");
-    // Five arrangements (window sums; the volatility reduce's input and output; the
-    // anomaly reduce's input and output) over ~28 held windows, plus batches not merged
-    // yet: a small constant, not the 12,000 windows seen.
+    // Seven arrangements (window sums; the volatility reduce's input and output; the
+    // anomaly reduce's input and output; the rows the sinks read, whose final rows
+    // expire) over ~28 held windows, plus batches not merged yet: a small constant, not
+    // the 12,000 windows seen.
     assert!(late_updates <= 1_500, "arrangements hold {late_updates} updates: compaction must release windows");
     assert!(
         late_updates <= 2 * early_updates.max(200),

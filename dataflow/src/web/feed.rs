@@ -1,11 +1,13 @@
 //! The dashboard's sink operator: each worker hands the changes of its share of the
 //! metrics and anomalies collections to the process's [`Dashboard`].
 //!
-//! The window analytics operator routes every symbol to one worker, so each worker sees
-//! all changes of its symbols, in epoch order, and the dashboard of a process shows
-//! exactly the symbols of that process's workers (with `-n N` processes, each serves
-//! its own). Nothing waits for frontiers: a change is handed over in the activation that
-//! receives it, once per activation (one lock), and published by the next tick.
+//! The window analytics operator routes every symbol to one worker, and the rows are
+//! arranged there ([`tradeflow_operators::rows`]), so each worker sees all changes of its
+//! symbols and the dashboard of a process shows exactly the symbols of that process's
+//! workers (with `-n N` processes, each serves its own). The changes come as the
+//! arrangement's batches, in key order within a batch: they are applied in epoch order,
+//! once per activation (one lock), and published by the next tick. Expiries are not
+//! passed on ([`tradeflow_operators::rows::kept`]): a final window keeps its point.
 
 use super::state::Dashboard;
 use differential_dataflow::VecCollection;
@@ -14,8 +16,8 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use tradeflow_model::{Anomaly, Time, WindowMetrics};
 
-/// Feeds `metrics` and `anomalies` (as partitioned by the analytics operator) to
-/// `dashboard`.
+/// Feeds `metrics` and `anomalies` (the arranged rows without expiries, on the worker of
+/// their symbol) to `dashboard`.
 pub fn feed_dashboard<'scope>(
     metrics: VecCollection<'scope, Time, WindowMetrics>,
     anomalies: VecCollection<'scope, Time, Anomaly>,
@@ -31,6 +33,9 @@ pub fn feed_dashboard<'scope>(
             metrics_in.for_each(|_, batch| rows.append(batch));
             anomalies_in.for_each(|_, batch| marks.append(batch));
             if !rows.is_empty() || !marks.is_empty() {
+                // A stable sort: a row's retraction and insertion stay in one epoch.
+                rows.sort_by_key(|(_, time, _)| *time);
+                marks.sort_by_key(|(_, time, _)| *time);
                 dashboard.apply(&rows, &marks);
                 rows.clear();
                 marks.clear();

@@ -1,9 +1,11 @@
 //! What the sink writes: per key, the latest row or a deletion, coalesced across epochs.
 //!
-//! Background: the analytics operator emits, per epoch, a retraction of each changed
-//! row's old version and an insertion of its new one. An epoch's updates are
-//! consolidated (summing diffs per row); then, per key, a row with a positive count is
-//! the key's new state, and a key with only retractions is deleted. Epochs are applied
+//! Background: the arranged rows ([`tradeflow_operators::rows`]) change, per epoch, by a
+//! retraction of each changed row's old version and an insertion of its new one, and by
+//! the expiry of final rows (their retraction a tick after they came). An epoch's
+//! updates are consolidated (summing diffs per row) and its expiries dropped: a final
+//! row stays in its table. Then, per key, a row with a positive count is the key's new
+//! state, and a key with only retractions is deleted. Epochs are applied
 //! in order into [`Changes`], a later state replacing an earlier one, so while the
 //! writer is busy with one transaction the next one gathers only the newest state of
 //! each key: the work per transaction is bounded by the number of live keys, not by the
@@ -14,12 +16,8 @@
 
 use differential_dataflow::consolidation::consolidate;
 use std::collections::BTreeMap;
-use tradeflow_model::{Anomaly, AnomalyKind, Symbol, Time, WindowMetrics};
-
-/// The key of a `window_metrics` row.
-pub type MetricsKey = (Symbol, i64);
-/// The key of an `anomalies` row.
-pub type AnomalyKey = (Symbol, i64, AnomalyKind);
+use tradeflow_model::{Anomaly, Time, WindowMetrics};
+use tradeflow_operators::rows::{AnomalyKey, MetricsKey, Row, is_expiry};
 
 /// Coalesced changes: per key the latest row (`Some`) or a deletion (`None`).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -52,11 +50,13 @@ impl Changes {
     ) {
         consolidate(&mut metrics);
         consolidate(&mut anomalies);
+        metrics.retain(|(row, diff)| !is_expiry(row, *diff));
+        anomalies.retain(|(row, diff)| !is_expiry(row, *diff));
         if metrics.is_empty() && anomalies.is_empty() {
             return;
         }
-        apply(&mut self.metrics, metrics, |row| (row.symbol.clone(), row.window_start));
-        apply(&mut self.anomalies, anomalies, |row| (row.symbol.clone(), row.window_start, row.kind));
+        apply(&mut self.metrics, metrics);
+        apply(&mut self.anomalies, anomalies);
         self.epochs.push(time);
     }
 
@@ -70,20 +70,20 @@ impl Changes {
 
 /// Retractions first, then insertions: an epoch that replaces a row leaves the new row,
 /// one that only retracts leaves a deletion.
-fn apply<K: Ord, R>(into: &mut BTreeMap<K, Option<R>>, updates: Vec<(R, isize)>, key: impl Fn(&R) -> K) {
+fn apply<R: Row>(into: &mut BTreeMap<R::Key, Option<R>>, updates: Vec<(R, isize)>) {
     let (inserts, retracts): (Vec<_>, Vec<_>) = updates.into_iter().partition(|(_, diff)| *diff > 0);
     for (row, _) in retracts {
-        into.insert(key(&row), None);
+        into.insert(row.key(), None);
     }
     for (row, _) in inserts {
-        into.insert(key(&row), Some(row));
+        into.insert(row.key(), Some(row));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tradeflow_model::{F64, Price};
+    use tradeflow_model::{AnomalyKind, F64, Price, Symbol};
 
     fn metrics(symbol: &str, start: i64, count: u64, is_final: bool) -> WindowMetrics {
         WindowMetrics {
@@ -131,6 +131,21 @@ mod tests {
         assert_eq!(changes.anomalies[&(Symbol::parse("A").unwrap(), 0, AnomalyKind::VolumeSpike)], None);
         assert_eq!(changes.epochs, vec![5, 6]);
         assert_eq!(changes.len(), 2);
+    }
+
+    #[test]
+    fn the_expiry_of_a_final_row_leaves_it_in_its_table() {
+        let mut changes = Changes::default();
+        let (row, mark) = (metrics("A", 0, 1, true), Anomaly { is_final: true, ..spike("A", 0, 4.0) });
+        changes.apply_epoch(5, vec![(row.clone(), 1), (metrics("A", 0, 1, false), -1)], vec![(mark.clone(), 1)]);
+        changes.apply_epoch(9, vec![(row.clone(), -1)], vec![(mark.clone(), -1)]);
+        assert_eq!(changes.metrics[&(Symbol::parse("A").unwrap(), 0)], Some(row));
+        assert_eq!(changes.anomalies[&(Symbol::parse("A").unwrap(), 0, AnomalyKind::VolumeSpike)], Some(mark));
+        // An epoch of expiries alone changes nothing.
+        assert_eq!(changes.epochs, vec![5]);
+        // A provisional row's retraction is a deletion.
+        changes.apply_epoch(10, vec![(metrics("B", 0, 1, false), -1)], Vec::new());
+        assert_eq!(changes.metrics[&(Symbol::parse("B").unwrap(), 0)], None);
     }
 
     #[test]
