@@ -32,8 +32,9 @@ use differential_dataflow::trace::SpanOf;
 use differential_dataflow::trace::cursor::{Cursor, Navigable};
 use differential_dataflow::trace::implementations::{ValBatcher, ValSpine};
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::vec::Filter;
+use timely::dataflow::operators::generic::Operator;
 use tradeflow_model::{Anomaly, AnomalyKind, Symbol, Time, WindowMetrics};
 
 /// The key of a `window_metrics` row.
@@ -109,10 +110,39 @@ fn arrange<'scope, R: Row>(rows: VecCollection<'scope, Time, R>, tick: Time, nam
 
 /// The arranged rows as a collection without the expiries: the table as the SPEC has it,
 /// where final rows stay. For sinks that keep every final row (the lake's changelog and
-/// finals, the dashboard's charts).
+/// finals, the dashboard's charts). Each update travels at its own time, as the gate sent
+/// it (a batch's message is stamped with the earliest time it holds, and a sink that
+/// takes the message's time for its updates' would put a row in an earlier epoch, and in
+/// a checkpoint taken before it was made).
 pub fn kept<'scope, R: Row>(rows: &ArrangedRows<'scope, R>) -> VecCollection<'scope, Time, R> {
-    let updates = rows.clone().flat_map_ref(|_key, row: &R| Some(row.clone()));
-    updates.inner.filter(|(row, _, diff)| !is_expiry(row, *diff)).as_collection()
+    let stream = rows.stream.clone().unary::<CapacityContainerBuilder<Vec<(R, Time, isize)>>, _, _, _>(
+        Pipeline,
+        "Kept",
+        |_, _| {
+            let mut updates: Vec<(R, Time, isize)> = Vec::new();
+            move |input, output| {
+                input.for_each(|cap, spans| {
+                    for_each_update(spans, |row, time, diff| {
+                        if !is_expiry(row, diff) {
+                            updates.push((row.clone(), time, diff));
+                        }
+                    });
+                    updates.sort_by_key(|(_, time, _)| *time);
+                    let mut updates = updates.drain(..).peekable();
+                    while let Some(first) = updates.next() {
+                        let time = first.1;
+                        let at = cap.delayed(&time, output.output_index());
+                        let mut session = output.session(&at);
+                        session.give(first);
+                        while let Some(update) = updates.next_if(|(_, t, _)| *t == time) {
+                            session.give(update);
+                        }
+                    }
+                });
+            }
+        },
+    );
+    stream.as_collection()
 }
 
 /// True for the retraction of a final row: its expiry, never a correction.
@@ -132,5 +162,79 @@ pub fn for_each_update<R: Row>(spans: &[SpanOf<RowTrace<R>>], mut logic: impl Fn
             }
             cursor.step_key(batch);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use differential_dataflow::input::Input;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use timely::dataflow::operators::{Inspect, Probe};
+    use tradeflow_model::{F64, Price};
+
+    fn row(is_final: bool, trades: u64) -> WindowMetrics {
+        WindowMetrics {
+            symbol: Symbol::parse("AAPL").unwrap(),
+            window_start: 60_000,
+            window_end: 120_000,
+            trade_count: trades,
+            volume: 100_000_000,
+            vwap: Some(F64(10.0)),
+            min_price: Price(1_000_000_000),
+            max_price: Price(1_000_000_000),
+            avg_price: F64(10.0),
+            open: Price(1_000_000_000),
+            close: Price(1_000_000_000),
+            volatility: None,
+            is_final,
+        }
+    }
+
+    type Seen = Rc<RefCell<Vec<(WindowMetrics, Time, isize)>>>;
+
+    /// Several epochs complete at once, so one batch spans them: `kept` still passes each
+    /// update at its own time, without the expiry the arrangement holds.
+    #[test]
+    fn kept_rows_travel_at_their_own_times_without_expiries() {
+        let (mut kept, arranged) = timely::execute_directly(move |worker| {
+            let (kept_seen, arranged_seen): (Seen, Seen) = Default::default();
+            let (k, a) = (kept_seen.clone(), arranged_seen.clone());
+            let probe = timely::dataflow::ProbeHandle::new();
+            let (mut metrics, _anomalies) = worker.dataflow::<Time, _, _>(|scope| {
+                let (metrics_in, metrics) = scope.new_collection::<WindowMetrics, isize>();
+                let (anomalies_in, anomalies) = scope.new_collection::<Anomaly, isize>();
+                let rows = arrange_rows(metrics, anomalies, 5);
+                let kept = kept(&rows.metrics).inner.inspect_core(move |event| {
+                    if let Ok((stamp, updates)) = event {
+                        for update in updates {
+                            assert_eq!(stamp.as_singleton(), Some(&update.1), "an update travels at another time");
+                            k.borrow_mut().push(update.clone());
+                        }
+                    }
+                });
+                kept.probe_with(&probe);
+                rows.metrics.stream.inspect(move |spans| {
+                    for_each_update(std::slice::from_ref(spans), |row, time, diff| {
+                        a.borrow_mut().push((row.clone(), time, diff))
+                    })
+                });
+                (metrics_in, anomalies_in)
+            });
+            metrics.advance_to(4);
+            metrics.insert(row(false, 1));
+            metrics.advance_to(9);
+            metrics.remove(row(false, 1));
+            metrics.insert(row(true, 1));
+            metrics.advance_to(20);
+            metrics.flush();
+            worker.step_while(|| probe.less_than(&20));
+            (kept_seen.take(), arranged_seen.take())
+        });
+        kept.sort_by_key(|u| (u.1, u.2));
+        assert_eq!(kept, vec![(row(false, 1), 4, 1), (row(false, 1), 9, -1), (row(true, 1), 9, 1)]);
+        assert!(arranged.contains(&(row(true, 1), 14, -1)), "the final row expires a tick later: {arranged:?}");
+        assert_eq!(arranged.len(), 4);
     }
 }
