@@ -168,28 +168,19 @@ pub fn for_each_update<R: Row>(spans: &[SpanOf<RowTrace<R>>], mut logic: impl Fn
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agg::WindowAgg;
+    use crate::metrics::window_row;
     use differential_dataflow::input::Input;
     use std::cell::RefCell;
     use std::rc::Rc;
     use timely::dataflow::operators::{Inspect, Probe};
-    use tradeflow_model::{F64, Price};
+    use tradeflow_model::{Price, Qty, WindowSpec};
 
-    fn row(is_final: bool, trades: u64) -> WindowMetrics {
-        WindowMetrics {
-            symbol: Symbol::parse("AAPL").unwrap(),
-            window_start: 60_000,
-            window_end: 120_000,
-            trade_count: trades,
-            volume: 100_000_000,
-            vwap: Some(F64(10.0)),
-            min_price: Price(1_000_000_000),
-            max_price: Price(1_000_000_000),
-            avg_price: F64(10.0),
-            open: Price(1_000_000_000),
-            close: Price(1_000_000_000),
-            volatility: None,
-            is_final,
-        }
+    fn row(is_final: bool) -> WindowMetrics {
+        let mut sum = WindowAgg::default();
+        sum.add_trade(60_500, Price(1_000_000_000), Qty(100_000_000));
+        let spec = WindowSpec::tumbling(60_000).unwrap();
+        WindowMetrics { is_final, ..window_row(&Symbol::parse("AAPL").unwrap(), 60_000, &sum, None, spec) }
     }
 
     type Seen = Rc<RefCell<Vec<(WindowMetrics, Time, isize)>>>;
@@ -223,18 +214,18 @@ mod tests {
                 (metrics_in, anomalies_in)
             });
             metrics.advance_to(4);
-            metrics.insert(row(false, 1));
+            metrics.insert(row(false));
             metrics.advance_to(9);
-            metrics.remove(row(false, 1));
-            metrics.insert(row(true, 1));
+            metrics.remove(row(false));
+            metrics.insert(row(true));
             metrics.advance_to(20);
             metrics.flush();
             worker.step_while(|| probe.less_than(&20));
             (kept_seen.take(), arranged_seen.take())
         });
         kept.sort_by_key(|u| (u.1, u.2));
-        assert_eq!(kept, vec![(row(false, 1), 4, 1), (row(false, 1), 9, -1), (row(true, 1), 9, 1)]);
-        assert!(arranged.contains(&(row(true, 1), 14, -1)), "the final row expires a tick later: {arranged:?}");
+        assert_eq!(kept, vec![(row(false), 4, 1), (row(false), 9, -1), (row(true), 9, 1)]);
+        assert!(arranged.contains(&(row(true), 14, -1)), "the final row expires a tick later: {arranged:?}");
         assert_eq!(arranged.len(), 4);
     }
 }
