@@ -5,8 +5,8 @@
 //! rows as they change, then its final row, which never changes. Arranged as they are,
 //! the collections would hold every final row ever made: a trace that grows with the
 //! run. So a final row is *expired*: retracted one tick after it is passed on (the
-//! `negate` + `delay` pattern), once every sink has read it from the batch of its tick.
-//! A retraction of a final row is therefore never a correction, and the sinks tell the
+//! `negate` + `delay` pattern); sinks read each update at its own time, so one batch may
+//! carry both. A retraction of a final row is therefore never a correction, and the sinks tell the
 //! two apart by that alone: PostgreSQL keeps the row, the lake's finals and the changelog
 //! do not write the expiry ([`kept`]), the dashboard keeps its chart point.
 //!
@@ -20,11 +20,13 @@
 //! the consolidated updates of the ticks between two frontiers, are what every sink
 //! reads; its trace holds the open windows' rows and the final rows of the last tick
 //! (`operators/tests/state.rs` bounds it over a long run). The pipeline reads only the
-//! batches, so it does not keep the trace.
+//! batches, so it does not keep the trace (and the arrangement then holds nothing: the
+//! expiry is for a reader that keeps it).
 //!
-//! A resumed run's gate passes nothing for the windows it restored until they change
-//! ([`crate::finality`]), so until then the trace holds only their retraction, not the
-//! row the interrupted run passed on: the batches, which the sinks read, are exact.
+//! A resumed run's gate passes nothing for the windows it restored ([`crate::finality`]),
+//! so this run's arrangement never held the rows the interrupted run passed on for them.
+//! When such a window changes, its old row's retraction stays in a kept trace: at most
+//! one per window open at the checkpoint. The batches, which the sinks read, are exact.
 
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};

@@ -33,7 +33,8 @@ pub fn feed_dashboard<'scope>(
             metrics_in.for_each(|_, batch| rows.append(batch));
             anomalies_in.for_each(|_, batch| marks.append(batch));
             if !rows.is_empty() || !marks.is_empty() {
-                // A stable sort: a row's retraction and insertion stay in one epoch.
+                // `apply` needs epoch order, which `kept` sends; a stable sort keeps it
+                // whatever the order of messages, each epoch's updates together.
                 rows.sort_by_key(|(_, time, _)| *time);
                 marks.sort_by_key(|(_, time, _)| *time);
                 dashboard.apply(&rows, &marks);
