@@ -95,15 +95,15 @@ pub fn build<'scope>(
         write_postgres(&rows, run_id.clone(), postgres.clone(), slot);
     }
     if let Some(lake) = &shared.lake {
-        let rows = config.lake_file_rows;
+        let file_rows = config.lake_file_rows;
         match config.lake_layout {
             TradesLayout::Symbol => {
-                let files = TradesFiles { max_rows: rows, buffer_rows: config.lake_buffer_rows };
+                let files = TradesFiles { max_rows: file_rows, buffer_rows: config.lake_buffer_rows };
                 write_trades(trades, watermarks.clone(), reporters, lake.clone(), files, saver("lake-trades"))?
             }
             TradesLayout::Hour => {
                 let saved = saver("lake-trades-by-hour");
-                write_trades_by_hour(trades, watermarks.clone(), reporters, lake.clone(), rows, saved)?
+                write_trades_by_hour(trades, watermarks.clone(), reporters, lake.clone(), file_rows, saved)?
             }
         }
         // Final rows come out at the analytics' ticks, and so must the watermark they wait for.
@@ -123,11 +123,17 @@ pub fn build<'scope>(
         let (stop, suspend) = (shared.stop.clone(), shared.checkpoints.is_some() && !config.drain);
         let suspended: Rc<dyn Fn() -> bool> = Rc::new(move || suspend && stop.load(Ordering::Relaxed));
         let (saved, progress) = (saver("changelog-window_metrics"), saver("changelog-progress-window_metrics"));
-        let rows = metrics.clone();
-        write_changelog(rows, run_id.clone(), lake.clone(), changelog.clone(), saved, progress, suspended.clone())?;
+        write_changelog(
+            metrics.clone(),
+            run_id.clone(),
+            lake.clone(),
+            changelog.clone(),
+            saved,
+            progress,
+            suspended.clone(),
+        )?;
         let (saved, progress) = (saver("changelog-anomalies"), saver("changelog-progress-anomalies"));
-        let rows = anomalies.clone();
-        write_changelog(rows, run_id, lake.clone(), changelog, saved, progress, suspended.clone())?;
+        write_changelog(anomalies.clone(), run_id, lake.clone(), changelog, saved, progress, suspended.clone())?;
         let age = (!config.bounded).then_some(Duration::from_secs(600));
         write_dead_letters(rejects, lake.clone(), age, saver("dead-letters"), move || suspended())?;
     }
