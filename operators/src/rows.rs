@@ -113,7 +113,7 @@ fn arrange<'scope, R: Row>(rows: VecCollection<'scope, Time, R>, tick: Time, nam
 /// The arranged rows as a collection without the expiries: the table as the SPEC has it,
 /// where final rows stay. For sinks that keep every final row (the lake's changelog and
 /// finals, the dashboard's charts). Each update travels at its own time, as the gate sent
-/// it (a batch's message is stamped with the earliest time it holds, and a sink that
+/// it (a batch's message is stamped no later than the earliest time it holds, and a sink that
 /// takes the message's time for its updates' would put a row in an earlier epoch, and in
 /// a checkpoint taken before it was made).
 pub fn kept<'scope, R: Row>(rows: &ArrangedRows<'scope, R>) -> VecCollection<'scope, Time, R> {
