@@ -6,6 +6,7 @@
 //!   the fix;
 //! * [`pipeline`] — sources → operators → sinks, per worker;
 //! * [`run`] — timely execution over threads and processes, Ctrl-C, progress, summary;
+//! * [`cluster`] — connecting the processes of a multi-process run;
 //! * [`simulate`] — `tradeflow simulate`: the market simulator to an NDJSON file;
 //! * [`produce`] — `tradeflow produce`: trades from the simulator, a file or Finnhub to Kafka;
 //! * [`check`] — `tradeflow check`: recompute a range from the lake's trades and reconcile
@@ -16,6 +17,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod logging;
 pub mod metrics;

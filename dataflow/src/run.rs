@@ -114,7 +114,7 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
     let (threads, process, config_processes) = (config.threads, config.process, config.processes);
     // A fault for the tests: this worker panics once the pipeline is running.
     let panic_worker = std::env::var("TRADEFLOW_PANIC_WORKER").ok().and_then(|v| v.parse::<usize>().ok());
-    let guards = timely::execute(timely_config, move |worker| {
+    let guards = crate::cluster::execute(timely_config, move |worker| {
         let (stats, lake, postgres, pg_stats, stop, total, failed, dashboard, checkpoints) = shared.clone();
         let handles = Shared {
             stats: stats.clone(),
@@ -180,8 +180,7 @@ pub fn run(mut config: RunConfig) -> anyhow::Result<()> {
         }
         drop(input);
         step_until(worker, |w| !w.has_dataflows());
-    })
-    .map_err(|e| anyhow::anyhow!("starting timely: {e}"))?;
+    })?;
     let results = guards.join();
     done.store(true, Ordering::Relaxed);
     if let (Some(checkpoints), Some(coordinator)) = (&checkpoints, coordinator) {
