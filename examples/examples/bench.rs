@@ -7,11 +7,11 @@
 //!   applies the lateness rule, aggregates exactly per (symbol, window) with interned
 //!   symbols, and computes the same final window metrics and anomalies;
 //! * `tradeflow run` on that file at `-w 1` and `-w 2`, without and with the lake;
-//! * the same at `-w 1` without the lake but with PostgreSQL (a throwaway server, as the
-//!   tests start; skipped when its binaries are missing), and on two processes (`-n 2`,
-//!   one worker each, on this machine);
-//! * a replay of the lake the `-w 2` run wrote (`lake://`, without the lake) at `-w 1` and
-//!   `-w 2`.
+//! * the same at `-w 1` and `-w 2` without the lake but with PostgreSQL (a throwaway
+//!   server, as the tests start; skipped when its binaries are missing), and on two
+//!   processes (`-n 2`, one worker each, on this machine), without and with the lake;
+//! * a replay of the lake a `-w 2` run wrote (`lake://`, without the lake) at `-w 1`,
+//!   `-w 2` and `-n 2`.
 //!
 //! It prints trades/s, the ratio to the yardstick and peak memory for each, checks that
 //! every run found the same final windows and anomalies as the yardstick, and runs the
@@ -88,13 +88,17 @@ fn main() -> anyhow::Result<()> {
     let cluster = tradeflow_tests::postgres::PgCluster::start();
     match &cluster {
         Some(cluster) => {
-            let db = cluster.database("bench");
-            let label = "tradeflow -w 1 --no-lake, PostgreSQL";
-            outcomes.push(pipeline_with(&binary, &file, &dir, label, 1, false, &["--postgres", &db.url()])?);
+            for workers in [1, 2] {
+                let db = cluster.database(&format!("bench{workers}"));
+                let label = format!("tradeflow -w {workers} --no-lake, PostgreSQL");
+                outcomes.push(pipeline_with(&binary, &file, &dir, &label, workers, false, &["--postgres", &db.url()])?);
+            }
         }
-        None => println!("(no PostgreSQL server binaries: the PostgreSQL row is skipped)"),
+        None => println!("(no PostgreSQL server binaries: the PostgreSQL rows are skipped)"),
     }
-    outcomes.push(two_processes(&binary, &file, &dir)?);
+    for (label, lake) in [("tradeflow -n 2 -w 1 --no-lake", false), ("tradeflow -n 2 -w 1 (lake)", true)] {
+        outcomes.push(processes(&binary, &file, &dir, label, lake)?);
+    }
     // The lake of a -w 2 run, kept, then replayed.
     let written = dir.join("written");
     let (_, stderr) = tradeflow_examples::timed_run(&binary, &file, 2, &written, true).context("writing the lake")?;
@@ -106,6 +110,7 @@ fn main() -> anyhow::Result<()> {
         let label = format!("lake replay -w {workers} --no-lake");
         outcomes.push(pipeline_with(&binary, &replay, &dir, &label, workers, false, &[])?);
     }
+    outcomes.push(processes(&binary, &replay, &dir, "lake replay -n 2 -w 1 --no-lake", false)?);
     let small = pipeline(&binary, &quarter, &dir, "tradeflow -w 1 --no-lake, N/4", 1, false)?;
     let small_lake = pipeline(&binary, &quarter, &dir, "tradeflow -w 1 (lake), N/4", 1, true)?;
 
@@ -257,41 +262,10 @@ fn outcome(label: &str, seconds: f64, stderr: &str) -> Outcome {
     }
 }
 
-/// `source` on two processes of one worker each (`-n 2`, a host file of two free local
-/// ports), without the lake, timed until both have exited; process 0's summary counts
-/// both (its peak memory is its own).
-fn two_processes(binary: &Path, source: &str, dir: &Path) -> anyhow::Result<Outcome> {
-    let hosts = dir.join("hosts.txt");
-    let ports = tradeflow_tests::free_ports(2);
-    std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]))?;
-    let started = Instant::now();
-    let spawn = |process: &str| {
-        tradeflow_examples::command(binary)
-            .args(["run", "--source", source, "--no-lake", "--progress-interval", "0", "-w", "1", "-n", "2"])
-            .args(["-p", process, "-h"])
-            .arg(&hosts)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-    };
-    let first = spawn("0")?;
-    let second = match spawn("1") {
-        Ok(second) => second,
-        Err(e) => {
-            let mut first = first;
-            let _ = first.kill();
-            let _ = first.wait();
-            return Err(e.into());
-        }
-    };
-    // Both stderr pipes are drained at once: either process may fill its pipe first.
-    let second = std::thread::spawn(move || second.wait_with_output());
-    let first = first.wait_with_output()?;
-    let second = second.join().map_err(|_| anyhow::anyhow!("waiting for process 1 panicked"))??;
-    let seconds = started.elapsed().as_secs_f64();
-    let stderr = String::from_utf8_lossy(&first.stderr).into_owned();
-    if !first.status.success() || !second.status.success() {
-        bail!("-n 2 failed:\nprocess 0:\n{stderr}\nprocess 1:\n{}", String::from_utf8_lossy(&second.stderr));
-    }
-    Ok(outcome("tradeflow -n 2 -w 1 --no-lake", seconds, &stderr))
+/// `source` on two processes of one worker each (`-n 2`, on this machine), timed until
+/// both have exited; process 0's summary counts both (its peak memory is its own).
+fn processes(binary: &Path, source: &str, dir: &Path, label: &str, lake: bool) -> anyhow::Result<Outcome> {
+    let (seconds, stderr) = tradeflow_examples::timed_processes(binary, source, 2, &dir.join("lake"), lake, &[])
+        .with_context(|| label.to_owned())?;
+    Ok(outcome(label, seconds, &stderr))
 }

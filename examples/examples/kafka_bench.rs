@@ -3,7 +3,8 @@
 //! Starts a `tansu` broker on 127.0.0.1 (in-memory storage; see `tests/src/kafka.rs` for
 //! where the binary is found), fills a topic of P partitions with N million simulated
 //! trades with `tradeflow produce` (key = symbol, lz4), then replays the whole topic
-//! bounded (`end=latest`) at `-w 1` and `-w 2`, without and with the lake, and prints
+//! bounded (`end=latest`) at `-w 1`, `-w 2` and `-n 2` (two processes of one worker on
+//! this machine), without and with the lake, and prints
 //! trades/s for each. Every replay must find the same final windows and anomalies. The
 //! broker runs on the same cores as the pipeline, as on a single machine.
 //!
@@ -55,19 +56,30 @@ fn main() -> anyhow::Result<()> {
     println!("| replay (end=latest, {partitions} partitions) | trades | seconds | trades/s | windows | anomalies |");
     println!("|---|---:|---:|---:|---:|---:|");
     let mut seen = None;
-    for (workers, lake) in [(1, false), (2, false), (1, true), (2, true)] {
+    for (processes, workers, lake) in
+        [(1, 1, false), (1, 2, false), (2, 1, false), (1, 1, true), (1, 2, true), (2, 1, true)]
+    {
         let source = broker.url(&topic, "end=latest");
-        let (seconds, stderr) = tradeflow_examples::timed_run(&binary, &source, workers, &dir.join("lake"), lake)?;
+        let lake_dir = dir.join("lake");
+        let (seconds, stderr) = if processes == 1 {
+            tradeflow_examples::timed_run(&binary, &source, workers, &lake_dir, lake)?
+        } else {
+            tradeflow_examples::timed_processes(&binary, &source, processes, &lake_dir, lake, &[])?
+        };
+        let label = format!(
+            "{}-w {workers}{}",
+            if processes == 1 { String::new() } else { format!("-n {processes} ") },
+            if lake { ", lake" } else { ", --no-lake" }
+        );
         let field = |name: &str| tradeflow_examples::summary_field(&stderr, name);
         let (accepted, rejected) = (field("trades accepted"), field("records rejected"));
         let results = (accepted, field("windows final"), field("anomalies final"));
         if *seen.get_or_insert(results) != results {
-            bail!("-w {workers} found {results:?}, not {seen:?}");
+            bail!("{label} found {results:?}, not {seen:?}");
         }
         if accepted + rejected != trades {
-            bail!("-w {workers} read {} records, not {trades}", accepted + rejected);
+            bail!("{label} read {} records, not {trades}", accepted + rejected);
         }
-        let label = format!("-w {workers}{}", if lake { ", lake" } else { ", --no-lake" });
         println!(
             "| {label} | {accepted} | {seconds:.2} | {:.0} | {} | {} |",
             (accepted + rejected) as f64 / seconds,

@@ -40,6 +40,80 @@ pub fn timed_run_with(
     extra: &[&str],
 ) -> anyhow::Result<(f64, String)> {
     let _ = std::fs::remove_dir_all(lake_dir);
+    let started = Instant::now();
+    let output = run_command(binary, source, workers, lake_dir, lake, extra).output()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        bail!("tradeflow run --source {source} -w {workers} failed:\n{stderr}");
+    }
+    Ok((seconds, stderr))
+}
+
+/// [`timed_run_with`] on `processes` processes of one worker each on this machine (`-n`,
+/// `-p`, and a host file of free local ports), timed until every process has exited:
+/// the seconds and process 0's stderr, whose summary counts every process's trades,
+/// windows and anomalies (its peak memory is its own).
+pub fn timed_processes(
+    binary: &Path,
+    source: &str,
+    processes: usize,
+    lake_dir: &Path,
+    lake: bool,
+    extra: &[&str],
+) -> anyhow::Result<(f64, String)> {
+    let _ = std::fs::remove_dir_all(lake_dir);
+    let hosts = lake_dir.with_extension("hosts.txt");
+    let listeners = (0..processes)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("finding free local ports for the processes")?;
+    let mut lines = String::new();
+    for listener in &listeners {
+        lines += &format!("{}\n", listener.local_addr()?);
+    }
+    drop(listeners);
+    std::fs::write(&hosts, lines)?;
+    let n = processes.to_string();
+    let started = Instant::now();
+    let mut children = Vec::new();
+    for process in 0..processes {
+        let mut command = run_command(binary, source, 1, lake_dir, lake, extra);
+        command.args(["-n", &n, "-p", &process.to_string(), "-h"]).arg(&hosts);
+        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+        match command.spawn() {
+            Ok(child) => children.push(child),
+            Err(e) => {
+                for mut child in children {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    // Every stderr pipe is drained at once: any process may fill its pipe first.
+    let waiting: Vec<_> =
+        children.into_iter().map(|child| std::thread::spawn(move || child.wait_with_output())).collect();
+    let mut outputs = Vec::new();
+    for waiter in waiting {
+        outputs.push(waiter.join().map_err(|_| anyhow::anyhow!("waiting for a process panicked"))??);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&hosts);
+    if let Some((process, failed)) = outputs.iter().enumerate().find(|(_, o)| !o.status.success()) {
+        bail!(
+            "tradeflow run --source {source} -n {processes}: process {process} failed ({}):\n{}",
+            failed.status,
+            String::from_utf8_lossy(&failed.stderr)
+        );
+    }
+    Ok((seconds, String::from_utf8_lossy(&outputs[0].stderr).into_owned()))
+}
+
+/// `tradeflow run --source SOURCE -w WORKERS`, progress off, into `lake_dir` or with
+/// `--no-lake`, and `extra`.
+fn run_command(binary: &Path, source: &str, workers: usize, lake_dir: &Path, lake: bool, extra: &[&str]) -> Command {
     let mut command = crate::command(binary);
     command.args(["run", "--source", source, "-w", &workers.to_string(), "--progress-interval", "0"]).args(extra);
     if lake {
@@ -47,14 +121,7 @@ pub fn timed_run_with(
     } else {
         command.arg("--no-lake");
     }
-    let started = Instant::now();
-    let output = command.output()?;
-    let seconds = started.elapsed().as_secs_f64();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    if !output.status.success() {
-        bail!("tradeflow run --source {source} -w {workers} failed:\n{stderr}");
-    }
-    Ok((seconds, stderr))
+    command
 }
 
 /// The number on the summary line that starts with `name` (`trades accepted`, `peak
