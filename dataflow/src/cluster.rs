@@ -4,10 +4,11 @@
 //! process `p` dials each process below it and says who it is (its index, eight bytes
 //! little-endian), and accepts one connection from each process above it. timely's
 //! version polls its listener and sleeps a second whenever nothing has arrived, so every
-//! multi-process run paid up to a second before its first trade. Here the listener blocks
-//! in `accept`, a refused dial is retried after 20 ms, and who a process is still waiting
-//! for is logged every 10 s. A connection that does not name a process above this one
-//! (within 10 s) is dropped with a warning instead of failing the run.
+//! multi-process run paid up to a second before its first trade. Here the listener looks
+//! every 5 ms, a refused dial is retried after 20 ms, and whom a process still waits for
+//! is logged every 10 s. A connection that does not name a process above this one
+//! (within 10 s) is dropped with a warning instead of failing the run; a process that
+//! connects again replaces its earlier connection, as in timely.
 //!
 //! The connected sockets go to timely's `initialize_networking_from_sockets`; what flows
 //! over them is timely's business, as before.
@@ -26,6 +27,8 @@ const RETRY: Duration = Duration::from_millis(20);
 const REPORT: Duration = Duration::from_secs(10);
 /// How long an accepted connection has to say which process it is.
 const HELLO: Duration = Duration::from_secs(10);
+/// How often the listener looks for a new connection.
+const POLL: Duration = Duration::from_millis(5);
 
 /// `timely::execute` for `config`, with this module's rendezvous for a cluster.
 pub fn execute<T, F>(config: timely::Config, func: F) -> anyhow::Result<WorkerGuards<T>>
@@ -33,7 +36,9 @@ where
     T: Send + 'static,
     F: Fn(&mut Worker) -> T + Send + Sync + 'static,
 {
-    let timely::CommunicationConfig::Cluster { threads, process, addresses, .. } = config.communication else {
+    let timely::CommunicationConfig::Cluster { threads, process, addresses, zerocopy: false, .. } =
+        config.communication
+    else {
         return timely::execute(config, func).map_err(|e| anyhow::anyhow!("starting timely: {e}"));
     };
     let sockets = connect(&addresses, process)?;
@@ -56,8 +61,10 @@ pub fn connect(addresses: &[String], process: usize) -> anyhow::Result<Vec<Optio
         )
     })?;
     let above = addresses.len() - process - 1;
-    let accepting =
-        std::thread::Builder::new().name("cluster-accept".into()).spawn(move || accept(listener, process, above))?;
+    let accepting = std::thread::Builder::new()
+        .name("cluster-accept".into())
+        .spawn(move || accept(listener, process, above))
+        .map_err(|e| anyhow::anyhow!("process {process}: starting the thread that accepts connections: {e}"))?;
     let mut sockets: Vec<Option<TcpStream>> = Vec::with_capacity(addresses.len());
     for (index, address) in addresses[..process].iter().enumerate() {
         sockets.push(Some(dial(address, index, process)?));
@@ -75,7 +82,9 @@ fn dial(address: &str, index: usize, process: usize) -> anyhow::Result<TcpStream
     loop {
         match TcpStream::connect(address) {
             Ok(mut stream) => {
-                stream.set_nodelay(true)?;
+                stream.set_nodelay(true).map_err(|e| {
+                    anyhow::anyhow!("process {process}: the connection to process {index} at {address}: {e}")
+                })?;
                 stream
                     .write_all(&(process as u64).to_le_bytes())
                     .map_err(|e| anyhow::anyhow!("process {process}: greeting process {index} at {address}: {e}"))?;
@@ -97,30 +106,59 @@ fn dial(address: &str, index: usize, process: usize) -> anyhow::Result<TcpStream
 }
 
 /// Accepts one connection from each of the `above` processes above `process`, in order.
+/// A process that connects again replaces its earlier connection (it was restarted).
 fn accept(listener: TcpListener, process: usize, above: usize) -> anyhow::Result<Vec<TcpStream>> {
+    // Polled, so that this process can say whom it still waits for.
+    listener.set_nonblocking(true)?;
     let mut accepted: Vec<Option<TcpStream>> = (0..above).map(|_| None).collect();
+    let started = Instant::now();
+    let mut reported = started;
     while accepted.iter().any(Option::is_none) {
-        let (mut stream, peer) = listener.accept()?;
-        stream.set_read_timeout(Some(HELLO))?;
-        let mut hello = [0u8; 8];
-        let index = stream.read_exact(&mut hello).map(|()| u64::from_le_bytes(hello) as usize);
-        let slot = index.as_ref().ok().and_then(|i| i.checked_sub(process + 1)).and_then(|i| accepted.get_mut(i));
-        match (slot, index) {
-            (Some(slot @ None), _) => {
-                stream.set_read_timeout(None)?;
-                stream.set_nodelay(true)?;
-                *slot = Some(stream);
+        let (stream, peer) = match listener.accept() {
+            Ok(connection) => connection,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if reported.elapsed() >= REPORT {
+                    reported = Instant::now();
+                    let missing: Vec<String> =
+                        (0..above).filter(|i| accepted[*i].is_none()).map(|i| (process + 1 + i).to_string()).collect();
+                    tracing::warn!(
+                        "process {process}: still waiting after {:.0}s for process(es) {} to connect; \
+                         are they started, with the same -h file?",
+                        started.elapsed().as_secs_f64(),
+                        missing.join(", ")
+                    );
+                }
+                std::thread::sleep(POLL);
+                continue;
             }
-            (_, Ok(index)) => tracing::warn!(
-                "process {process}: dropped a connection from {peer} that says it is process {index}, \
-                 which is not a process above this one that has yet to connect"
-            ),
-            (_, Err(e)) => tracing::warn!(
-                "process {process}: dropped a connection from {peer} that did not say which process it is: {e}"
-            ),
+            Err(e) => return Err(anyhow::anyhow!("process {process}: accepting connections: {e}")),
+        };
+        match hello(stream) {
+            Ok((index, stream)) => match index.checked_sub(process + 1).and_then(|i| accepted.get_mut(i)) {
+                Some(slot) => *slot = Some(stream),
+                None => tracing::warn!(
+                    "process {process}: dropped a connection from {peer} that says it is process {index}, \
+                     which is not a process above this one"
+                ),
+            },
+            Err(e) => tracing::warn!("process {process}: dropped a connection from {peer}: {e}"),
         }
     }
     Ok(accepted.into_iter().flatten().collect())
+}
+
+/// The process index an accepted connection says it is, within [`HELLO`], and the
+/// connection ready for timely (blocking, no timeout, no delay).
+fn hello(mut stream: TcpStream) -> std::io::Result<(usize, TcpStream)> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(HELLO))?;
+    let mut hello = [0u8; 8];
+    stream.read_exact(&mut hello).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("it did not say which process it is within {HELLO:?}: {e}"))
+    })?;
+    stream.set_read_timeout(None)?;
+    stream.set_nodelay(true)?;
+    Ok((u64::from_le_bytes(hello) as usize, stream))
 }
 
 #[cfg(test)]
