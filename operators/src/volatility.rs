@@ -65,13 +65,24 @@ pub struct Volatility {
 /// The volatility of `vwaps` (present windows, in time order); `None` with fewer than
 /// two returns.
 pub fn rolling_volatility(vwaps: &[f64]) -> Option<Volatility> {
-    if vwaps.len() < 3 {
+    let returns: Vec<f64> = vwaps.windows(2).map(|pair| log_return(pair[0], pair[1])).collect();
+    volatility_of_returns(&returns)
+}
+
+/// The log return from a vwap to the next, `ln(next / previous)`.
+pub fn log_return(previous: f64, next: f64) -> f64 {
+    (next / previous).ln()
+}
+
+/// The volatility of consecutive log `returns` ([`log_return`]); `None` with fewer than
+/// two. [`rolling_volatility`] of the vwaps they are the returns of, bit for bit.
+pub fn volatility_of_returns(returns: &[f64]) -> Option<Volatility> {
+    if returns.len() < 2 {
         return None;
     }
-    let n = (vwaps.len() - 1) as f64;
-    let returns = vwaps.windows(2).map(|pair| (pair[1] / pair[0]).ln());
+    let n = returns.len() as f64;
     let mut sum = 0.0;
-    for r in returns.clone() {
+    for r in returns {
         sum += r;
     }
     let mean = sum / n;
@@ -91,11 +102,14 @@ pub fn with_volatility<'scope>(
 ) -> VecCollection<'scope, Time, (Symbol, Rated)> {
     let span = (k as i64 - 1) * slide;
     let mut vwaps: Vec<(i64, f64)> = Vec::new();
-    let mut scratch: Vec<f64> = Vec::new();
+    let mut returns: Vec<f64> = Vec::new();
     windows.reduce_named("Volatility", move |_symbol, input: &[(&Window, isize)], output| {
-        // One value per window, in window order.
+        // One value per window, in window order. `returns[j]` is the return from the
+        // j-th present vwap to the next, computed once for every window that spans it.
         vwaps.clear();
         vwaps.extend(input.iter().filter_map(|(w, _)| w.vwap.map(|v| (w.start, v.0))));
+        returns.clear();
+        returns.extend(vwaps.windows(2).map(|pair| log_return(pair[0].1, pair[1].1)));
         let mut first = 0;
         let mut last = 0;
         for (window, _) in input {
@@ -106,9 +120,8 @@ pub fn with_volatility<'scope>(
             while first < last && vwaps[first].0 < start - span {
                 first += 1;
             }
-            scratch.clear();
-            scratch.extend(vwaps[first..last].iter().map(|(_, v)| *v));
-            let volatility = rolling_volatility(&scratch);
+            // The vwaps first..last, and so the returns first..last - 1 between them.
+            let volatility = if last > first { volatility_of_returns(&returns[first..last - 1]) } else { None };
             let rated = Rated {
                 window: **window,
                 sigma: volatility.map(|v| F64(v.sigma)),
@@ -138,6 +151,23 @@ mod tests {
         let var = ((r[0] - mean).powi(2) + (r[1] - mean).powi(2) + (r[2] - mean).powi(2)) / 2.0;
         assert_eq!(v.mean, mean);
         assert!((v.sigma - var.sqrt()).abs() < 1e-15);
+    }
+
+    /// The returns computed once and sliced give the bits of the vwaps' own volatility.
+    #[test]
+    fn sliced_returns_give_the_same_bits() {
+        let vwaps = [101.25, 99.5, 100.125, 102.0, 98.75, 100.0, 100.0, 103.5];
+        let returns: Vec<f64> = vwaps.windows(2).map(|p| log_return(p[0], p[1])).collect();
+        for first in 0..vwaps.len() {
+            for last in first..=vwaps.len() {
+                let sliced = if last > first { volatility_of_returns(&returns[first..last - 1]) } else { None };
+                let own = rolling_volatility(&vwaps[first..last]);
+                assert_eq!(
+                    sliced.map(|v| (v.sigma.to_bits(), v.mean.to_bits())),
+                    own.map(|v| (v.sigma.to_bits(), v.mean.to_bits()))
+                );
+            }
+        }
     }
 
     #[test]
