@@ -93,23 +93,56 @@ pub fn timed_processes(
         }
     }
     // Every stderr pipe is drained at once: any process may fill its pipe first.
-    let waiting: Vec<_> =
-        children.into_iter().map(|child| std::thread::spawn(move || child.wait_with_output())).collect();
-    let mut outputs = Vec::new();
-    for waiter in waiting {
-        outputs.push(waiter.join().map_err(|_| anyhow::anyhow!("waiting for a process panicked"))??);
-    }
+    let drains: Vec<_> = children
+        .iter_mut()
+        .map(|child| {
+            let mut stderr = child.stderr.take().expect("piped");
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+                text
+            })
+        })
+        .collect();
+    // Until every process has exited; the first to fail, or the deadline, stops the others
+    // (a process whose peer is gone would wait for it forever).
+    let mut statuses: Vec<Option<std::process::ExitStatus>> = vec![None; processes];
+    let failure = loop {
+        for (child, status) in children.iter_mut().zip(&mut statuses) {
+            if status.is_none() {
+                *status = child.try_wait()?;
+            }
+        }
+        if let Some(process) = statuses.iter().position(|s| s.is_some_and(|s| !s.success())) {
+            break Some(format!("process {process} failed ({})", statuses[process].expect("exited")));
+        }
+        if statuses.iter().all(Option::is_some) {
+            break None;
+        }
+        if started.elapsed() > PROCESSES_DEADLINE {
+            break Some(format!("still running after {PROCESSES_DEADLINE:?}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     let seconds = started.elapsed().as_secs_f64();
-    let _ = std::fs::remove_file(&hosts);
-    if let Some((process, failed)) = outputs.iter().enumerate().find(|(_, o)| !o.status.success()) {
-        bail!(
-            "tradeflow run --source {source} -n {processes}: process {process} failed ({}):\n{}",
-            failed.status,
-            String::from_utf8_lossy(&failed.stderr)
-        );
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    Ok((seconds, String::from_utf8_lossy(&outputs[0].stderr).into_owned()))
+    let stderrs: Vec<String> = drains.into_iter().map(|d| d.join().unwrap_or_default()).collect();
+    let _ = std::fs::remove_file(&hosts);
+    if let Some(failure) = failure {
+        let mut report = format!("tradeflow run --source {source} -n {processes}: {failure}");
+        for (process, stderr) in stderrs.iter().enumerate() {
+            report += &format!("\nprocess {process}'s stderr:\n{stderr}");
+        }
+        bail!(report);
+    }
+    Ok((seconds, stderrs.into_iter().next().unwrap_or_default()))
 }
+
+/// How long [`timed_processes`] waits for its processes before it stops them.
+const PROCESSES_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// `tradeflow run --source SOURCE -w WORKERS`, progress off, into `lake_dir` or with
 /// `--no-lake`, and `extra`.
