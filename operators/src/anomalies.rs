@@ -24,7 +24,7 @@
 //! anomalies that appear or go.
 
 use crate::metrics::volume_f64;
-use crate::volatility::{Rated, Volatility};
+use crate::volatility::{Rated, Volatility, log_return};
 use differential_dataflow::VecCollection;
 use tradeflow_model::{Anomaly, AnomalyKind, F64, Symbol, Time, WindowSpec};
 
@@ -92,7 +92,7 @@ pub fn price_jump(
     if vol.sigma <= 0.0 || vol.sigma.is_nan() {
         return None;
     }
-    let r = (vwap / previous_vwap).ln();
+    let r = log_return(previous_vwap, vwap);
     let deviation = (r - vol.mean).abs();
     if deviation > params.jump_sigma * vol.sigma {
         Some(Finding { severity: deviation / vol.sigma, observed: r, baseline: vol.sigma })

@@ -65,8 +65,7 @@ pub struct Volatility {
 /// The volatility of `vwaps` (present windows, in time order); `None` with fewer than
 /// two returns.
 pub fn rolling_volatility(vwaps: &[f64]) -> Option<Volatility> {
-    let returns: Vec<f64> = vwaps.windows(2).map(|pair| log_return(pair[0], pair[1])).collect();
-    volatility_of_returns(&returns)
+    volatility_of_returns(vwaps.windows(2).map(|pair| log_return(pair[0], pair[1])))
 }
 
 /// The log return from a vwap to the next, `ln(next / previous)`.
@@ -74,15 +73,15 @@ pub fn log_return(previous: f64, next: f64) -> f64 {
     (next / previous).ln()
 }
 
-/// The volatility of consecutive log `returns` ([`log_return`]); `None` with fewer than
-/// two. [`rolling_volatility`] of the vwaps they are the returns of, bit for bit.
-pub fn volatility_of_returns(returns: &[f64]) -> Option<Volatility> {
+/// The volatility of consecutive log `returns` ([`log_return`]), read twice in order;
+/// `None` with fewer than two.
+fn volatility_of_returns(returns: impl ExactSizeIterator<Item = f64> + Clone) -> Option<Volatility> {
     if returns.len() < 2 {
         return None;
     }
     let n = returns.len() as f64;
     let mut sum = 0.0;
-    for r in returns {
+    for r in returns.clone() {
         sum += r;
     }
     let mean = sum / n;
@@ -91,6 +90,14 @@ pub fn volatility_of_returns(returns: &[f64]) -> Option<Volatility> {
         squares += (r - mean) * (r - mean);
     }
     Some(Volatility { sigma: (squares / (n - 1.0)).sqrt(), mean })
+}
+
+/// The volatility of the present vwaps `first..last` of a symbol, given `returns`, the
+/// returns between its consecutive present vwaps ([`log_return`]): that of
+/// [`rolling_volatility`] over those vwaps, bit for bit, without taking their logs again.
+fn volatility_of_run(returns: &[f64], first: usize, last: usize) -> Option<Volatility> {
+    // The vwaps first..last, and so the returns first..last - 1 between them.
+    if last > first { volatility_of_returns(returns[first..last - 1].iter().copied()) } else { None }
 }
 
 /// Each window of `windows` (keyed by symbol) with its volatility over `k` windows of
@@ -120,8 +127,7 @@ pub fn with_volatility<'scope>(
             while first < last && vwaps[first].0 < start - span {
                 first += 1;
             }
-            // The vwaps first..last, and so the returns first..last - 1 between them.
-            let volatility = if last > first { volatility_of_returns(&returns[first..last - 1]) } else { None };
+            let volatility = volatility_of_run(&returns, first, last);
             let rated = Rated {
                 window: **window,
                 sigma: volatility.map(|v| F64(v.sigma)),
@@ -160,7 +166,7 @@ mod tests {
         let returns: Vec<f64> = vwaps.windows(2).map(|p| log_return(p[0], p[1])).collect();
         for first in 0..vwaps.len() {
             for last in first..=vwaps.len() {
-                let sliced = if last > first { volatility_of_returns(&returns[first..last - 1]) } else { None };
+                let sliced = volatility_of_run(&returns, first, last);
                 let own = rolling_volatility(&vwaps[first..last]);
                 assert_eq!(
                     sliced.map(|v| (v.sigma.to_bits(), v.mean.to_bits())),
