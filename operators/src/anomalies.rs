@@ -18,15 +18,13 @@
 //! worker count and replay gives the same bits. Lateness: an anomaly is provisional
 //! while its window is; a changed window can create or retract one.
 //!
-//! Operator ([`detect`]): a differential `reduce` keyed by symbol over the symbol's held
-//! windows with their volatility ([`crate::volatility::with_volatility`]); every
-//! window's rules read the `K_b` windows before it in that list. `reduce` emits only the
-//! anomalies that appear or go.
+//! Operator: the analytics' `reduce` by symbol ([`crate::analytics`]) applies the rules
+//! to each window not yet final ([`anomalies_of_last`]), from the same held windows and
+//! returns it takes the window's volatility from.
 
 use crate::metrics::volume_f64;
-use crate::volatility::{Rated, Volatility, log_return};
-use differential_dataflow::VecCollection;
-use tradeflow_model::{Anomaly, AnomalyKind, F64, Symbol, Time, WindowSpec};
+use crate::volatility::{Run, Volatility, Window, log_return};
+use tradeflow_model::{Anomaly, AnomalyKind, F64, Symbol, WindowSpec};
 
 /// Anomaly detection parameters.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -101,40 +99,42 @@ pub fn price_jump(
     }
 }
 
-/// The anomalies of the windows in `rated` (keyed by symbol), with baselines of
-/// `params.baseline_windows` windows of `spec`.
-pub fn detect<'scope>(
-    rated: VecCollection<'scope, Time, (Symbol, Rated)>,
-    params: AnomalyParams,
+/// Passes to `found` the anomalies of the last window of `windows` (one symbol's, in time
+/// order, reaching back at least `K_b + K_v − 1` slides before it), given `run`, the
+/// present vwaps of those windows (or more of the symbol's), and `volatility_span`,
+/// `(K_v − 1)·S`: the rules read the `K_b` windows before it, and the volatility of the
+/// latest of those with a vwap.
+pub fn anomalies_of_last(
+    symbol: &Symbol,
+    windows: &[Window],
+    run: &Run,
+    volatility_span: i64,
+    params: &AnomalyParams,
     spec: WindowSpec,
-) -> VecCollection<'scope, Time, Anomaly> {
+    mut found: impl FnMut(Anomaly),
+) {
+    let Some((window, before)) = windows.split_last() else { return };
     let span = params.baseline_windows as i64 * spec.slide();
-    rated
-        .reduce_named("Anomalies", move |symbol, input: &[(&Rated, isize)], output| {
-            // One value per window, in window order.
-            for (i, (rated, _)) in input.iter().enumerate() {
-                let window = &rated.window;
-                let (mut prior_volume, mut prior_windows) = (0i128, 0usize);
-                let mut previous: Option<&Rated> = None;
-                for (before, _) in input[..i].iter().rev().take_while(|(b, _)| b.window.start >= window.start - span) {
-                    prior_volume += before.window.volume;
-                    prior_windows += 1;
-                    if previous.is_none() && before.window.vwap.is_some() {
-                        previous = Some(before);
-                    }
-                }
-                let vwap = window.vwap.map(|v| v.0);
-                let anomaly = |kind, f| anomaly(symbol, window.start, spec.end_of(window.start), kind, f);
-                let spike = volume_spike(window.volume, prior_volume, prior_windows, &params)
-                    .map(|f| anomaly(AnomalyKind::VolumeSpike, f));
-                let jump = previous.and_then(|p| {
-                    let previous_vwap = p.window.vwap.expect("chosen for its vwap").0;
-                    price_jump(vwap, previous_vwap, p.volatility(), &params).map(|f| anomaly(AnomalyKind::PriceJump, f))
-                });
-                output.extend(spike.into_iter().chain(jump).map(|a| (a, 1)));
-            }
-        })
-        .map(|(_symbol, anomaly)| anomaly)
+    let (mut prior_volume, mut prior_windows) = (0i128, 0usize);
+    let mut previous: Option<&Window> = None;
+    for before in before.iter().rev().take_while(|b| b.start >= window.start - span) {
+        prior_volume += before.volume;
+        prior_windows += 1;
+        if previous.is_none() && before.vwap.is_some() {
+            previous = Some(before);
+        }
+    }
+    let anomaly = |kind, f| anomaly(symbol, window.start, spec.end_of(window.start), kind, f);
+    if let Some(f) = volume_spike(window.volume, prior_volume, prior_windows, params) {
+        found(anomaly(AnomalyKind::VolumeSpike, f));
+    }
+    if let Some(p) = previous {
+        let previous_vwap = p.vwap.expect("chosen for its vwap").0;
+        let volatility = run.volatility_at(p.start, volatility_span);
+        if let Some(f) = price_jump(window.vwap.map(|v| v.0), previous_vwap, volatility, params) {
+            found(anomaly(AnomalyKind::PriceJump, f));
+        }
+    }
 }
 
 /// The provisional anomaly of `kind` for the window `[start, end)` of `symbol`.

@@ -3,11 +3,12 @@
 //! watermark passes its end, and nothing about that window passes after.
 //!
 //! Background: the analytics ([`crate::analytics`]) maintain, per window (symbol,
-//! start), three differential collections: its sum (`count_total`), its volatility
-//! (the `Volatility` reduce's [`Rated`]) and its anomalies (the `Anomalies` reduce).
-//! They change whenever a window does, and also when a window is released
-//! ([`crate::windows`]): the released window's entries are retracted, and the windows
-//! that read it are recomputed without it. Both are changes to windows already final.
+//! start), three differential collections: its sum (`count_total`), and, while it is
+//! not final, its volatility ([`Rated`]) and anomalies (the `Derive` reduce). They
+//! change whenever a window does, and also once it is final: a window's volatility and
+//! anomalies are retracted the tick after it is final (it is no longer a reader,
+//! [`crate::windows`]), its sum when it is released. Both are changes to windows
+//! already final.
 //! Downstream, sinks must see each final row once and never corrected, and must not
 //! mistake a release for a correction: this gate is where the two meet. (The gate never
 //! retracts a final row; the arrangement the sinks read expires it a tick later, a
@@ -222,9 +223,9 @@ pub struct Gated<'scope> {
 pub struct Derived<'scope> {
     /// Each held window's sum (`count_total`'s output).
     pub sums: VecCollection<'scope, Time, (WindowKey, WindowAgg)>,
-    /// Each held window's volatility.
+    /// Each open window's volatility.
     pub rated: VecCollection<'scope, Time, (Symbol, Rated)>,
-    /// The held windows' anomalies.
+    /// The open windows' anomalies.
     pub anomalies: VecCollection<'scope, Time, Anomaly>,
 }
 

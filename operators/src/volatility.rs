@@ -12,16 +12,15 @@
 //! Lateness: the inputs are window vwaps, provisional until their windows are final;
 //! the volatility of `w` is final when `w` is, since it reads only windows `<= w`.
 //!
-//! Operator ([`with_volatility`]): a differential `reduce` keyed by symbol over the
-//! symbol's held windows ([`crate::windows`]: the `K_b + K_v − 1` windows before the
-//! oldest open one, and the open ones), each as a small [`Window`] (start, vwap, volume)
-//! rather than a whole row, since `reduce` replays a changed symbol's values every time.
-//! Its output is every window with its volatility and the mean of the returns behind it
-//! ([`Rated`]: the price-jump rule reads both); `reduce` emits only those that changed.
+//! Operator: the analytics' `reduce` by symbol ([`crate::analytics`]) reads the symbol's
+//! held windows, each as a small [`Window`] (start, vwap, volume) rather than a whole row,
+//! takes their returns once ([`Run`]), and computes the volatility of each window not yet
+//! final (and of the one its price-jump rule compares with) as a slice of them. The
+//! window's [`Rated`] carries its volatility and the mean of the returns behind it (the
+//! price-jump rule reads both).
 
-use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
-use tradeflow_model::{F64, Symbol, Time};
+use tradeflow_model::F64;
 
 /// One window of a symbol, as the derived rules read it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -100,42 +99,34 @@ fn volatility_of_run(returns: &[f64], first: usize, last: usize) -> Option<Volat
     if last > first { volatility_of_returns(returns[first..last - 1].iter().copied()) } else { None }
 }
 
-/// Each window of `windows` (keyed by symbol) with its volatility over `k` windows of
-/// slide `slide`.
-pub fn with_volatility<'scope>(
-    windows: VecCollection<'scope, Time, (Symbol, Window)>,
-    k: usize,
-    slide: i64,
-) -> VecCollection<'scope, Time, (Symbol, Rated)> {
-    let span = (k as i64 - 1) * slide;
-    let mut vwaps: Vec<(i64, f64)> = Vec::new();
-    let mut returns: Vec<f64> = Vec::new();
-    windows.reduce_named("Volatility", move |_symbol, input: &[(&Window, isize)], output| {
-        // One value per window, in window order. `returns[j]` is the return from the
-        // j-th present vwap to the next, computed once for every window that spans it.
-        vwaps.clear();
-        vwaps.extend(input.iter().filter_map(|(w, _)| w.vwap.map(|v| (w.start, v.0))));
-        returns.clear();
-        returns.extend(vwaps.windows(2).map(|pair| log_return(pair[0].1, pair[1].1)));
-        let mut first = 0;
-        let mut last = 0;
-        for (window, _) in input {
-            let start = window.start;
-            while last < vwaps.len() && vwaps[last].0 <= start {
-                last += 1;
-            }
-            while first < last && vwaps[first].0 < start - span {
-                first += 1;
-            }
-            let volatility = volatility_of_run(&returns, first, last);
-            let rated = Rated {
-                window: **window,
-                sigma: volatility.map(|v| F64(v.sigma)),
-                mean: volatility.map(|v| F64(v.mean)),
-            };
-            output.push((rated, 1));
-        }
-    })
+/// The present vwaps of a run of one symbol's windows, in time order, with the returns
+/// between consecutive ones computed once: every window's volatility over the run is a
+/// slice of them ([`Run::volatility_at`]).
+#[derive(Debug, Default)]
+pub struct Run {
+    /// (window start, vwap) of the windows with a vwap.
+    vwaps: Vec<(i64, f64)>,
+    /// `returns[j]`: the return from `vwaps[j]` to `vwaps[j + 1]`.
+    returns: Vec<f64>,
+}
+
+impl Run {
+    /// Replaces the run by `windows` (one symbol's, in time order).
+    pub fn load<'a>(&mut self, windows: impl Iterator<Item = &'a Window>) {
+        self.vwaps.clear();
+        self.vwaps.extend(windows.filter_map(|w| w.vwap.map(|v| (w.start, v.0))));
+        self.returns.clear();
+        self.returns.extend(self.vwaps.windows(2).map(|pair| log_return(pair[0].1, pair[1].1)));
+    }
+
+    /// The volatility of the window at `start`: over the present vwaps from
+    /// `start − span` to `start` (span = (K − 1)·S), bit for bit that of
+    /// [`rolling_volatility`] over them. The run must reach back to `start − span`.
+    pub fn volatility_at(&self, start: i64, span: i64) -> Option<Volatility> {
+        let first = self.vwaps.partition_point(|(s, _)| *s < start - span);
+        let last = self.vwaps.partition_point(|(s, _)| *s <= start);
+        volatility_of_run(&self.returns, first, last)
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +163,30 @@ mod tests {
                     sliced.map(|v| (v.sigma.to_bits(), v.mean.to_bits())),
                     own.map(|v| (v.sigma.to_bits(), v.mean.to_bits()))
                 );
+            }
+        }
+    }
+
+    /// A run's volatility at each window is that of the present vwaps in its span.
+    #[test]
+    fn a_run_slices_each_windows_span() {
+        let vwaps = [Some(101.25), None, Some(99.5), Some(100.125), None, Some(102.0), Some(98.75), Some(100.0)];
+        let windows: Vec<Window> = vwaps
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Window { start: i as i64 * 10, vwap: v.map(F64), volume: 1 })
+            .collect();
+        let mut run = Run::default();
+        run.load(windows.iter());
+        for span in [0, 10, 20, 30, 70] {
+            for w in &windows {
+                let own: Vec<f64> = windows
+                    .iter()
+                    .filter(|o| o.start >= w.start - span && o.start <= w.start)
+                    .filter_map(|o| o.vwap.map(|v| v.0))
+                    .collect();
+                let bits = |v: Option<Volatility>| v.map(|v| (v.sigma.to_bits(), v.mean.to_bits()));
+                assert_eq!(bits(run.volatility_at(w.start, span)), bits(rolling_volatility(&own)), "{w:?} {span}");
             }
         }
     }

@@ -12,22 +12,27 @@
 //! everything it sent for it ([`WindowAgg::negated`]), and the arrangement drops it once
 //! compacted: state is bounded by the windows in that horizon, whatever the run's length.
 //!
+//! It also sends the *readers*: the held windows not yet final, the only ones whose rows
+//! can still change, and so the only ones the analytics compute rows for.
+//!
 //! Semantics, per epoch `t`, in order (epochs are applied in order, as
 //! [`crate::epochs`] describes):
 //! 1. each pane aggregate goes to its windows at `t`, except to a window already final
 //!    (its end at or before the watermark): dropped and counted, which never happens
-//!    while sources honour their watermark reports;
+//!    while sources honour their watermark reports; a window held for the first time
+//!    becomes a reader at `t`;
 //! 2. the epoch's watermark reports are applied;
-//! 3. every window the watermark has released is retracted at the next tick. Not at
-//!    `t`: the finality gate ([`crate::finality`]) finalises at `t` the windows the
-//!    watermark closes at `t`, and their rows must be computed from every window they read.
+//! 3. every reader the watermark has made final, and every window it has released, is
+//!    retracted at the next tick. Not at `t`: the finality gate ([`crate::finality`])
+//!    finalises at `t` the windows the watermark closes at `t`, and their rows must be
+//!    computed from every window they read.
 //!
 //! Times: what epoch `t` sends goes out at [`tick_of`]`(t)`, the last millisecond of its
 //! tick, so the differential operators downstream see one time per tick.
 //!
 //! Checkpoints: the state (the sum sent for each held window, and the watermark) is
-//! saved at each boundary. A resumed run sends every held window's sum at epoch
-//! [`REPLAY`], before any epoch it reads, so the differential operators downstream rebuild
+//! saved at each boundary. A resumed run sends every held window's sum, and the readers
+//! among them, at epoch [`REPLAY`], before any epoch it reads, so the differential operators downstream rebuild
 //! their arrangements from it; the gate, restored with the rows it had passed on, passes
 //! nothing at [`REPLAY`].
 
@@ -121,6 +126,8 @@ struct Held {
     sums: FxHashMap<WindowKey, WindowAgg>,
     /// Windows by the watermark that releases them.
     expiry: BTreeMap<i64, Vec<WindowKey>>,
+    /// The windows not yet final (the readers), by end.
+    readers: BTreeMap<i64, Vec<WindowKey>>,
     dropped_late: u64,
 }
 
@@ -132,20 +139,37 @@ struct Saved {
     dropped_late: u64,
 }
 
+/// How far back from its start a window's rows read: `(K_b + K_v − 1)·S` (a price jump
+/// compares with the volatility of a window up to `K_b` back, which reads `K_v − 1` back).
+fn reach(params: &AnalyticsParams) -> i64 {
+    let slides = (params.anomalies.baseline_windows + params.volatility_windows).saturating_sub(1);
+    slides as i64 * params.windows.slide()
+}
+
 impl Held {
-    /// Distance from a window's start to the watermark that releases it.
+    /// Distance from a window's start to the watermark that releases it: once the last
+    /// window that reads it is final.
     fn release_after(params: &AnalyticsParams) -> i64 {
-        let slides = (params.anomalies.baseline_windows + params.volatility_windows).saturating_sub(1);
-        slides as i64 * params.windows.slide() + params.windows.size()
+        reach(params) + params.windows.size()
     }
 
-    fn hold(&mut self, key: &WindowKey, agg: &WindowAgg) {
+    /// Adds `agg` to the window `key`; true when the window was not held before, and so
+    /// becomes a reader (when not final: a restored window may be).
+    fn hold(&mut self, key: &WindowKey, agg: &WindowAgg) -> bool {
         match self.sums.get_mut(key) {
-            Some(sum) => sum.merge(agg),
+            Some(sum) => {
+                sum.merge(agg);
+                false
+            }
             None => {
                 let release = key.1 + Self::release_after(&self.params);
                 self.expiry.entry(release).or_default().push(key.clone());
+                let end = self.params.windows.end_of(key.1);
+                if end > self.watermark.get() {
+                    self.readers.entry(end).or_default().push(key.clone());
+                }
                 self.sums.insert(key.clone(), agg.clone());
+                true
             }
         }
     }
@@ -158,10 +182,21 @@ impl Held {
     }
 }
 
-/// Window aggregates keyed by (symbol, window start), each retracted once released (see
-/// the module docs). `reporters` is the number of distinct watermark reporters;
-/// `watermarks` must be broadcast. With `saver`, the held windows are saved at every
-/// checkpoint boundary and restored (and replayed) when a run resumes.
+/// What [`held_windows`] maintains.
+pub struct HeldWindows<'scope> {
+    /// Window aggregates keyed by (symbol, window start), each retracted once released.
+    pub sums: VecCollection<'scope, Time, WindowKey, WindowAgg>,
+    /// The readers: the held windows not yet final, each present from the tick its first
+    /// pane arrives to the tick after the watermark makes it final.
+    pub readers: VecCollection<'scope, Time, WindowKey>,
+    /// This worker's held windows, and late panes dropped.
+    pub gauges: HeldGauges,
+}
+
+/// Window aggregates keyed by (symbol, window start), each retracted once released, and the
+/// windows not yet final (see the module docs). `reporters` is the number of distinct
+/// watermark reporters; `watermarks` must be broadcast. With `saver`, the held windows are
+/// saved at every checkpoint boundary and restored (and replayed) when a run resumes.
 pub fn held_windows<'scope>(
     panes: VecCollection<'scope, Time, Pane, WindowAgg>,
     watermarks: StreamVec<'scope, Time, WatermarkReport>,
@@ -169,12 +204,13 @@ pub fn held_windows<'scope>(
     reporters: usize,
     tick: Time,
     mut saver: Option<Saver>,
-) -> Result<(VecCollection<'scope, Time, WindowKey, WindowAgg>, HeldGauges), String> {
+) -> Result<HeldWindows<'scope>, String> {
     let mut held = Held {
         params,
         watermark: GlobalWatermark::new(reporters),
         sums: FxHashMap::default(),
         expiry: BTreeMap::new(),
+        readers: BTreeMap::new(),
         dropped_late: 0,
     };
     let restored = match saver.as_ref() {
@@ -182,6 +218,7 @@ pub fn held_windows<'scope>(
         None => None,
     };
     let mut replay = Vec::new();
+    let mut replay_readers = Vec::new();
     if let Some(restored) = restored {
         let saved: Saved = tradeflow_model::checkpoint::from_json("the held windows", &restored.state)?;
         held.watermark = saved.watermark;
@@ -189,6 +226,7 @@ pub fn held_windows<'scope>(
         for (key, agg) in &saved.windows {
             held.hold(key, agg);
         }
+        replay_readers = held.readers.values().flatten().cloned().collect();
         replay = saved.windows;
     }
     let gauges = HeldGauges::default();
@@ -200,24 +238,37 @@ pub fn held_windows<'scope>(
     let mut panes_in = builder.new_input(panes.inner, route);
     let mut marks_in = builder.new_input(watermarks, Pipeline);
     let (windows_out, windows) = builder.new_output();
+    let (readers_out, readers) = builder.new_output();
     let mut windows_out =
         OutputBuilder::<_, CapacityContainerBuilder<Vec<(WindowKey, Time, WindowAgg)>>>::from(windows_out);
+    let mut readers_out =
+        OutputBuilder::<_, CapacityContainerBuilder<Vec<(WindowKey, Time, isize)>>>::from(readers_out);
 
-    builder.build(move |mut initial| {
-        let mut replay_cap = if replay.is_empty() { None } else { initial.pop() };
-        drop(initial);
-        let mut caps = CapabilitySet::new();
+    builder.build(move |initial| {
+        let mut replay_caps = if replay.is_empty() { None } else { Some(initial) };
+        let mut caps = [CapabilitySet::new(), CapabilitySet::new()];
         let mut queue = EpochQueue::<Epoch>::default();
         move |frontiers| {
-            if let Some(cap) = replay_cap.take() {
-                debug_assert_eq!(*cap.time(), REPLAY);
-                let mut out = windows_out.activate();
-                out.session(&cap).give_iterator(replay.drain(..).map(|(key, agg)| (key, REPLAY, agg)));
+            if let Some(initial) = replay_caps.take() {
+                debug_assert!(initial.iter().all(|cap| *cap.time() == REPLAY));
+                windows_out
+                    .activate()
+                    .session(&initial[0])
+                    .give_iterator(replay.drain(..).map(|(key, agg)| (key, REPLAY, agg)));
+                readers_out
+                    .activate()
+                    .session(&initial[1])
+                    .give_iterator(replay_readers.drain(..).map(|key| (key, REPLAY, 1)));
             }
-            panes_in.for_each_stamp(|cap, batches| {
-                if let Some(cap) = cap.retain_least(0) {
-                    caps.insert(cap);
+            let mut keep = |cap: &timely::dataflow::operators::InputCapability<Time>| {
+                for (port, set) in caps.iter_mut().enumerate() {
+                    if let Some(cap) = cap.retain_least(port) {
+                        set.insert(cap);
+                    }
                 }
+            };
+            panes_in.for_each_stamp(|cap, batches| {
+                keep(&cap);
                 for batch in batches {
                     for (pane, time, agg) in batch.drain(..) {
                         queue.at(time).panes.push((pane, agg));
@@ -226,9 +277,7 @@ pub fn held_windows<'scope>(
             });
             marks_in.for_each_stamp(|cap, batches| {
                 let Some(&time) = cap.least() else { return };
-                if let Some(cap) = cap.retain_least(0) {
-                    caps.insert(cap);
-                }
+                keep(&cap);
                 let epoch = queue.at(time);
                 for batch in batches {
                     epoch.reports.append(batch);
@@ -243,6 +292,7 @@ pub fn held_windows<'scope>(
                 let spec = held.params.windows;
                 let at = tick_of(time, tick);
                 let mut sent = Vec::with_capacity(epoch.panes.len() * spec.windows_per_pane() as usize);
+                let mut new_readers = Vec::new();
                 let final_through = held.watermark.get();
                 for (pane, agg) in epoch.panes {
                     for start in spec.windows_of_pane(pane.start) {
@@ -251,18 +301,32 @@ pub fn held_windows<'scope>(
                             held.dropped_late += 1;
                             continue;
                         }
-                        held.hold(&key, &agg);
+                        if held.hold(&key, &agg) {
+                            new_readers.push((key.clone(), at, 1));
+                        }
                         sent.push((key, at, agg.clone()));
                     }
                 }
                 if !sent.is_empty() {
-                    let cap = caps.delayed(&at);
-                    windows_out.activate().session(&cap).give_iterator(sent.into_iter());
+                    windows_out.activate().session(&caps[0].delayed(&at)).give_iterator(sent.into_iter());
+                }
+                if !new_readers.is_empty() {
+                    readers_out.activate().session(&caps[1].delayed(&at)).give_iterator(new_readers.into_iter());
                 }
                 for report in &epoch.reports {
                     held.watermark.observe(report);
                 }
                 let watermark = held.watermark.get();
+                let mut finished = Vec::new();
+                while let Some(entry) = held.readers.first_entry() {
+                    if *entry.key() > watermark {
+                        break;
+                    }
+                    finished.extend(entry.remove().into_iter().map(|key| (key, at + tick, -1)));
+                }
+                if !finished.is_empty() {
+                    readers_out.activate().session(&caps[1].delayed(&(at + tick))).give_iterator(finished.into_iter());
+                }
                 let mut released = Vec::new();
                 while let Some(entry) = held.expiry.first_entry() {
                     if *entry.key() > watermark {
@@ -274,8 +338,7 @@ pub fn held_windows<'scope>(
                     }
                 }
                 if !released.is_empty() {
-                    let cap = caps.delayed(&(at + tick));
-                    windows_out.activate().session(&cap).give_iterator(released.into_iter());
+                    windows_out.activate().session(&caps[0].delayed(&(at + tick))).give_iterator(released.into_iter());
                 }
             }
             if let Some(saver) = saver.as_mut() {
@@ -283,12 +346,14 @@ pub fn held_windows<'scope>(
             }
             reported.held.set(held.sums.len());
             reported.dropped_late.set(held.dropped_late);
-            match queue.first_time() {
-                Some(t) => caps.downgrade([t]),
-                None => caps = CapabilitySet::new(),
+            for set in caps.iter_mut() {
+                match queue.first_time() {
+                    Some(t) => set.downgrade([t]),
+                    None => *set = CapabilitySet::new(),
+                }
             }
         }
     });
 
-    Ok((windows.as_collection(), gauges))
+    Ok(HeldWindows { sums: windows.as_collection(), readers: readers.as_collection(), gauges })
 }

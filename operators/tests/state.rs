@@ -98,8 +98,8 @@ fn arrangements_hold_only_the_windows_still_needed() {
         "windows seen {seen}; held at most {late_windows}; arranged updates at most {early_updates} early, {late_updates} late"
     );
     assert!(late_windows <= SYMBOLS * 8, "held windows {late_windows} must stay within the horizon");
-    // Seven arrangements (window sums; the volatility reduce's input and output; the
-    // anomaly reduce's input and output; the rows the sinks read, whose final rows
+    // Five arrangements (window sums; the derive reduce's input, the held windows and the
+    // readers, and its output, the readers' rows; the rows the sinks read, whose final rows
     // expire) over ~28 held windows, plus batches not merged yet: a small constant, not
     // the 12,000 windows seen.
     assert!(late_updates <= 1_500, "arrangements hold {late_updates} updates: compaction must release windows");
