@@ -167,9 +167,11 @@ impl SimConfig {
     /// The simulated symbols in index order: `symbols` trimmed, without blanks and repeats
     /// (the first occurrence keeps its place), or [`DEFAULT_SYMBOLS`] when none remain.
     pub fn resolved_symbols(&self) -> Vec<String> {
+        // A set of those seen: a scan of `out` per symbol took 50M comparisons at 10,000.
+        let mut seen = std::collections::HashSet::with_capacity(self.symbols.len());
         let mut out: Vec<String> = Vec::with_capacity(self.symbols.len());
         for s in self.symbols.iter().map(|s| s.trim()) {
-            if !s.is_empty() && !out.iter().any(|o| o == s) {
+            if !s.is_empty() && seen.insert(s) {
                 out.push(s.to_owned());
             }
         }
