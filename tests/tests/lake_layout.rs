@@ -237,7 +237,10 @@ fn a_crash_mid_write_leaves_no_partial_file_where_readers_look() {
 /// the spool. None of it may change what is written: six symbols, 30,000 trades each over
 /// an hour boundary (several row groups per file, files split by `--lake-file-rows`),
 /// written with a buffer of 5,000 rows (one streaming file, constant spilling) at `-w 1`
-/// and `-w 2`, give the very objects the defaults give.
+/// and `-w 2`, give the very objects the defaults give. They spill however the input is
+/// cut into epochs: a writer holds at least two symbols that do not stream, each with
+/// 15,000 rows an hour, and a file that takes the staged rows past the buffer within a
+/// step spills at once.
 #[test]
 fn a_writer_that_spills_to_its_spool_writes_the_same_trades_files() {
     let dir = temp_dir();

@@ -30,7 +30,8 @@
 //! runs beside the dataflow. The other files stage a whole row group ([`ROW_GROUP_ROWS`])
 //! before handing it over, and the staged rows of all files together are bounded
 //! ([`TradesFiles::buffer_rows`], `--lake-buffer-rows`): past it, the files with the most
-//! staged rows spill them, compactly, to a file each in the lake's spool directory, which
+//! staged rows (and within a step, a file whose rows take it past) spill them,
+//! compactly, to a file each in the lake's spool directory, which
 //! the encoder reads back with the rest of the row group. Memory is bounded however many
 //! symbols there are and however long their files stay open.
 
@@ -196,7 +197,8 @@ impl SinkLogic<Trade> for TradesWriter {
             return;
         }
         self.written_up_to = step.watermark;
-        let (lake, max_rows, staging) = (&self.lake, self.max_rows, &mut self.staging);
+        let (lake, max_rows, staging, spill_buffer) =
+            (&self.lake, self.max_rows, &mut self.staging, &mut self.spill_buffer);
         self.symbols.retain(|symbol, files| {
             let mut complete = std::mem::take(&mut files.ready);
             // Whole seconds below the watermark's second are complete; its own second in part.
@@ -222,6 +224,19 @@ impl SinkLogic<Trade> for TradesWriter {
                 push_row(lake, open, trade, staging);
             }
             files.ready = complete;
+            // The buffer bounds what is staged within a step too (a long epoch of a replay
+            // can bring a symbol's whole hour): a file that takes it over spills at once.
+            if staging.rows > staging.buffer_rows
+                && let Some(open) = files.open.as_mut().filter(|o| !o.streaming && !o.staged.is_empty())
+            {
+                match spill(lake, open, staging, spill_buffer) {
+                    Ok(()) => tracing::debug!(
+                        "lake trades: {symbol} took the staged rows over --lake-buffer-rows {}; spilled staged rows to the spool",
+                        staging.buffer_rows
+                    ),
+                    Err(e) => lake.report_error(e),
+                }
+            }
             if files.open.as_ref().is_some_and(|f| f.hour + HOUR <= step.watermark || step.done) {
                 close(lake, symbol, files, staging);
             }
