@@ -8,6 +8,7 @@
 //! epoch completes, and its results flow, within milliseconds.
 
 use std::collections::BTreeMap;
+use timely::dataflow::operators::{Capability, CapabilitySet, InputCapability};
 use timely::progress::frontier::MutableAntichain;
 use tradeflow_model::Time;
 
@@ -52,5 +53,41 @@ impl<D: Default> EpochQueue<D> {
     /// True when nothing is stashed.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
+    }
+}
+
+/// The capabilities of the `N` outputs of an operator that stashes epochs in an
+/// [`EpochQueue`]: kept for each epoch an input brings, released as epochs are processed.
+pub struct OutputCaps<const N: usize>([CapabilitySet<Time>; N]);
+
+impl<const N: usize> Default for OutputCaps<N> {
+    fn default() -> Self {
+        OutputCaps(std::array::from_fn(|_| CapabilitySet::new()))
+    }
+}
+
+impl<const N: usize> OutputCaps<N> {
+    /// Keeps `cap`'s time for every output.
+    pub fn keep(&mut self, cap: &InputCapability<Time>) {
+        for (port, set) in self.0.iter_mut().enumerate() {
+            if let Some(cap) = cap.retain_least(port) {
+                set.insert(cap);
+            }
+        }
+    }
+
+    /// A capability of output `port` at `time`, at or after a time kept and not released.
+    pub fn at(&self, port: usize, time: Time) -> Capability<Time> {
+        self.0[port].delayed(&time)
+    }
+
+    /// Holds only the oldest epoch `queue` still stashes, or nothing once it is empty.
+    pub fn hold<D: Default>(&mut self, queue: &EpochQueue<D>) {
+        for set in self.0.iter_mut() {
+            match queue.first_time() {
+                Some(t) => set.downgrade([t]),
+                None => *set = CapabilitySet::new(),
+            }
+        }
     }
 }

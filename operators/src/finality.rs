@@ -34,7 +34,7 @@
 //! collections the restored windows rebuild, since its state already holds them.
 
 use crate::agg::WindowAgg;
-use crate::epochs::{EpochQueue, combined_frontier};
+use crate::epochs::{EpochQueue, OutputCaps, combined_frontier};
 use crate::metrics::window_row;
 use crate::volatility::Rated;
 use crate::watermark::GlobalWatermark;
@@ -49,7 +49,6 @@ use std::rc::Rc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::CapabilitySet;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use tradeflow_model::checkpoint::{Part, Saver};
@@ -279,32 +278,25 @@ pub fn gate<'scope>(
 
     builder.build(move |initial| {
         drop(initial);
-        let mut caps = [CapabilitySet::new(), CapabilitySet::new()];
+        let mut caps = OutputCaps::<2>::default();
         let mut queue = EpochQueue::<Epoch>::default();
         let mut changes = Changes::default();
         move |frontiers| {
-            let mut keep = |cap: &timely::dataflow::operators::InputCapability<Time>| {
-                for (port, set) in caps.iter_mut().enumerate() {
-                    if let Some(cap) = cap.retain_least(port) {
-                        set.insert(cap);
-                    }
-                }
-            };
             sums_in.for_each_stamp(|cap, batches| {
-                keep(&cap);
+                caps.keep(&cap);
                 enqueue(&mut queue, tick, batches, |epoch| &mut epoch.sums);
             });
             rated_in.for_each_stamp(|cap, batches| {
-                keep(&cap);
+                caps.keep(&cap);
                 enqueue(&mut queue, tick, batches, |epoch| &mut epoch.rated);
             });
             anomalies_in.for_each_stamp(|cap, batches| {
-                keep(&cap);
+                caps.keep(&cap);
                 enqueue(&mut queue, tick, batches, |epoch| &mut epoch.anomalies);
             });
             marks_in.for_each_stamp(|cap, batches| {
                 let Some(&time) = cap.least() else { return };
-                keep(&cap);
+                caps.keep(&cap);
                 let epoch = queue.at(tick_of(time, tick));
                 for batch in batches {
                     epoch.reports.append(batch);
@@ -325,11 +317,11 @@ pub fn gate<'scope>(
                 }
                 state.finalize(time, &mut changes);
                 if !changes.metrics.is_empty() {
-                    let cap = caps[0].delayed(&time);
+                    let cap = caps.at(0, time);
                     metrics_out.activate().session(&cap).give_iterator(changes.metrics.drain(..));
                 }
                 if !changes.anomalies.is_empty() {
-                    let cap = caps[1].delayed(&time);
+                    let cap = caps.at(1, time);
                     anomalies_out.activate().session(&cap).give_iterator(changes.anomalies.drain(..));
                 }
             }
@@ -337,12 +329,7 @@ pub fn gate<'scope>(
                 saver.at_frontier(frontier, |_| save(&state));
             }
             reported.set(state.rows);
-            for set in caps.iter_mut() {
-                match queue.first_time() {
-                    Some(t) => set.downgrade([t]),
-                    None => *set = CapabilitySet::new(),
-                }
-            }
+            caps.hold(&queue);
         }
     });
 

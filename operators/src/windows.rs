@@ -39,7 +39,7 @@
 use crate::agg::WindowAgg;
 use crate::analytics::AnalyticsParams;
 use crate::analytics::Pane;
-use crate::epochs::{EpochQueue, combined_frontier};
+use crate::epochs::{EpochQueue, OutputCaps, combined_frontier};
 use crate::watermark::GlobalWatermark;
 use differential_dataflow::{AsCollection, VecCollection};
 use rustc_hash::FxHashMap;
@@ -50,7 +50,6 @@ use std::rc::Rc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::CapabilitySet;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
@@ -246,7 +245,7 @@ pub fn held_windows<'scope>(
 
     builder.build(move |initial| {
         let mut replay_caps = if replay.is_empty() { None } else { Some(initial) };
-        let mut caps = [CapabilitySet::new(), CapabilitySet::new()];
+        let mut caps = OutputCaps::<2>::default();
         let mut queue = EpochQueue::<Epoch>::default();
         move |frontiers| {
             if let Some(initial) = replay_caps.take() {
@@ -260,15 +259,8 @@ pub fn held_windows<'scope>(
                     .session(&initial[1])
                     .give_iterator(replay_readers.drain(..).map(|key| (key, REPLAY, 1)));
             }
-            let mut keep = |cap: &timely::dataflow::operators::InputCapability<Time>| {
-                for (port, set) in caps.iter_mut().enumerate() {
-                    if let Some(cap) = cap.retain_least(port) {
-                        set.insert(cap);
-                    }
-                }
-            };
             panes_in.for_each_stamp(|cap, batches| {
-                keep(&cap);
+                caps.keep(&cap);
                 for batch in batches {
                     for (pane, time, agg) in batch.drain(..) {
                         queue.at(time).panes.push((pane, agg));
@@ -277,7 +269,7 @@ pub fn held_windows<'scope>(
             });
             marks_in.for_each_stamp(|cap, batches| {
                 let Some(&time) = cap.least() else { return };
-                keep(&cap);
+                caps.keep(&cap);
                 let epoch = queue.at(time);
                 for batch in batches {
                     epoch.reports.append(batch);
@@ -308,10 +300,10 @@ pub fn held_windows<'scope>(
                     }
                 }
                 if !sent.is_empty() {
-                    windows_out.activate().session(&caps[0].delayed(&at)).give_iterator(sent.into_iter());
+                    windows_out.activate().session(&caps.at(0, at)).give_iterator(sent.into_iter());
                 }
                 if !new_readers.is_empty() {
-                    readers_out.activate().session(&caps[1].delayed(&at)).give_iterator(new_readers.into_iter());
+                    readers_out.activate().session(&caps.at(1, at)).give_iterator(new_readers.into_iter());
                 }
                 for report in &epoch.reports {
                     held.watermark.observe(report);
@@ -325,7 +317,7 @@ pub fn held_windows<'scope>(
                     finished.extend(entry.remove().into_iter().map(|key| (key, at + tick, -1)));
                 }
                 if !finished.is_empty() {
-                    readers_out.activate().session(&caps[1].delayed(&(at + tick))).give_iterator(finished.into_iter());
+                    readers_out.activate().session(&caps.at(1, at + tick)).give_iterator(finished.into_iter());
                 }
                 let mut released = Vec::new();
                 while let Some(entry) = held.expiry.first_entry() {
@@ -338,7 +330,7 @@ pub fn held_windows<'scope>(
                     }
                 }
                 if !released.is_empty() {
-                    windows_out.activate().session(&caps[0].delayed(&(at + tick))).give_iterator(released.into_iter());
+                    windows_out.activate().session(&caps.at(0, at + tick)).give_iterator(released.into_iter());
                 }
             }
             if let Some(saver) = saver.as_mut() {
@@ -346,12 +338,7 @@ pub fn held_windows<'scope>(
             }
             reported.held.set(held.sums.len());
             reported.dropped_late.set(held.dropped_late);
-            for set in caps.iter_mut() {
-                match queue.first_time() {
-                    Some(t) => set.downgrade([t]),
-                    None => *set = CapabilitySet::new(),
-                }
-            }
+            caps.hold(&queue);
         }
     });
 
