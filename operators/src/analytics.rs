@@ -17,7 +17,7 @@
 //! rows of its readers only, a few, not of the ~40 windows already final: its output, which
 //! differential compares with the last one at every change, stays that small. Keyed by
 //! symbol with every window's row in its output (and a second `reduce` for the anomalies),
-//! it cost 1.7–1.9 times as long (README, Performance).
+//! it took about twice as long at 1,000 symbols (README, Performance).
 //!
 //! Semantics: outputs are differential collections of [`WindowMetrics`] and [`Anomaly`]
 //! rows at the tick of the input that caused them (the last millisecond of its
@@ -166,12 +166,8 @@ fn derive<'scope>(
             let Slot::Reader(start) = slot else { continue };
             // A reader's window is held until after it is final.
             let Ok(at) = windows.binary_search_by_key(start, |w| w.start) else { continue };
-            let volatility = run.volatility_at(*start, volatility_span);
-            let rated = Rated {
-                window: windows[at],
-                sigma: volatility.map(|v| F64(v.sigma)),
-                mean: volatility.map(|v| F64(v.mean)),
-            };
+            let sigma = run.volatility_at(*start, volatility_span).map(|v| F64(v.sigma));
+            let rated = Rated { window: windows[at], sigma };
             output.push((Derivation::Rated(rated), 1));
             anomalies_of_last(symbol, &windows[..=at], &run, volatility_span, &params.anomalies, spec, |anomaly| {
                 output.push((Derivation::Anomaly(anomaly), 1))

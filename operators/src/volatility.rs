@@ -15,9 +15,9 @@
 //! Operator: the analytics' `reduce` by symbol ([`crate::analytics`]) reads the symbol's
 //! held windows, each as a small [`Window`] (start, vwap, volume) rather than a whole row,
 //! takes their returns once ([`Run`]), and computes the volatility of each window not yet
-//! final (and of the one its price-jump rule compares with) as a slice of them. The
-//! window's [`Rated`] carries its volatility and the mean of the returns behind it (the
-//! price-jump rule reads both).
+//! final (and of the one its price-jump rule compares with, whose [`Volatility`] the rule
+//! reads with the mean of its returns) as a slice of them. The window's [`Rated`] carries
+//! its volatility to the gate.
 
 use serde::{Deserialize, Serialize};
 use tradeflow_model::F64;
@@ -33,23 +33,14 @@ pub struct Window {
     pub volume: i128,
 }
 
-/// A window with its rolling volatility and the mean of the returns behind it (both
-/// `None` with fewer than two returns).
+/// A window with its rolling volatility (`None` with fewer than two returns): what the
+/// gate reads to assemble the window's row.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Rated {
     /// The window.
     pub window: Window,
     /// Its volatility: the sample standard deviation of the returns.
     pub sigma: Option<F64>,
-    /// The mean of those returns.
-    pub mean: Option<F64>,
-}
-
-impl Rated {
-    /// The volatility, when there is one.
-    pub fn volatility(&self) -> Option<Volatility> {
-        self.sigma.zip(self.mean).map(|(sigma, mean)| Volatility { sigma: sigma.0, mean: mean.0 })
-    }
 }
 
 /// The volatility of a run of vwaps, with the mean of the returns behind it.
