@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -156,7 +156,19 @@ fn collect(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> Jo
 
 impl Running {
     /// Starts `command` with stdin closed and stdout/stderr collected.
-    pub fn spawn(mut command: Command) -> Running {
+    pub fn spawn(command: Command) -> Running {
+        Running::start(command, Stdio::null())
+    }
+
+    /// Starts `command` with stdout/stderr collected and its stdin a pipe whose writing
+    /// end is returned (dropping it ends the input), for `--source -`.
+    pub fn spawn_with_stdin(command: Command) -> (Running, ChildStdin) {
+        let mut running = Running::start(command, Stdio::piped());
+        let stdin = running.child.stdin.take().expect("piped stdin");
+        (running, stdin)
+    }
+
+    fn start(mut command: Command, stdin: Stdio) -> Running {
         // The program and its arguments, not its environment (which may hold a test
         // server's password): what failure messages show.
         let what = std::iter::once(command.get_program())
@@ -165,7 +177,7 @@ impl Running {
             .collect::<Vec<_>>()
             .join(" ");
         let mut child = command
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -206,32 +206,35 @@ fn a_bounded_run_leaves_the_lakes_final_rows_and_the_seed_queries_answer() {
 
 /// The crafted input of the late-trade tests (1 s windows from `T0`): symbols X and Y
 /// trade 10 units in each of windows 0..5 and 100 in window 5, a volume spike (baseline
-/// 10, factor 3) for both. Then, with `filler`, ~5 MB of trades of FILL (all in window
-/// 5), so that what follows lies in the file's second 4 MiB chunk, which is read in a
-/// later epoch; then X trades 1 000 units in window 0 — out of order but within the 30 s
-/// lateness — which raises X's window-5 baseline to 210 and so retracts X's spike. All
-/// prices are equal, so no price jump fires.
+/// 10, factor 3) for both. With `late`, X then trades 1 000 units in window 0 — out of
+/// order but within the 30 s lateness — which raises X's window-5 baseline to 210 and so
+/// retracts X's spike. All prices are equal, so no price jump fires.
 const T0: i64 = 1_700_000_040_000;
 
-fn late_input(path: &Path, filler: bool, late: bool) {
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("creating the input"));
-    let mut line = |symbol: &str, ts: i64, volume: u32| {
-        writeln!(file, r#"{{"s":"{symbol}","p":100,"t":{ts},"v":{volume}}}"#).expect("writing the input");
-    };
+fn trade_line(symbol: &str, ts: i64, volume: u32) -> String {
+    format!("{{\"s\":\"{symbol}\",\"p\":100,\"t\":{ts},\"v\":{volume}}}\n")
+}
+
+/// X's late trade.
+fn late_trade() -> String {
+    trade_line("X", T0 + 500, 1_000)
+}
+
+fn late_lines(late: bool) -> String {
+    let mut lines = String::new();
     for window in 0..6 {
         let volume = if window == 5 { 100 } else { 10 };
-        line("X", T0 + window * 1000 + 100, volume);
-        line("Y", T0 + window * 1000 + 200, volume);
-    }
-    if filler {
-        for _ in 0..130_000 {
-            line("FILL", T0 + 5_500, 1);
-        }
+        lines += &trade_line("X", T0 + window * 1000 + 100, volume);
+        lines += &trade_line("Y", T0 + window * 1000 + 200, volume);
     }
     if late {
-        line("X", T0 + 500, 1_000);
+        lines += &late_trade();
     }
-    file.flush().expect("writing the input");
+    lines
+}
+
+fn late_input(path: &Path, late: bool) {
+    std::fs::write(path, late_lines(late)).expect("writing the input");
 }
 
 fn late_knobs() -> Knobs {
@@ -254,23 +257,54 @@ fn spike(db_rows: &[Anomaly], symbol: &str) -> Option<Anomaly> {
         .cloned()
 }
 
+/// X's window 0 in the table.
+fn x_window0(db: &TestDb) -> Option<WindowMetrics> {
+    db.window_metrics_where(&format!("symbol = 'X' AND window_start = to_timestamp({T0} / 1000.0)")).pop()
+}
+
+/// Whether the table shows X's and Y's spikes and X's window 0 (10 units) as provisional
+/// rows: the late-trade tests' first six windows were read and committed.
+fn spikes_provisional(db: &TestDb) -> bool {
+    if db.try_query("SELECT 1 FROM anomalies LIMIT 0").is_err() {
+        return false; // not migrated yet
+    }
+    let rows = db.anomalies_where("symbol IN ('X', 'Y')");
+    spike(&rows, "X").is_some_and(|a| !a.is_final)
+        && spike(&rows, "Y").is_some_and(|a| !a.is_final)
+        && x_window0(db).is_some_and(|m| !m.is_final && m.volume == 1_000_000_000)
+}
+
 /// Late trades within the lateness bound change a window and retract a provisional
 /// anomaly: the lake's changelog shows X's spike inserted and then retracted in a later
 /// epoch, and PostgreSQL ends with the final rows only — X's window 0 with the late
 /// volume, Y's spike, no X spike.
 ///
-/// The file is read at full speed, so whether the writer commits the short-lived spike
-/// before its retraction depends on timing (both may coalesce into one transaction);
-/// the next test observes a provisional anomaly in the table deterministically.
+/// The trades come through standard input (`--source -`): the test writes the first
+/// six windows, waits until PostgreSQL shows both spikes as provisional rows (so the
+/// spike was inserted in an epoch of its own, however the run cuts its epochs), then
+/// writes the late trade and ends the input. Nothing closes the windows early: the
+/// lateness holds them open and `--idle-timeout` is longer than the test.
 #[test]
 fn late_trades_change_a_window_and_retract_an_anomaly_and_the_tables_follow() {
     let Some(cluster) = PgCluster::shared() else { return };
     let db = cluster.database("late");
     let dir = temp_dir();
-    let (input, lake) = (dir.path().join("late.ndjson"), dir.path().join("lake"));
-    late_input(&input, true, true);
+    let lake = dir.path().join("lake");
+    let mut command = tradeflow_command();
+    command.args(["run", "--source", "-", "--lake", &file_url(&lake), "--postgres", &db.url()]);
     // Every update in the changelog (the default consolidates each second's).
-    let out = run(&run_args(&input, &lake, &db, &late_knobs()), &["--changelog-resolution", "0"]);
+    command.args(["--progress-interval", "0", "--idle-timeout", "10m", "--changelog-resolution", "0"]);
+    command.args(late_knobs().args());
+    let (live, mut stdin) = Running::spawn_with_stdin(command);
+    stdin.write_all(late_lines(false).as_bytes()).expect("writing the first windows");
+    stdin.flush().expect("writing the first windows");
+    let seen = db.wait_until(Duration::from_secs(60), spikes_provisional);
+    assert!(seen, "the provisional spikes never appeared in PostgreSQL:\n{}", live.stderr_so_far());
+    stdin.write_all(late_trade().as_bytes()).expect("writing the late trade");
+    drop(stdin); // the end of the input: the open windows become final
+    let out = live.finish(TIMEOUT);
+    out.assert_success("a run reading standard input");
+    assert!(!out.stderr.contains(PASSWORD), "the password was printed:\n{}", out.stderr);
     assert_eq!(out.summary().rejected, 0, "nothing is late:\n{}", out.stderr);
 
     // The analytics inserted X's spike, then retracted it at a later epoch.
@@ -310,8 +344,8 @@ fn a_provisional_anomaly_appears_in_postgres_and_is_deleted_when_late_trades_ret
     let db = cluster.database("provisional");
     let dir = temp_dir();
     let (early, full) = (dir.path().join("early.ndjson"), dir.path().join("full.ndjson"));
-    late_input(&early, false, false);
-    late_input(&full, true, true);
+    late_input(&early, false);
+    late_input(&full, true);
     let knobs = Knobs { lateness_ms: 120_000, ..late_knobs() };
 
     let mut args = run_args(&early, &dir.path().join("lake1"), &db, &knobs);
@@ -319,17 +353,7 @@ fn a_provisional_anomaly_appears_in_postgres_and_is_deleted_when_late_trades_ret
     let mut command = tradeflow_command();
     command.args(&args);
     let live = Running::spawn(command);
-    let provisional = |db: &TestDb| {
-        if db.try_query("SELECT 1 FROM anomalies LIMIT 0").is_err() {
-            return false; // not migrated yet
-        }
-        let rows = db.anomalies_where("symbol IN ('X', 'Y')");
-        let x0 = db.window_metrics_where(&format!("symbol = 'X' AND window_start = to_timestamp({T0} / 1000.0)"));
-        spike(&rows, "X").is_some_and(|a| !a.is_final)
-            && spike(&rows, "Y").is_some_and(|a| !a.is_final)
-            && x0.first().is_some_and(|m| !m.is_final && m.volume == 1_000_000_000)
-    };
-    let seen = db.wait_until(Duration::from_secs(60), provisional);
+    let seen = db.wait_until(Duration::from_secs(60), spikes_provisional);
     assert!(seen, "the provisional spikes never appeared in PostgreSQL:\n{}", live.stderr_so_far());
     drop(live); // SIGKILL: no flush, no finalisation
 
@@ -357,9 +381,8 @@ fn a_live_run_inserts_a_provisional_anomaly_and_deletes_it_when_a_late_trade_arr
     let db = cluster.database("live_retraction");
     let dir = temp_dir();
     let (early, late) = (dir.path().join("early.ndjson"), dir.path().join("late.ndjson"));
-    late_input(&early, false, false);
-    std::fs::write(&late, format!("{{\"s\":\"X\",\"p\":100,\"t\":{},\"v\":1000}}\n", T0 + 500))
-        .expect("the late trade");
+    late_input(&early, false);
+    std::fs::write(&late, late_trade()).expect("the late trade");
     broker.create_topic("late", 1);
     broker.produce_lines("late", &early);
 
@@ -370,19 +393,7 @@ fn a_live_run_inserts_a_provisional_anomaly_and_deletes_it_when_a_late_trade_arr
     // they would stay open for a resumed run).
     command.args(["--idle-timeout", "10m", "--progress-interval", "0", "--drain"]).args(late_knobs().args());
     let live = Running::spawn(command);
-    let x_window0 = |db: &TestDb| {
-        db.window_metrics_where(&format!("symbol = 'X' AND window_start = to_timestamp({T0} / 1000.0)")).pop()
-    };
-    let provisional = |db: &TestDb| {
-        if db.try_query("SELECT 1 FROM anomalies LIMIT 0").is_err() {
-            return false; // not migrated yet
-        }
-        let rows = db.anomalies_where("symbol IN ('X', 'Y')");
-        spike(&rows, "X").is_some_and(|a| !a.is_final)
-            && spike(&rows, "Y").is_some_and(|a| !a.is_final)
-            && x_window0(db).is_some_and(|m| !m.is_final && m.volume == 1_000_000_000)
-    };
-    let seen = db.wait_until(Duration::from_secs(60), provisional);
+    let seen = db.wait_until(Duration::from_secs(60), spikes_provisional);
     assert!(seen, "the provisional spikes never appeared in PostgreSQL:\n{}", live.stderr_so_far());
 
     broker.produce_lines("late", &late);
