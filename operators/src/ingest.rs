@@ -6,15 +6,24 @@
 //! between workers is small whatever the input rate. The trades themselves continue to
 //! the lake, the rejects to the dead-letter output, and the watermark reports to every
 //! worker.
+//!
+//! An epoch's pane aggregates are sent once the source has moved past it (the input's
+//! frontier), not batch by batch: a backlog's epoch spans many reader budgets, and
+//! with thousands of symbols a budget brings one or two trades per pane, so sending per
+//! batch made as many updates as trades for every operator downstream to sort and merge.
+//! Nothing downstream could use them earlier: every operator there waits for the epoch
+//! to complete, and the held capability keeps it incomplete until they are sent.
 
 use crate::{Pane, WindowAgg};
 use differential_dataflow::{AsCollection, VecCollection};
 use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use tradeflow_model::metrics::{Counter, registry};
@@ -119,13 +128,15 @@ pub fn ingest<'scope>(
 
     builder.build(move |_| {
         let mut reported = i64::MIN;
-        move |_frontiers| {
+        // The pane aggregates of each epoch not yet complete, with a capability for it.
+        let mut pending: BTreeMap<Time, (Capability<Time>, FxHashMap<(Symbol, i64), WindowAgg>)> = BTreeMap::new();
+        move |frontiers| {
             let (mut trades_out, mut panes_out) = (trades_out.activate(), panes_out.activate());
             let (mut rejects_out, mut marks_out) = (rejects_out.activate(), marks_out.activate());
             input.for_each_stamp(|cap, batches| {
                 let Some(&time) = cap.least() else { return };
                 let caps: Vec<_> = (0..4).filter_map(|port| cap.retain_least(port)).collect();
-                let mut panes: FxHashMap<(Symbol, i64), WindowAgg> = FxHashMap::default();
+                let (_, panes) = pending.entry(time).or_insert_with(|| (caps[1].clone(), FxHashMap::default()));
                 let mut trades = trades_out.session(&caps[0]);
                 let mut rejects = rejects_out.session(&caps[2]);
                 let (mut low, mut stop) = (None, false);
@@ -160,9 +171,6 @@ pub fn ingest<'scope>(
                     stop |= batch.stop;
                 }
                 drop((trades, rejects));
-                panes_out
-                    .session(&caps[1])
-                    .give_iterator(panes.into_iter().map(|((symbol, start), agg)| (Pane { symbol, start }, time, agg)));
                 if let Some(low) = low
                     && low > reported
                 {
@@ -172,6 +180,15 @@ pub fn ingest<'scope>(
                     marks_out.session(&caps[3]).give(WatermarkReport { reporter, low: reported, stop });
                 }
             });
+            while let Some(entry) = pending.first_entry() {
+                if frontiers[0].less_equal(entry.key()) {
+                    break; // the source may still send trades of this epoch
+                }
+                let (time, (cap, panes)) = entry.remove_entry();
+                panes_out
+                    .session(&cap)
+                    .give_iterator(panes.into_iter().map(|((symbol, start), agg)| (Pane { symbol, start }, time, agg)));
+            }
         }
     });
 
