@@ -66,6 +66,9 @@ pub struct Ingested<'scope> {
 
 type Out<D> = OutputBuilder<Time, CapacityContainerBuilder<Vec<D>>>;
 
+/// The pane aggregates of an epoch not yet complete, with a capability to send them at it.
+type EpochPanes = (Capability<Time>, FxHashMap<(Symbol, i64), WindowAgg>);
+
 /// The Prometheus series one source instance (one source on one worker) updates.
 struct SourceMetrics {
     /// `tradeflow_trades_total{source, partition}`.
@@ -128,8 +131,7 @@ pub fn ingest<'scope>(
 
     builder.build(move |_| {
         let mut reported = i64::MIN;
-        // The pane aggregates of each epoch not yet complete, with a capability for it.
-        let mut pending: BTreeMap<Time, (Capability<Time>, FxHashMap<(Symbol, i64), WindowAgg>)> = BTreeMap::new();
+        let mut pending: BTreeMap<Time, EpochPanes> = BTreeMap::new();
         move |frontiers| {
             let (mut trades_out, mut panes_out) = (trades_out.activate(), panes_out.activate());
             let (mut rejects_out, mut marks_out) = (rejects_out.activate(), marks_out.activate());
@@ -193,4 +195,73 @@ pub fn ingest<'scope>(
     });
 
     Ingested { trades, panes: panes.as_collection(), rejects, watermarks }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use timely::dataflow::operators::{Input, Inspect, Probe};
+    use tradeflow_model::{Conditions, Price, Qty};
+
+    fn trade(symbol: &str, ts: i64, price: i64) -> Trade {
+        Trade {
+            symbol: Symbol::parse(symbol).expect("a symbol"),
+            ts,
+            price: Price(price),
+            volume: Qty(100_000_000),
+            conditions: Conditions::none(),
+        }
+    }
+
+    fn batch(trades: Vec<Trade>) -> Batch {
+        Batch { trades, rejects: Vec::new(), low: None, stop: false }
+    }
+
+    /// An epoch's trades arrive in several batches, activations apart (a backlog's epoch
+    /// spans many read budgets): its pane aggregates are sent once, when the input has
+    /// moved past the epoch, one exact update per (symbol, pane), and not before.
+    #[test]
+    fn an_epochs_pane_aggregates_are_sent_once_when_it_is_complete() {
+        let seen = timely::execute_directly(|worker| {
+            let seen: Rc<RefCell<Vec<(Pane, Time, WindowAgg)>>> = Rc::default();
+            let sink = seen.clone();
+            let probe = timely::dataflow::ProbeHandle::new();
+            let spec = WindowSpec::tumbling(1_000).expect("a window");
+            let mut input = worker.dataflow::<Time, _, _>(|scope| {
+                let (input, batches) = scope.new_input::<Vec<Batch>>();
+                let ingested = ingest(batches, "test", 0, spec, Arc::default());
+                ingested.panes.inner.inspect(move |update| sink.borrow_mut().push(update.clone())).probe_with(&probe);
+                input
+            });
+            let t0 = 1_700_000_000_000;
+            let mut while_open = 0;
+            for (i, price) in [100, 300, 200].into_iter().enumerate() {
+                input.send(batch(vec![trade("A", t0 + i as i64, price), trade("B", t0 + 1_500, price)]));
+                input.flush();
+                for _ in 0..10 {
+                    worker.step();
+                }
+                while_open += seen.borrow().len();
+            }
+            input.advance_to(1);
+            worker.step_while(|| probe.less_than(&1));
+            assert_eq!(while_open, 0, "pane aggregates were sent while their epoch was open");
+            seen.take()
+        });
+        let mut seen = seen;
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        let t0 = 1_700_000_000_000;
+        let mut a = WindowAgg::default();
+        for (i, price) in [100, 300, 200].into_iter().enumerate() {
+            a.add_trade(t0 + i as i64, Price(price), Qty(100_000_000));
+        }
+        let mut b = WindowAgg::default();
+        for price in [100, 300, 200] {
+            b.add_trade(t0 + 1_500, Price(price), Qty(100_000_000));
+        }
+        let pane = |symbol: &str, start: i64| Pane { symbol: Symbol::parse(symbol).expect("a symbol"), start };
+        assert_eq!(seen, vec![(pane("A", t0), 0, a), (pane("B", t0 + 1_000), 0, b)]);
+    }
 }

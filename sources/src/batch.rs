@@ -3,7 +3,7 @@
 use tradeflow_model::{Reject, Trade};
 
 /// One source instance's output for one activation.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Batch {
     /// Accepted trades (valid and not late), in the order read.
     pub trades: Vec<Trade>,
