@@ -19,6 +19,13 @@ pub struct Trade {
     pub conditions: Conditions,
 }
 
+impl Trade {
+    /// A trade without conditions.
+    pub fn new(symbol: Symbol, ts: i64, price: Price, volume: Qty) -> Trade {
+        Trade { symbol, ts, price, volume, conditions: Conditions::none() }
+    }
+}
+
 /// A trade's optional list of condition codes, kept as the JSON text of the array as it
 /// arrived (`["1","12"]`, spacing and escapes included) so that a typical list is stored
 /// inline without allocating, and decoded only where it is written out. Compare decoded

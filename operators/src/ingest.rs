@@ -203,16 +203,10 @@ mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
     use timely::dataflow::operators::{Input, Inspect, Probe};
-    use tradeflow_model::{Conditions, Price, Qty};
+    use tradeflow_model::{Price, Qty};
 
     fn trade(symbol: &str, ts: i64, price: i64) -> Trade {
-        Trade {
-            symbol: Symbol::parse(symbol).expect("a symbol"),
-            ts,
-            price: Price(price),
-            volume: Qty(100_000_000),
-            conditions: Conditions::none(),
-        }
+        Trade::new(Symbol::parse(symbol).expect("a symbol"), ts, Price(price), Qty(100_000_000))
     }
 
     fn batch(trades: Vec<Trade>) -> Batch {
