@@ -98,6 +98,26 @@ pub fn epoch_now() -> Time {
 /// stay within [`CHECKPOINTED_BACKLOG_EPOCH_MS`].
 pub const BACKLOG_EPOCH_MS: Time = 200;
 
+/// How many records (trades and rejects) a backlog's epoch holds at most, besides lasting
+/// at most [`BACKLOG_EPOCH_MS`]: the trades an epoch reads are in flight to the lake's
+/// trades writer until the epoch completes, so 200 ms at the 1.2–1.7M trades/s of a
+/// replay into the lake raised its peak memory by 60–280 MiB over 50 ms epochs. Below
+/// about 200,000 the 10,000-symbol replay slows again (its epochs' per-symbol cost).
+/// An epoch ends once it holds this many and a millisecond has passed since it began.
+pub const BACKLOG_EPOCH_RECORDS: usize = 200_000;
+
+/// What a reader's items weigh against [`BACKLOG_EPOCH_RECORDS`].
+pub trait Records {
+    /// The records (trades and rejects) this item carries.
+    fn records(&self) -> usize;
+}
+
+impl Records for crate::batch::Batch {
+    fn records(&self) -> usize {
+        self.trades.len() + self.rejects.len()
+    }
+}
+
 /// How long a checkpointed run's backlog epochs last at most (and at most a quarter of
 /// its back-pressure's lag, see [`Backlog`]): its checkpoints, resumes and kill tests are
 /// tuned to these 50 ms.
@@ -170,7 +190,7 @@ impl Backlog {
 }
 
 /// A stream of what `reader` reads, each item at the epoch it was read in.
-pub fn polled_source<'scope, R: Reader>(
+pub fn polled_source<'scope, R: Reader<Item: Records>>(
     scope: Scope<'scope, Time>,
     name: &str,
     reader: R,
@@ -179,7 +199,8 @@ pub fn polled_source<'scope, R: Reader>(
 }
 
 /// [`polled_source`] in a checkpointed run. While the reader reads a backlog (it returned
-/// [`Poll::Ready`]), its epochs last up to [`BACKLOG_EPOCH_MS`] (with a [`Backlog`],
+/// [`Poll::Ready`]), its epochs last up to [`BACKLOG_EPOCH_MS`] and
+/// [`BACKLOG_EPOCH_RECORDS`] (with a [`Backlog`],
 /// up to [`CHECKPOINTED_BACKLOG_EPOCH_MS`] and a quarter of its lag). Whenever the capability crosses a checkpoint
 /// boundary, and when the reader is done, the reader's [`Reader::snapshot`] is saved
 /// (everything emitted before is stamped below the boundary, everything after at or
@@ -187,7 +208,7 @@ pub fn polled_source<'scope, R: Reader>(
 /// output is too far behind: back-pressure, so that checkpoints follow the input closely
 /// (bounding what a crash makes a resumed run read again) and what is in flight stays
 /// bounded, also while a sink is down.
-pub fn checkpointed_source<'scope, R: Reader>(
+pub fn checkpointed_source<'scope, R: Reader<Item: Records>>(
     scope: Scope<'scope, Time>,
     name: &str,
     reader: R,
@@ -204,11 +225,14 @@ pub fn checkpointed_source<'scope, R: Reader>(
         let mut held_since: Option<std::time::Instant> = None;
         let backlog_epoch = backlog.as_ref().map_or(BACKLOG_EPOCH_MS, Backlog::backlog_epoch);
         let mut reading_backlog = false;
+        // The records read in the current epoch.
+        let mut records = 0;
         move |output| {
             let (Some(cap), Some(r)) = (capability.as_mut(), reader.as_mut()) else { return };
             let now = epoch_now();
-            let length = if reading_backlog { backlog_epoch } else { 1 };
+            let length = if reading_backlog && records < BACKLOG_EPOCH_RECORDS { backlog_epoch } else { 1 };
             if now >= *cap.time() + length {
+                records = 0;
                 if let Some(saver) = saver.as_mut() {
                     saver.maybe_save(Some(*cap.time()), Some(now), |_| Part { state: r.snapshot(), ..Part::default() });
                 }
@@ -226,6 +250,7 @@ pub fn checkpointed_source<'scope, R: Reader>(
             let mut items = Vec::new();
             let poll = r.read(&mut items);
             reading_backlog = poll == Poll::Ready;
+            records += items.iter().map(Records::records).sum::<usize>();
             if !items.is_empty() {
                 output.session(&*cap).give_iterator(items.into_iter());
             }
@@ -250,16 +275,24 @@ mod tests {
     use std::time::Instant;
     use timely::dataflow::operators::Inspect;
 
-    /// Returns one item per activation, for `run`, then is done; `ready`: as a backlog.
+    /// Returns one item of `weight` records per activation, for `run`, then is done;
+    /// `ready`: as a backlog.
     struct Steady {
         until: Instant,
         ready: bool,
+        weight: usize,
+    }
+
+    impl Records for usize {
+        fn records(&self) -> usize {
+            *self
+        }
     }
 
     impl Reader for Steady {
-        type Item = u8;
-        fn read(&mut self, out: &mut Vec<u8>) -> Poll {
-            out.push(0);
+        type Item = usize;
+        fn read(&mut self, out: &mut Vec<usize>) -> Poll {
+            out.push(self.weight);
             if Instant::now() >= self.until {
                 Poll::Done
             } else if self.ready {
@@ -271,13 +304,13 @@ mod tests {
     }
 
     /// The distinct epochs a reader's items are stamped with over `run`.
-    fn epochs(ready: bool, run: Duration) -> usize {
+    fn epochs(ready: bool, run: Duration, weight: usize) -> usize {
         let epochs = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
         let seen = epochs.clone();
         timely::execute_directly(move |worker| {
             let seen = seen.clone();
             worker.dataflow::<Time, _, _>(|scope| {
-                let reader = Steady { until: Instant::now() + run, ready };
+                let reader = Steady { until: Instant::now() + run, ready, weight };
                 polled_source(scope, "Steady", reader).inspect_core(move |event| {
                     if let Ok((stamp, _)) = event {
                         seen.lock().unwrap().extend(stamp.iter().copied());
@@ -292,10 +325,14 @@ mod tests {
     fn a_backlog_is_read_in_longer_epochs() {
         let run = Duration::from_millis(300);
         // A backlog: at most one epoch per BACKLOG_EPOCH_MS (and the first and last).
-        let backlog = epochs(true, run);
+        let backlog = epochs(true, run, 0);
         assert!(backlog <= (300 / BACKLOG_EPOCH_MS) as usize + 2, "{backlog} epochs in 300 ms of backlog");
         // Reading what arrives: a new epoch every activation, one every millisecond or so.
-        let live = epochs(false, run);
+        let live = epochs(false, run, 0);
         assert!(live > 3 * backlog, "{live} epochs live against {backlog} reading a backlog");
+        // A backlog of many records: an epoch ends once it holds BACKLOG_EPOCH_RECORDS
+        // (here two reads) and a millisecond has passed.
+        let full = epochs(true, run, BACKLOG_EPOCH_RECORDS / 2);
+        assert!(full > 10 * backlog, "{full} epochs of full reads against {backlog} of light ones");
     }
 }

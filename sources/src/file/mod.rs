@@ -98,6 +98,15 @@ pub enum FileEvent {
     Suspended,
 }
 
+impl crate::driver::Records for FileEvent {
+    fn records(&self) -> usize {
+        match self {
+            FileEvent::Chunk(chunk) => chunk.trades.len() + chunk.rejects.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// Parses this worker's chunks in order, at most [`MAX_PENDING`] ahead of the sequencer.
 pub struct ChunkReader {
     plan: Rc<FilePlan>,
