@@ -7,11 +7,12 @@
 //!   applies the lateness rule, aggregates exactly per (symbol, window) with interned
 //!   symbols, and computes the same final window metrics and anomalies;
 //! * `tradeflow run` on that file at `-w 1` and `-w 2`, without and with the lake;
-//! * the same at `-w 1` and `-w 2` without the lake but with PostgreSQL (a throwaway
-//!   server, as the tests start; skipped when its binaries are missing), and on two
-//!   processes (`-n 2`, one worker each, on this machine), without and with the lake;
-//! * a replay of the lake a `-w 2` run wrote (`lake://`, without the lake) at `-w 1`,
-//!   `-w 2` and `-n 2`.
+//! * the same with PostgreSQL (a throwaway server, as the tests start; skipped when its
+//!   binaries are missing) at `-w 1` and `-w 2` without the lake and at `-w 2` with it,
+//!   and on two processes (`-n 2`, one worker each, on this machine), without and with
+//!   the lake;
+//! * a replay of the lake a `-w 2` run wrote (`lake://`) at `-w 1`, `-w 2` and `-n 2`
+//!   without the lake, at `-w 2` into a lake of its own, and at `-w 2` into PostgreSQL.
 //!
 //! The yardstick runs at the start, in the middle and at the end; the ratios are to the
 //! median of the three (the load of a shared machine moves while the runs go on).
@@ -27,17 +28,8 @@
 //! ```
 
 use anyhow::{Context, bail};
-use rustc_hash::FxHashMap;
-use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
-use tradeflow_model::{Symbol, WindowSpec};
-use tradeflow_operators::reference::rows_from_windows;
-use tradeflow_operators::{AnalyticsParams, AnomalyParams, WindowAgg};
-use tradeflow_sources::format::{Item, parse_line};
-use tradeflow_sources::lateness::PartitionClock;
 
 struct Outcome {
     label: String,
@@ -45,6 +37,18 @@ struct Outcome {
     windows: u64,
     anomalies: u64,
     peak_mib: u64,
+}
+
+/// The single-thread yardstick on `path` (see [`tradeflow_examples::yardstick`]).
+fn yardstick(path: &Path) -> anyhow::Result<Outcome> {
+    let y = tradeflow_examples::yardstick(path)?;
+    Ok(Outcome {
+        label: "yardstick (1 thread)".into(),
+        seconds: y.seconds,
+        windows: y.windows,
+        anomalies: y.anomalies,
+        peak_mib: y.peak_kib / 1024,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -94,10 +98,10 @@ fn main() -> anyhow::Result<()> {
     let cluster = tradeflow_tests::postgres::PgCluster::start();
     match &cluster {
         Some(cluster) => {
-            for workers in [1, 2] {
-                let db = cluster.database(&format!("bench{workers}"));
-                let label = format!("tradeflow -w {workers} --no-lake, PostgreSQL");
-                outcomes.push(pipeline_with(&binary, &file, &dir, &label, workers, false, &["--postgres", &db.url()])?);
+            for (workers, lake) in [(1, false), (2, false), (2, true)] {
+                let db = cluster.database(&format!("bench{workers}{}", if lake { "lake" } else { "" }));
+                let label = format!("tradeflow -w {workers} {}, PostgreSQL", if lake { "(lake)" } else { "--no-lake" });
+                outcomes.push(pipeline_with(&binary, &file, &dir, &label, workers, lake, &["--postgres", &db.url()])?);
             }
         }
         None => println!("(no PostgreSQL server binaries: the PostgreSQL rows are skipped)"),
@@ -117,6 +121,13 @@ fn main() -> anyhow::Result<()> {
         outcomes.push(pipeline_with(&binary, &replay, &dir, &label, workers, false, &[])?);
     }
     outcomes.push(processes(&binary, &replay, &dir, "lake replay -n 2 -w 1 --no-lake", false)?);
+    // The replay writing a lake of its own, and into PostgreSQL.
+    outcomes.push(pipeline_with(&binary, &replay, &dir, "lake replay -w 2 (lake)", 2, true, &[])?);
+    if let Some(cluster) = &cluster {
+        let db = cluster.database("benchreplay");
+        let label = "lake replay -w 2 --no-lake, PostgreSQL";
+        outcomes.push(pipeline_with(&binary, &replay, &dir, label, 2, false, &["--postgres", &db.url()])?);
+    }
     yardsticks.push(yardstick(&input)?.seconds);
     let small = pipeline(&binary, &quarter, &dir, "tradeflow -w 1 --no-lake, N/4", 1, false)?;
     let small_lake = pipeline(&binary, &quarter, &dir, "tradeflow -w 1 (lake), N/4", 1, true)?;
@@ -165,77 +176,6 @@ fn main() -> anyhow::Result<()> {
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-fn params() -> AnalyticsParams {
-    AnalyticsParams {
-        windows: WindowSpec::tumbling(60_000).expect("valid"),
-        volatility_windows: 20,
-        anomalies: AnomalyParams::default(),
-    }
-}
-
-/// The plain loop: read, parse, validate, lateness, exact aggregation, final rows.
-fn yardstick(path: &Path) -> anyhow::Result<Outcome> {
-    let started = Instant::now();
-    let params = params();
-    let mut file = std::fs::File::open(path)?;
-    let mut buffer = vec![0u8; 4 << 20];
-    let mut filled = 0;
-    let mut clock = PartitionClock::new(5_000);
-    let mut ids: FxHashMap<String, u32> = FxHashMap::default();
-    let mut names: Vec<Symbol> = Vec::new();
-    let mut windows: FxHashMap<(u32, i64), WindowAgg> = FxHashMap::default();
-    loop {
-        let n = file.read(&mut buffer[filled..])?;
-        let end = filled + n;
-        let last_newline = if n == 0 { end } else { memchr::memrchr(b'\n', &buffer[..end]).map_or(0, |i| i + 1) };
-        for line in buffer[..last_newline].split(|b| *b == b'\n') {
-            parse_line(line, &mut |item| {
-                if let Item::Trade(t) = item
-                    && clock.admit(t.ts)
-                {
-                    let id = match ids.get(t.symbol.as_ref()) {
-                        Some(id) => *id,
-                        None => {
-                            let id = names.len() as u32;
-                            names.push(Symbol::parse(&t.symbol).expect("validated"));
-                            ids.insert(t.symbol.to_string(), id);
-                            id
-                        }
-                    };
-                    windows.entry((id, params.windows.pane_of(t.ts))).or_default().add_trade(t.ts, t.price, t.volume);
-                }
-            });
-        }
-        buffer.copy_within(last_newline..end, 0);
-        filled = end - last_newline;
-        if n == 0 {
-            break;
-        }
-        if filled == buffer.len() {
-            buffer.resize(buffer.len() * 2, 0);
-        }
-    }
-    let keyed: BTreeMap<(Symbol, i64), WindowAgg> =
-        windows.into_iter().map(|((id, start), agg)| ((names[id as usize].clone(), start), agg)).collect();
-    let (metrics, anomalies) = rows_from_windows(&keyed, &params);
-    Ok(Outcome {
-        label: "yardstick (1 thread)".into(),
-        seconds: started.elapsed().as_secs_f64(),
-        windows: metrics.len() as u64,
-        anomalies: anomalies.len() as u64,
-        peak_mib: tradeflow_peak_self() / 1024,
-    })
-}
-
-fn tradeflow_peak_self() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn pipeline(

@@ -4,9 +4,12 @@
 //! where the binary is found), fills a topic of P partitions with N million simulated
 //! trades with `tradeflow produce` (key = symbol, lz4), then replays the whole topic
 //! bounded (`end=latest`) at `-w 1`, `-w 2` and `-n 2` (two processes of one worker on
-//! this machine), without and with the lake, and prints
-//! trades/s for each. Every replay must find the same final windows and anomalies. The
-//! broker runs on the same cores as the pipeline, as on a single machine.
+//! this machine), without and with the lake, and at `-w 2` with PostgreSQL on (a
+//! throwaway server; skipped when its binaries are missing), and prints trades/s for
+//! each and its ratio to the single-thread yardstick (`bench`'s) reading the same trades
+//! from a file. Every replay must find the same final windows and anomalies (the
+//! yardstick may differ: its lateness rule sees one partition, a replay four). The broker
+//! runs on the same cores as the pipeline, as on a single machine.
 //!
 //! Then the cost of checkpoints (issue 11): the same replay into the lake with checkpoints
 //! off, every 10 s (the default) and every second, in turn over five rounds, the median
@@ -53,23 +56,60 @@ fn main() -> anyhow::Result<()> {
         trades as f64 / produce_seconds
     );
 
-    println!("| replay (end=latest, {partitions} partitions) | trades | seconds | trades/s | windows | anomalies |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    // The yardstick reads the same trades from a file (the simulator's unpaced event rate
+    // is 50,000 trades/s), at the start, in the middle and at the end; the ratios are to
+    // the median (the machine's load moves during the runs).
+    let file = dir.join("trades.ndjson");
+    let status = tradeflow_examples::command(&binary)
+        .args(["simulate", "--out"])
+        .arg(&file)
+        .args(["--count", &trades.to_string(), "--seed", "1", "--rate", "50000", "--start", "2023-11-14T22:13:20Z"])
+        .args(["--format", "flat"])
+        .status()?;
+    if !status.success() {
+        bail!("tradeflow simulate failed");
+    }
+    let mut yardsticks = vec![tradeflow_examples::yardstick(&file)?.seconds];
+    let pg = tradeflow_tests::postgres::PgCluster::start();
+    let mut rows = Vec::new();
     let mut seen = None;
-    for (processes, workers, lake) in
-        [(1, 1, false), (1, 2, false), (2, 1, false), (1, 1, true), (1, 2, true), (2, 1, true)]
-    {
+    // (processes, workers, lake, PostgreSQL)
+    let runs = [
+        (1, 1, false, false),
+        (1, 2, false, false),
+        (2, 1, false, false),
+        (1, 1, true, false),
+        (1, 2, true, false),
+        (2, 1, true, false),
+        (1, 2, false, true),
+        (1, 2, true, true),
+    ];
+    for (i, (processes, workers, lake, postgres)) in runs.into_iter().enumerate() {
+        if i == runs.len() / 2 {
+            yardsticks.push(tradeflow_examples::yardstick(&file)?.seconds);
+        }
+        let db = match (&pg, postgres) {
+            (Some(cluster), true) => Some(cluster.database(&format!("kafka{i}"))),
+            (None, true) => {
+                println!("(no PostgreSQL server binaries: the PostgreSQL rows are skipped)");
+                continue;
+            }
+            _ => None,
+        };
+        let url = db.as_ref().map(|db| db.url());
+        let extra: Vec<&str> = url.iter().flat_map(|url| ["--postgres", url.as_str()]).collect();
         let source = broker.url(&topic, "end=latest");
         let lake_dir = dir.join("lake");
         let (seconds, stderr) = if processes == 1 {
-            tradeflow_examples::timed_run(&binary, &source, workers, &lake_dir, lake)?
+            tradeflow_examples::timed_run_with(&binary, &source, workers, &lake_dir, lake, &extra)?
         } else {
-            tradeflow_examples::timed_processes(&binary, &source, processes, &lake_dir, lake, &[])?
+            tradeflow_examples::timed_processes(&binary, &source, processes, &lake_dir, lake, &extra)?
         };
         let label = format!(
-            "{}-w {workers}{}",
+            "{}-w {workers}{}{}",
             if processes == 1 { String::new() } else { format!("-n {processes} ") },
-            if lake { ", lake" } else { ", --no-lake" }
+            if lake { ", lake" } else { ", --no-lake" },
+            if postgres { ", PostgreSQL" } else { "" }
         );
         let field = |name: &str| tradeflow_examples::summary_field(&stderr, name);
         let (accepted, rejected) = (field("trades accepted"), field("records rejected"));
@@ -80,9 +120,28 @@ fn main() -> anyhow::Result<()> {
         if accepted + rejected != trades {
             bail!("{label} read {} records, not {trades}", accepted + rejected);
         }
+        rows.push((label, seconds, accepted, rejected, results));
+    }
+    yardsticks.push(tradeflow_examples::yardstick(&file)?.seconds);
+    println!(
+        "yardstick on the same trades from a file (1 thread), at the start, in the middle and at the end: {} s; the ratios are to the median\n",
+        yardsticks.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>().join(", ")
+    );
+    yardsticks.sort_by(f64::total_cmp);
+    let base = yardsticks[1];
+    println!(
+        "| replay (end=latest, {partitions} partitions) | trades | seconds | trades/s | vs yardstick | windows | anomalies |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| yardstick (1 thread, the same trades from a file) | {trades} | {base:.2} | {:.0} | 1.00x | | |",
+        trades as f64 / base
+    );
+    for (label, seconds, accepted, rejected, results) in rows {
         println!(
-            "| {label} | {accepted} | {seconds:.2} | {:.0} | {} | {} |",
+            "| {label} | {accepted} | {seconds:.2} | {:.0} | {:.2}x | {} | {} |",
             (accepted + rejected) as f64 / seconds,
+            base / seconds,
             results.1,
             results.2
         );

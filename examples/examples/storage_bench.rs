@@ -5,14 +5,18 @@
 //! fresh local lake, for a while (default 120 s), then stops it with SIGTERM (the
 //! simulator is not checkpointed, so the stop finalises every window and writes every
 //! file). It prints, per lake dataset, the bytes and files written, the bytes per
-//! accepted trade, and the resulting GB per day at 10,000 trades/s.
+//! accepted trade, the resulting GB per day at 10,000 trades/s, and the objects written
+//! per hour: it lists the lake every second, so it tells the files written while the job
+//! ran from those the stop wrote. The suite runs it for an hour, so that every kind of
+//! file (trades files close with their hour) is counted over the span it is cut by.
 //!
 //! ```text
 //! cargo build --release -p tradeflow && cargo run --release -p tradeflow-examples --example storage_bench -- [SECONDS]
 //! ```
 
 use anyhow::{Context, bail};
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tradeflow_tests::Running;
 
@@ -28,7 +32,15 @@ fn main() -> anyhow::Result<()> {
     let mut command = tradeflow_examples::command(&binary);
     command.args(["run", "--progress-interval", "0", "--lake"]).arg(format!("file://{}", lake.display()));
     let mut run = Running::spawn(command);
-    std::thread::sleep(Duration::from_secs(seconds));
+    // Every object in the lake and when it first appeared: those written while the job
+    // runs (at its own pace: files of hours that closed, changelog and dead-letter files
+    // cut by age) against those the stop writes (every file still open).
+    let started = std::time::Instant::now();
+    let mut running: BTreeSet<PathBuf> = BTreeSet::new();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        std::thread::sleep(Duration::from_secs(1).min(Duration::from_secs(seconds).saturating_sub(started.elapsed())));
+        running.extend(objects(&lake));
+    }
     run.terminate();
     let output = run.finish(Duration::from_secs(120));
     let stderr = output.stderr;
@@ -43,21 +55,59 @@ fn main() -> anyhow::Result<()> {
     println!(
         "the default job (`tradeflow run`: sim:// at 10,000 trades/s, 1-minute windows) for {seconds} s: {trades} trades\n"
     );
-    println!("| dataset | bytes | files | bytes per trade | GB per day at 10k trades/s |");
-    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| dataset | bytes | files | bytes per trade | GB per day at 10k trades/s | files written while running | of them per hour | files the stop wrote |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let per_day = |bytes_per_trade: f64| bytes_per_trade * 10_000.0 * 86_400.0 / 1e9;
-    let (mut all_bytes, mut all_files) = (0, 0);
+    let per_hour = |files: usize| files as f64 * 3600.0 / seconds as f64;
+    let (mut all_bytes, mut all_files, mut all_running) = (0, 0, 0);
     for dataset in DATASETS {
         let (bytes, files) = size_of(&lake.join(dataset));
+        let while_running = running.iter().filter(|p| p.starts_with(lake.join(dataset))).count();
         all_bytes += bytes;
         all_files += files;
+        all_running += while_running;
         let per_trade = bytes as f64 / trades as f64;
-        println!("| `{dataset}` | {bytes} | {files} | {per_trade:.3} | {:.3} |", per_day(per_trade));
+        println!(
+            "| `{dataset}` | {bytes} | {files} | {per_trade:.3} | {:.3} | {while_running} | {:.0} | {} |",
+            per_day(per_trade),
+            per_hour(while_running),
+            files as usize - while_running
+        );
     }
     let per_trade = all_bytes as f64 / trades as f64;
-    println!("| total | {all_bytes} | {all_files} | {per_trade:.3} | {:.3} |", per_day(per_trade));
+    println!(
+        "| total | {all_bytes} | {all_files} | {per_trade:.3} | {:.3} | {all_running} | {:.0} | {} |",
+        per_day(per_trade),
+        per_hour(all_running),
+        all_files as usize - all_running
+    );
+    println!(
+        "\nobjects per hour: those written while the job ran, over its {seconds} s (a run shorter than an hour extrapolates:
+trades and window_metrics files are written when their hour closes, changelog files every 5 minutes, dead letters every 10)"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The lake's objects: every file under the datasets' directories.
+fn objects(lake: &Path) -> Vec<PathBuf> {
+    fn files(dir: &Path, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => files(&entry.path(), found),
+                Ok(_) => found.push(entry.path()),
+                Err(_) => {}
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for dataset in DATASETS {
+        files(&lake.join(dataset), &mut found);
+    }
+    found
 }
 
 /// Bytes and files under `dir` (every file, recursively; 0 when it does not exist).

@@ -9,7 +9,7 @@
 //! | PostgreSQL sink | `pg_bench` | rows/s and the commit delay with many keys |
 //! | memory over time | `memory_bench` | RSS sampled over long runs (1,000, 10 and 10,000 symbols; 1 s, 1 min, 1 h windows): peak and slope |
 //! | memory at scale | `scale_bench` | peak RSS and open files at 1,000 to 100,000 symbols, both lake layouts |
-//! | storage | `storage_bench` | bytes per trade of each lake dataset of the default job, GB per day |
+//! | storage | `storage_bench` | bytes per trade of each lake dataset of the default job, GB per day, objects per hour (an hour of the job) |
 //!
 //! `--quick` runs every part at a reduced size (seconds, not minutes): what CI runs
 //! (`.ci/run`, on the debug build) so that the suite cannot rot. It asserts only that each
@@ -35,7 +35,7 @@ const PARTS: &[(&str, &str, &[&str], &[&str])] = &[
     ("PostgreSQL sink", "pg_bench", &["10"], &["2"]),
     ("Memory over time", "memory_bench", &["100"], &["0.02"]),
     ("Memory and open files at scale", "scale_bench", &[], &["1000", "--trades", "2"]),
-    ("Storage per trade (the default job)", "storage_bench", &["120"], &["3"]),
+    ("Storage per trade and objects per hour (the default job, for an hour)", "storage_bench", &["3600"], &["3"]),
 ];
 
 fn main() -> anyhow::Result<()> {

@@ -197,3 +197,92 @@ pub fn command(binary: &Path) -> Command {
     }
     command
 }
+
+/// What the single-thread yardstick found, and how long it took.
+pub struct Yardstick {
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Final windows.
+    pub windows: u64,
+    /// Final anomalies.
+    pub anomalies: u64,
+    /// This process's peak memory, KiB.
+    pub peak_kib: u64,
+}
+
+/// The yardstick: one thread that reads an NDJSON file, parses and validates every line,
+/// applies the lateness rule (one partition: the whole file), aggregates exactly per
+/// (symbol, one-minute window) with interned symbols, and computes the same final window
+/// metrics and anomalies as `tradeflow run` with its defaults.
+pub fn yardstick(path: &Path) -> anyhow::Result<Yardstick> {
+    use rustc_hash::FxHashMap;
+    use std::collections::BTreeMap;
+    use std::io::Read;
+    use tradeflow_model::{Symbol, WindowSpec};
+    use tradeflow_operators::{AnalyticsParams, AnomalyParams, WindowAgg};
+    use tradeflow_sources::format::{Item, parse_line};
+
+    let started = Instant::now();
+    let params = AnalyticsParams {
+        windows: WindowSpec::tumbling(60_000).expect("valid"),
+        volatility_windows: 20,
+        anomalies: AnomalyParams::default(),
+    };
+    let mut file = std::fs::File::open(path)?;
+    let mut buffer = vec![0u8; 4 << 20];
+    let mut filled = 0;
+    let mut clock = tradeflow_sources::lateness::PartitionClock::new(5_000);
+    let mut ids: FxHashMap<String, u32> = FxHashMap::default();
+    let mut names: Vec<Symbol> = Vec::new();
+    let mut windows: FxHashMap<(u32, i64), WindowAgg> = FxHashMap::default();
+    loop {
+        let n = file.read(&mut buffer[filled..])?;
+        let end = filled + n;
+        let last_newline = if n == 0 { end } else { memchr::memrchr(b'\n', &buffer[..end]).map_or(0, |i| i + 1) };
+        for line in buffer[..last_newline].split(|b| *b == b'\n') {
+            parse_line(line, &mut |item| {
+                if let Item::Trade(t) = item
+                    && clock.admit(t.ts)
+                {
+                    let id = match ids.get(t.symbol.as_ref()) {
+                        Some(id) => *id,
+                        None => {
+                            let id = names.len() as u32;
+                            names.push(Symbol::parse(&t.symbol).expect("validated"));
+                            ids.insert(t.symbol.to_string(), id);
+                            id
+                        }
+                    };
+                    windows.entry((id, params.windows.pane_of(t.ts))).or_default().add_trade(t.ts, t.price, t.volume);
+                }
+            });
+        }
+        buffer.copy_within(last_newline..end, 0);
+        filled = end - last_newline;
+        if n == 0 {
+            break;
+        }
+        if filled == buffer.len() {
+            buffer.resize(buffer.len() * 2, 0);
+        }
+    }
+    let keyed: BTreeMap<(Symbol, i64), WindowAgg> =
+        windows.into_iter().map(|((id, start), agg)| ((names[id as usize].clone(), start), agg)).collect();
+    let (metrics, anomalies) = tradeflow_operators::reference::rows_from_windows(&keyed, &params);
+    Ok(Yardstick {
+        seconds: started.elapsed().as_secs_f64(),
+        windows: metrics.len() as u64,
+        anomalies: anomalies.len() as u64,
+        peak_kib: peak_kib_self(),
+    })
+}
+
+/// This process's peak resident memory (VmHWM), KiB; 0 when unknown.
+fn peak_kib_self() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
