@@ -100,7 +100,7 @@ impl<R: LakeRow + ExchangeData + Debug> Hour<R> {
 
 impl<R: LakeRow + ExchangeData + Debug> SinkLogic<R> for FinalsWriter<R> {
     fn step(&mut self, step: Step<'_, R>) {
-        for row in step.data.drain(..) {
+        for row in step.data.drain(..).flatten() {
             self.hours.entry(row.window_start().div_euclid(HOUR) * HOUR).or_default().rows.push(row);
         }
         let (lake, max_rows, size) = (&self.lake, self.max_rows, self.windows.size());
@@ -165,7 +165,7 @@ mod tests {
     }
 
     fn step(writer: &mut FinalsWriter<WindowMetrics>, mut rows: Vec<WindowMetrics>, watermark: i64, done: bool) {
-        writer.step(Step { time: 0, data: &mut rows, watermark, done });
+        writer.step(Step { time: 0, data: &mut vec![std::mem::take(&mut rows)], watermark, done });
         assert!(writer.lake.barrier(), "the lake is open");
     }
 

@@ -179,7 +179,7 @@ impl SinkLogic<Trade> for TradesWriter {
     fn step(&mut self, step: Step<'_, Trade>) {
         // What this epoch makes complete: trades below it are written in this step.
         let complete_below = if step.watermark > self.written_up_to { step.watermark } else { i64::MIN };
-        for trade in step.data.drain(..) {
+        for trade in step.data.drain(..).flatten() {
             if trade.ts < self.written_up_to {
                 // Sources never emit below a watermark they reported; this would be a bug.
                 tracing::error!("a trade below the watermark reached the lake writer and is not written: {trade:?}");

@@ -167,7 +167,7 @@ fn merge(runs: &[PathBuf], mut rows: Vec<Trade>, mut each: impl FnMut(Trade)) ->
 
 impl SinkLogic<Trade> for HourWriter {
     fn step(&mut self, step: Step<'_, Trade>) {
-        for trade in step.data.drain(..) {
+        for trade in step.data.drain(..).flatten() {
             if trade.ts < self.written_up_to {
                 // Sources never emit below a watermark they reported; this would be a bug.
                 tracing::error!("a trade below the watermark reached the lake writer and is not written: {trade:?}");

@@ -24,8 +24,10 @@ use tradeflow_operators::epochs::{EpochQueue, combined_frontier};
 pub struct Step<'a, D> {
     /// The epoch.
     pub time: Time,
-    /// The epoch's data.
-    pub data: &'a mut Vec<D>,
+    /// The epoch's data, in the batches it arrived in (moved, not copied, out of timely's
+    /// messages: a fast replay's epochs hold megabytes, and gathering them in one vector
+    /// copied every record and faulted in fresh pages as it grew).
+    pub data: &'a mut Vec<Vec<D>>,
     /// The pipeline watermark after the epoch.
     pub watermark: i64,
     /// True for the last call: every input is done and the watermark is at its end.
@@ -53,7 +55,7 @@ impl<D, F: FnMut(Step<'_, D>) + 'static> SinkLogic<D> for F {
 }
 
 struct Epoch<D> {
-    data: Vec<D>,
+    data: Vec<Vec<D>>,
     reports: Vec<WatermarkReport>,
 }
 
@@ -93,18 +95,13 @@ where
     builder.build(move |_| {
         let mut queue = EpochQueue::<Epoch<D>>::default();
         let mut finished = false;
-        // The last epoch's emptied vector, for the next epoch: a fast replay's epochs hold
-        // megabytes, and a fresh vector grown to that size each time cost its pages being
-        // zeroed and copied again.
-        let mut spare: Vec<D> = Vec::new();
         move |frontiers| {
             data_in.for_each(|cap, batch| {
                 let Some(&time) = cap.least() else { return };
                 let epoch = queue.at(time);
-                if epoch.data.capacity() == 0 {
-                    epoch.data = std::mem::take(&mut spare);
+                if !batch.is_empty() {
+                    epoch.data.push(std::mem::take(batch));
                 }
-                epoch.data.append(batch);
             });
             marks_in.for_each(|cap, batch| {
                 let Some(&time) = cap.least() else { return };
@@ -124,10 +121,6 @@ where
                     watermark.observe(report);
                 }
                 logic.step(Step { time, data: &mut epoch.data, watermark: watermark.get(), done: false });
-                if epoch.data.capacity() > spare.capacity() {
-                    epoch.data.clear();
-                    spare = epoch.data;
-                }
             }
             if frontier.is_none() && !finished && watermark.get() == i64::MAX {
                 finished = true;
