@@ -20,6 +20,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPrope
 use parquet::schema::types::ColumnPath;
 use tradeflow_lake::parquet::{trades_batch, trades_from_batch, trades_schema, trades_writer_properties};
 use tradeflow_model::{Symbol, Trade};
+use tradeflow_tests::lake::files_under;
 
 /// Rows per write, as the lake's encoder writes them.
 const WRITE_ROWS: usize = 8192;
@@ -44,19 +45,6 @@ fn cpu_ns() -> u64 {
         .expect("/proc/thread-self/schedstat (Linux) gives the thread's CPU time")
 }
 
-/// Every `.parquet` file under `dir`, recursively.
-fn parquet_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> anyhow::Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        if path.is_dir() {
-            parquet_files(&path, out)?;
-        } else if path.extension().is_some_and(|x| x == "parquet") {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
 /// A variant of the trades files' writer settings.
 type Settings = Box<dyn Fn() -> WriterProperties>;
 
@@ -64,14 +52,13 @@ fn main() -> anyhow::Result<()> {
     let lake = std::path::PathBuf::from(std::env::args().nth(1).context("the first argument is a lake directory")?);
     let rounds: usize =
         std::env::args().nth(2).map_or(Ok(5), |a| a.parse()).context("the second argument is rounds")?;
-    let mut paths = Vec::new();
-    parquet_files(&lake.join("trades"), &mut paths)?;
-    paths.sort();
+    let trades_dir = lake.join("trades");
+    let paths = files_under(&trades_dir).into_iter().filter(|f| f.extension().is_some_and(|x| x == "parquet"));
     // The symbol is not a column of these files; any will do.
     let symbol = Symbol::parse("X").expect("valid");
     let mut files: Vec<Vec<Trade>> = Vec::new();
-    for path in &paths {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)?.build()?;
+    for path in paths {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(trades_dir.join(path))?)?.build()?;
         let mut trades = Vec::new();
         for batch in reader {
             trades.extend(trades_from_batch(&batch?, Some(&symbol)).map_err(anyhow::Error::msg)?);
@@ -80,7 +67,7 @@ fn main() -> anyhow::Result<()> {
     }
     let rows: usize = files.iter().map(Vec::len).sum();
     if rows == 0 {
-        bail!("no trades files under {}", lake.join("trades").display());
+        bail!("no trades files under {}", trades_dir.display());
     }
     println!("{} trades files, {rows} trades, {rounds} rounds\n", files.len());
 

@@ -71,6 +71,9 @@ fn main() -> anyhow::Result<()> {
     }
     let mut yardsticks = vec![tradeflow_examples::yardstick(&file)?.seconds];
     let pg = tradeflow_tests::postgres::PgCluster::start();
+    if pg.is_none() {
+        println!("(no PostgreSQL server binaries: the PostgreSQL rows are skipped)");
+    }
     let mut rows = Vec::new();
     let mut seen = None;
     // (processes, workers, lake, PostgreSQL)
@@ -90,10 +93,7 @@ fn main() -> anyhow::Result<()> {
         }
         let db = match (&pg, postgres) {
             (Some(cluster), true) => Some(cluster.database(&format!("kafka{i}"))),
-            (None, true) => {
-                println!("(no PostgreSQL server binaries: the PostgreSQL rows are skipped)");
-                continue;
-            }
+            (None, true) => continue,
             _ => None,
         };
         let url = db.as_ref().map(|db| db.url());

@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tradeflow_tests::Running;
+use tradeflow_tests::lake::files_under;
 
 const DATASETS: &[&str] = &["trades", "window_metrics", "anomalies", "changelog", "dead_letter"];
 
@@ -93,35 +94,18 @@ trades and window_metrics files are written when their hour closes, changelog fi
 
 /// The lake's objects: every file under the datasets' directories.
 fn objects(lake: &Path) -> Vec<PathBuf> {
-    fn files(dir: &Path, found: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(kind) if kind.is_dir() => files(&entry.path(), found),
-                Ok(_) => found.push(entry.path()),
-                Err(_) => {}
-            }
-        }
-    }
-    let mut found = Vec::new();
-    for dataset in DATASETS {
-        files(&lake.join(dataset), &mut found);
-    }
-    found
+    DATASETS
+        .iter()
+        .flat_map(|dataset| {
+            let dir = lake.join(dataset);
+            files_under(&dir).into_iter().map(move |file| dir.join(file))
+        })
+        .collect()
 }
 
 /// Bytes and files under `dir` (every file, recursively; 0 when it does not exist).
 fn size_of(dir: &Path) -> (u64, u64) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return (0, 0) };
-    let (mut bytes, mut files) = (0, 0);
-    for entry in entries.flatten() {
-        let Ok(kind) = entry.file_type() else { continue };
-        if kind.is_dir() {
-            let (b, f) = size_of(&entry.path());
-            (bytes, files) = (bytes + b, files + f);
-        } else if let Ok(meta) = entry.metadata() {
-            (bytes, files) = (bytes + meta.len(), files + 1);
-        }
-    }
-    (bytes, files)
+    let files = files_under(dir);
+    let bytes = files.iter().filter_map(|file| std::fs::metadata(dir.join(file)).ok()).map(|m| m.len()).sum();
+    (bytes, files.len() as u64)
 }
